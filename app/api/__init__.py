@@ -1,0 +1,1 @@
+"""Thin blueprints: parse the request, call the domain, shape the answer."""

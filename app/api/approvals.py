@@ -1,0 +1,87 @@
+"""Approvals: the human-in-the-loop gate's pending list, history and decisions."""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+
+from app.auth import SECURITY, current_principal, require_role
+from app.extensions import services
+from app.schemas.approvals import (
+    ApprovalEnvelopeSchema,
+    ApprovalListSchema,
+    ApprovalSchema,
+    DecisionSchema,
+    HistoryQuerySchema,
+)
+from app.schemas.common import ErrorSchema
+
+blp = Blueprint("approvals", __name__, url_prefix="/approvals",
+                description="Critical tasks wait here for a second principal's decision")
+
+
+def _listing(approvals: list[dict]) -> dict:
+    return {"success": True, "count": len(approvals), "approvals": approvals}
+
+
+@blp.route("/pending", methods=["GET"])
+@blp.doc(security=SECURITY)
+@require_role("user")
+@blp.response(200, ApprovalListSchema)
+def pending():
+    """Approvals waiting for a decision, oldest first."""
+    return _listing(services().approvals.pending())
+
+
+@blp.route("/history", methods=["GET"])
+@blp.doc(security=SECURITY)
+@require_role("user")
+@blp.arguments(HistoryQuerySchema, location="query")
+@blp.response(200, ApprovalListSchema)
+def history(query):
+    """Decided and timed-out approvals, newest first."""
+    return _listing(services().approvals.history(query["limit"]))
+
+
+@blp.route("/<approval_id>", methods=["GET"])
+@blp.doc(security=SECURITY)
+@require_role("user")
+@blp.response(200, ApprovalSchema)
+@blp.alt_response(404, schema=ErrorSchema, description="Unknown approval")
+def get_approval(approval_id):
+    """One approval."""
+    return services().approvals.get(approval_id)
+
+
+def _decide(approval_id: str, body: dict | None, approve: bool):
+    body = body or {}
+    approval, task = services().approvals.decide(
+        approval_id, current_principal().id, approve=approve, reason=body.get("reason"),
+        comment=body.get("comment"),
+    )
+    verb = "approved" if approve else "rejected"
+    return {"success": True, "approval": approval, "task": task,
+            "message": f"Approval {verb}; task is {task['status'] if task else 'gone'}"}
+
+
+@blp.route("/<approval_id>/approve", methods=["POST"])
+@blp.doc(security=SECURITY)
+@require_role(setting="approver_role")
+@blp.arguments(DecisionSchema, required=False)
+@blp.response(200, ApprovalEnvelopeSchema)
+@blp.alt_response(403, schema=ErrorSchema, description="Four-eyes rule or role too weak")
+@blp.alt_response(409, schema=ErrorSchema, description="Already decided or timed out")
+def approve(body, approval_id):
+    """Approve: the task joins its agent's queue. Its creator may not approve it."""
+    return _decide(approval_id, body, approve=True)
+
+
+@blp.route("/<approval_id>/reject", methods=["POST"])
+@blp.doc(security=SECURITY)
+@require_role(setting="approver_role")
+@blp.arguments(DecisionSchema, location="query", as_kwargs=False)
+@blp.arguments(DecisionSchema, required=False)
+@blp.response(200, ApprovalEnvelopeSchema)
+@blp.alt_response(409, schema=ErrorSchema, description="Already decided or timed out")
+def reject(query, body, approval_id):
+    """Reject (`reason` in the query or body): the task is cancelled."""
+    return _decide(approval_id, {**query, **(body or {})}, approve=False)

@@ -1,0 +1,64 @@
+"""Events: publish to the bus and replay what it stored."""
+
+from __future__ import annotations
+
+from flask import request
+from flask_smorest import Blueprint
+
+from app.auth import SECURITY, require_role
+from app.domain.events import to_cloudevent
+from app.extensions import services
+from app.schemas.common import ErrorSchema
+from app.schemas.events import (
+    EventListSchema,
+    EventPublishedSchema,
+    EventPublishSchema,
+    EventQuerySchema,
+)
+
+blp = Blueprint("events", __name__, url_prefix="/events", description=(
+    "Durable, replayable events. Each is stored in a Redis Stream and published on "
+    "`<prefix>:events:<event_type>` and `<prefix>:events:*`. CloudEvents 1.0 mapping: "
+    "id = event_id, type = event_type, source = /agents/<source_agent>, time = timestamp, "
+    "data = payload, specversion = 1.0."
+))
+
+
+@blp.route("/publish", methods=["POST"])
+@blp.doc(security=SECURITY)
+@require_role("agent")
+@blp.arguments(EventPublishSchema)
+@blp.response(201, EventPublishedSchema)
+@blp.alt_response(422, schema=ErrorSchema, description="Invalid event")
+@blp.alt_response(401, schema=ErrorSchema, description="Not authenticated")
+@blp.alt_response(403, schema=ErrorSchema, description="Role too weak")
+def publish(body):
+    """Publish an event: stored for replay and fanned out to live subscribers."""
+    trace_id = body.get("trace_id") or request.headers.get("X-Request-ID")
+    event = services().events.publish(
+        event_type=body["event_type"], source_agent=body["source_agent"],
+        payload=body["payload"], task_id=body.get("task_id"), trace_id=trace_id,
+        priority=body.get("priority"), metadata=body.get("metadata"),
+    )
+    return {"success": True, "event_id": event["event_id"], "event_type": event["event_type"],
+            "message": "Event published"}, 201
+
+
+@blp.route("", methods=["GET"])
+@blp.doc(security=SECURITY)
+@require_role("user")
+@blp.arguments(EventQuerySchema, location="query")
+@blp.response(200, EventListSchema)
+@blp.alt_response(422, schema=ErrorSchema, description="Invalid query")
+@blp.alt_response(401, schema=ErrorSchema, description="Not authenticated")
+def list_events(query):
+    """Replay stored events; page with `next` as `after` (asc) or `before` (desc)."""
+    order = query.get("order") or ("asc" if query.get("after") else "desc")
+    events, next_cursor = services().events.read(
+        order=order, after=query.get("after"), before=query.get("before"),
+        limit=query["limit"], event_type=query.get("type"), task_id=query.get("task_id"),
+        source_agent=query.get("source_agent"),
+    )
+    if query["format"] == "cloudevents":
+        events = [to_cloudevent(event) for event in events]
+    return {"success": True, "count": len(events), "events": events, "next": next_cursor}

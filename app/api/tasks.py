@@ -1,0 +1,160 @@
+"""Tasks: create, list, read, move through the state machine, claim and heartbeat."""
+
+from __future__ import annotations
+
+import re
+
+from flask import request, url_for
+from flask_smorest import Blueprint
+
+from app.auth import SECURITY, current_principal, require_role
+from app.errors import ValidationFailed
+from app.extensions import services
+from app.schemas.common import ErrorSchema
+from app.schemas.tasks import (
+    CancelSchema,
+    ClaimSchema,
+    HeartbeatSchema,
+    StatusUpdateSchema,
+    TaskCreatedSchema,
+    TaskCreateSchema,
+    TaskEnvelopeSchema,
+    TaskListQuerySchema,
+    TaskListSchema,
+)
+
+blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Create, route and run tasks")
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_ERRORS = {401: "Not authenticated", 403: "Role too weak", 404: "Unknown task",
+           409: "Transition not allowed", 422: "Invalid request", 429: "Rate limited",
+           503: "Redis unavailable"}
+
+
+def _document_errors(*codes):
+    def decorate(view):
+        for code in codes:
+            view = blp.alt_response(code, schema=ErrorSchema, description=_ERRORS[code])(view)
+        return view
+    return decorate
+
+
+def _envelope(task: dict, message: str | None = None) -> dict:
+    body = {"success": True, "task_id": task["task_id"], "task": task}
+    if message:
+        body["message"] = message
+    return body
+
+
+@blp.route("", methods=["POST"])
+@blp.doc(security=SECURITY, parameters=[{
+    "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string"},
+    "description": "Repeat a create safely for 24 h; a different body under the same key is 422",
+}])
+@require_role("agent")
+@blp.arguments(TaskCreateSchema)
+@blp.response(201, TaskCreatedSchema)
+@_document_errors(401, 403, 422, 429, 503)
+def create_task(body):
+    """Create a task and route it to its agent (critical ones wait for approval)."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise ValidationFailed("Invalid Idempotency-Key",
+                               errors={"Idempotency-Key": ["1-255 printable ASCII characters."]})
+    created = services().tasks.create(body, current_principal().id, key)
+    task = created.task
+    if task["status"] == "awaiting_approval":
+        message = f"Task created; awaiting approval {task['approval_id']}"
+    else:
+        message = f"Task created and assigned to {task['assigned_to']}"
+    response = {"success": True, "task_id": task["task_id"], "message": message, "task": task}
+    if task["approval_id"]:
+        response["approval_id"] = task["approval_id"]
+    headers = {"Location": url_for("tasks.get_task", task_id=task["task_id"])}
+    if created.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return response, 201, headers
+
+
+@blp.route("", methods=["GET"])
+@blp.doc(security=SECURITY)
+@require_role("user")
+@blp.arguments(TaskListQuerySchema, location="query")
+@blp.response(200, TaskListSchema)
+@_document_errors(401, 422, 429, 503)
+def list_tasks(query):
+    """List tasks, newest first, with filters and an opaque cursor."""
+    tasks, next_cursor = services().tasks.list(
+        limit=query["limit"], cursor=query.get("cursor"), status=query.get("status"),
+        task_type=query.get("type"), assigned_to=query.get("assigned_to"),
+    )
+    return {"success": True, "count": len(tasks), "tasks": tasks, "next_cursor": next_cursor}
+
+
+@blp.route("/claim", methods=["POST"])
+@blp.doc(security=SECURITY)
+@require_role("agent")
+@blp.arguments(ClaimSchema)
+@blp.response(200, TaskEnvelopeSchema)
+@blp.alt_response(204, description="Nothing is ready for this agent")
+@_document_errors(401, 403, 422, 429, 503)
+def claim_task(body):
+    """Atomically take the agent's highest-priority, oldest ready task, with a lease."""
+    task = services().tasks.claim(body["agent"], current_principal().id,
+                                  body.get("lease_seconds"))
+    if task is None:
+        return "", 204
+    return _envelope(task, f"Task claimed until {task['lease_expires_at']}")
+
+
+@blp.route("/<task_id>", methods=["GET"])
+@blp.doc(security=SECURITY)
+@require_role("user")
+@blp.response(200, TaskEnvelopeSchema)
+@_document_errors(401, 404, 429, 503)
+def get_task(task_id):
+    """One task."""
+    return _envelope(services().tasks.get(task_id))
+
+
+@blp.route("/<task_id>/status", methods=["PATCH"])
+@blp.doc(security=SECURITY)
+@require_role("agent")
+@blp.arguments(StatusUpdateSchema, location="query", as_kwargs=False)
+@blp.arguments(StatusUpdateSchema, location="json", required=False)
+@blp.response(200, TaskEnvelopeSchema)
+@_document_errors(401, 403, 404, 409, 422, 429, 503)
+def update_status(query, body, task_id):
+    """Move a task through the state machine (`status`, `error` in the query or body)."""
+    update = {**query, **(body or {})}
+    if "status" not in update:
+        raise ValidationFailed("Validation failed",
+                               errors={"status": ["Missing data for required field."]})
+    task = services().tasks.set_status(task_id, update["status"], current_principal().id,
+                                       update.get("error"))
+    return _envelope(task, f"Task is now {task['status']}")
+
+
+@blp.route("/<task_id>/cancel", methods=["POST"])
+@blp.doc(security=SECURITY)
+@require_role("agent")
+@blp.arguments(CancelSchema, required=False)
+@blp.response(200, TaskEnvelopeSchema)
+@_document_errors(401, 403, 404, 409, 422, 429, 503)
+def cancel_task(body, task_id):
+    """Cancel a task that has not finished."""
+    task = services().tasks.cancel(task_id, current_principal().id, (body or {}).get("reason"))
+    return _envelope(task, "Task cancelled")
+
+
+@blp.route("/<task_id>/heartbeat", methods=["POST"])
+@blp.doc(security=SECURITY)
+@require_role("agent")
+@blp.arguments(HeartbeatSchema, required=False)
+@blp.response(200, TaskEnvelopeSchema)
+@_document_errors(401, 403, 404, 409, 422, 429, 503)
+def heartbeat(body, task_id):
+    """Extend the lease of a task the caller claimed."""
+    task = services().tasks.heartbeat(task_id, current_principal().id,
+                                      (body or {}).get("lease_seconds"))
+    return _envelope(task, f"Lease extended until {task['lease_expires_at']}")

@@ -1,0 +1,195 @@
+"""Who is calling: JWT bearer tokens or API keys, roles, and the role check blueprints use."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import ipaddress
+from dataclasses import dataclass
+from datetime import timedelta
+
+import jwt as pyjwt
+from flask import Flask, g, request
+from flask_jwt_extended import JWTManager, create_access_token, decode_token
+from flask_jwt_extended.exceptions import JWTExtendedException
+
+from app.config import ROLES, Settings
+from app.errors import Forbidden, Unauthorized
+from app.extensions import get_settings
+
+ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+SECURITY = [{"bearerAuth": []}, {"apiKeyAuth": []}]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: its id (`sub` or `apikey:<name>`), role and credential kind."""
+
+    id: str
+    role: str
+    via: str
+
+    def at_least(self, role: str) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+class ApiKeyRegistry:
+    """Configured API keys, matched by SHA-256 digest in constant time."""
+
+    def __init__(self, settings: Settings):
+        self._entries = [(hashlib.sha256(k.key.encode()).digest(), k) for k in settings.api_keys]
+
+    def match(self, presented: str) -> Principal | None:
+        digest = hashlib.sha256(presented.encode()).digest()
+        found = None
+        for known, entry in self._entries:  # no early exit: timing says nothing
+            if hmac.compare_digest(known, digest):
+                found = entry
+        return Principal(found.principal, found.role, "api_key") if found else None
+
+
+def _verify_token(token: str) -> Principal:
+    try:
+        claims = decode_token(token)
+    except pyjwt.InvalidSignatureError:
+        if not get_settings().jwt_secret_previous:
+            raise Unauthorized("Invalid token") from None
+        g.jwt_try_previous_secret = True  # read by the decode key loader below
+        try:
+            claims = decode_token(token)
+        except (pyjwt.PyJWTError, JWTExtendedException):
+            raise Unauthorized("Invalid token") from None
+        finally:
+            g.jwt_try_previous_secret = False
+    except pyjwt.ExpiredSignatureError:
+        raise Unauthorized("Token expired") from None
+    except (pyjwt.PyJWTError, JWTExtendedException, ValueError, TypeError):
+        raise Unauthorized("Invalid token") from None
+    sub, role = claims.get("sub"), claims.get("role")
+    if claims.get("type") != "access" or "exp" not in claims:
+        raise Unauthorized("Invalid token")
+    if not isinstance(sub, str) or not sub or len(sub) > 200:
+        raise Unauthorized("Invalid token subject")
+    if role not in ROLE_RANK:
+        raise Unauthorized("Invalid token role")
+    return Principal(sub, role, "jwt")
+
+
+def authenticate() -> Principal | None:
+    """The caller of this request (cached); None when anonymous, 401 when credentials are bad."""
+    if "principal" in g:
+        if g.auth_error is not None:
+            raise g.auth_error
+        return g.principal
+    g.principal, g.auth_error = None, None
+    header = request.headers.get("Authorization")
+    api_key = request.headers.get("X-API-Key")
+    try:
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthorized("Authorization header must be 'Bearer <token>'")
+            g.principal = _verify_token(token.strip())
+        elif api_key is not None:
+            g.principal = _registry().match(api_key)
+            if g.principal is None:
+                raise Unauthorized("Invalid API key")
+    except Unauthorized as error:
+        g.auth_error = error
+        raise
+    return g.principal
+
+
+def _registry() -> ApiKeyRegistry:
+    from flask import current_app
+
+    return current_app.extensions["orchestrator.api_keys"]
+
+
+def current_principal() -> Principal:
+    """The authenticated caller; 401 when there is none."""
+    principal = authenticate()
+    if principal is None:
+        raise Unauthorized()
+    return principal
+
+
+def require_role(role: str | None = None, *, setting: str | None = None):
+    """Decorator: 401 without valid credentials, 403 below `role` (or the role a setting names)."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            principal = current_principal()
+            needed = getattr(get_settings(), setting) if setting else role
+            if not principal.at_least(needed):
+                raise Forbidden(f"Requires role {needed} or higher")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def client_ip() -> str:
+    """The client address after ProxyFix has applied the trusted hops."""
+    return request.remote_addr or "unknown"
+
+
+def rate_limit_key() -> str:
+    """Limit per principal, or per client IP when anonymous or credentials are bad."""
+    try:
+        principal = authenticate()
+    except Unauthorized:
+        principal = None
+    return f"principal:{principal.id}" if principal else f"ip:{client_ip()}"
+
+
+def is_rate_limit_exempt() -> bool:
+    """ORCHESTRATOR_RATE_LIMIT_EXEMPT: trusted principals and networks are never limited."""
+    settings = get_settings()
+    if settings.rate_limit_exempt_principals:
+        try:
+            principal = authenticate()
+        except Unauthorized:
+            principal = None
+        if principal and principal.id in settings.rate_limit_exempt_principals:
+            return True
+    if settings.rate_limit_exempt_networks:
+        try:
+            address = ipaddress.ip_address(client_ip())
+        except ValueError:
+            return False
+        return any(address in network for network in settings.rate_limit_exempt_networks)
+    return False
+
+
+def issue_token(sub: str, role: str, settings: Settings) -> dict:
+    """A signed access token and the body POST /auth/token answers."""
+    expires = timedelta(seconds=settings.jwt_expires)
+    token = create_access_token(identity=sub, additional_claims={"role": role},
+                                expires_delta=expires)
+    return {"access_token": token, "token_type": "bearer", "expires_in": settings.jwt_expires,
+            "role": role, "sub": sub}
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Configure flask-jwt-extended and the API-key registry."""
+    app.config.update(
+        JWT_SECRET_KEY=settings.jwt_secret,
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ALGORITHMS=["HS256"],
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=settings.jwt_expires),
+        JWT_VERIFY_SUB=True,
+    )
+    app.extensions["orchestrator.api_keys"] = ApiKeyRegistry(settings)
+    jwt = JWTManager(app)
+
+    @jwt.decode_key_loader
+    def _decode_key(_header, _claims):
+        # Rotation: after a signature mismatch, one retry with the previous secret.
+        if g.get("jwt_try_previous_secret"):
+            return get_settings().jwt_secret_previous
+        return get_settings().jwt_secret

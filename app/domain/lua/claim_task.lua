@@ -1,0 +1,19 @@
+-- claim_task: hand the agent's best ready task (priority, then oldest) to one caller.
+-- ARGV[3] agent  ARGV[4] lease (ms)  ARGV[5] claiming principal
+-- Returns task_flat, or an empty list when nothing is ready.
+-- Guarantees: a task leaves the queue and gains its lease in the same step, so no two
+-- callers on any worker can receive it; tasks awaiting approval are never queued.
+settle()
+local queue = key('queue', ARGV[3])
+while true do
+  local head = redis.call('ZRANGE', queue, 0, 0)
+  if #head == 0 then return {} end
+  local id = head[1]
+  local task = hgetall(key('task', id))
+  if task.status == 'assigned' then
+    move(id, task, 'in_progress', {'started_at', NOW_ISO, 'claimed_by', ARGV[5]}, nil,
+      tonumber(ARGV[4]))
+    return select(2, hgetall(key('task', id)))
+  end
+  redis.call('ZREM', queue, id) -- a stale entry; never hand it out
+end

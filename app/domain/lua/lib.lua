@@ -1,0 +1,217 @@
+-- Shared prelude of every script (scripts.py prepends it).
+-- ARGV[1] = key prefix, ARGV[2] = JSON settings {task_ttl, approval_timeout, history_ttl,
+-- max_history, maxlen}; a script's own arguments start at ARGV[3].
+-- Keys are built here from the prefix because a task's keys (its queue, its approval)
+-- are only known inside the script; the service therefore needs a single Redis node.
+-- Time is Redis' own clock (TIME), so every worker and instance agrees on leases
+-- and deadlines.
+local P = ARGV[1]
+local CFG = cjson.decode(ARGV[2])
+local _time = redis.call('TIME')
+local NOW = tonumber(_time[1]) * 1000 + math.floor(tonumber(_time[2]) / 1000)
+local SETTLE_BUDGET = 100
+
+local function key(...)
+  return P .. ':' .. table.concat({...}, ':')
+end
+
+-- Epoch milliseconds to ISO 8601 UTC (days-from-civil inverse, H. Hinnant).
+local function iso(ms)
+  local secs = math.floor(ms / 1000)
+  local days = math.floor(secs / 86400)
+  local rem = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d,
+    math.floor(rem / 3600), math.floor((rem % 3600) / 60), rem % 60, ms % 1000)
+end
+local NOW_ISO = iso(NOW)
+
+local function hgetall(k)
+  local flat = redis.call('HGETALL', k)
+  local map = {}
+  for i = 1, #flat, 2 do map[flat[i]] = flat[i + 1] end
+  return map, flat
+end
+
+-- Events: one stream entry plus two pub/sub messages, so the stored log and the
+-- live fan-out never disagree. `data` is the envelope as JSON without event_id.
+local function emit_raw(event_type, task_id, source_agent, data)
+  local id = redis.call('XADD', key('events'), 'MAXLEN', '~', CFG.maxlen, '*',
+    'type', event_type, 'task_id', task_id, 'source_agent', source_agent, 'data', data)
+  local message = '{"event_id":"' .. id .. '",' .. string.sub(data, 2)
+  redis.call('PUBLISH', key('events', event_type), message)
+  redis.call('PUBLISH', key('events', '*'), message)
+  return id
+end
+
+local EVENT_PRIORITY = {P0 = 'critical', P1 = 'high', P2 = 'medium', P3 = 'low'}
+
+local function emit(event_type, task, payload)
+  local envelope = {
+    event_type = event_type, source_agent = 'orchestrator', task_id = task.task_id,
+    trace_id = task.trace_id or cjson.null,
+    priority = EVENT_PRIORITY[task.priority] or 'medium',
+    payload = payload, metadata = {}, timestamp = NOW_ISO,
+  }
+  return emit_raw(event_type, task.task_id or '', 'orchestrator', cjson.encode(envelope))
+end
+
+-- Tasks ------------------------------------------------------------------------
+local TERMINAL = {completed = true, failed = true, cancelled = true}
+local PRIORITY_RANK = {P0 = 0, P1 = 1, P2 = 2, P3 = 3}
+
+-- Priority first, then creation order: rank * 1e15 + seq stays an exact double.
+local function enqueue(id, task)
+  local score = PRIORITY_RANK[task.priority] * 1e15 + tonumber(task.seq)
+  redis.call('ZADD', key('queue', task.assigned_to), score, id)
+  redis.call('SADD', key('agents'), task.assigned_to)
+end
+
+-- The one place a task changes state: queue, lease, counters, fields and event
+-- move together. `fields` is a flat list of extra hash fields to write.
+local function move(id, task, to, fields, event_type, lease_ms)
+  local from = task.status
+  local k = key('task', id)
+  if from == 'assigned' then redis.call('ZREM', key('queue', task.assigned_to), id) end
+  if from == 'in_progress' then redis.call('ZREM', key('leases'), id) end
+  local out = {'status', to, 'updated_at', NOW_ISO}
+  for _, v in ipairs(fields or {}) do out[#out + 1] = v end
+  if to == 'in_progress' then
+    local expires = NOW + lease_ms
+    redis.call('ZADD', key('leases'), expires, id)
+    out[#out + 1] = 'lease_expires_at'; out[#out + 1] = iso(expires)
+  else
+    redis.call('HDEL', k, 'lease_expires_at')
+  end
+  if TERMINAL[to] then
+    local expires = NOW + CFG.task_ttl * 1000
+    out[#out + 1] = 'completed_at'; out[#out + 1] = NOW_ISO
+    out[#out + 1] = 'expires_ms'; out[#out + 1] = tostring(expires)
+    redis.call('ZADD', key('expiring'), expires, id)
+    redis.call('HINCRBY', key('totals'), to, 1)
+  end
+  redis.call('HSET', k, unpack(out))
+  if from then redis.call('HINCRBY', key('counts'), from, -1) end
+  redis.call('HINCRBY', key('counts'), to, 1)
+  task = hgetall(k)
+  if to == 'assigned' then enqueue(id, task) end
+  emit(event_type or ('task.' .. to), task, {
+    task_id = id, status = to, previous_status = from or cjson.null,
+    assigned_to = task.assigned_to, retry_count = tonumber(task.retry_count or '0'),
+    error = task.error or cjson.null,
+  })
+  return task
+end
+
+-- A lease ran out: back to the queue with one more retry, or failed past max_retries.
+local function expire_lease(id)
+  local task = hgetall(key('task', id))
+  if task.status ~= 'in_progress' then
+    redis.call('ZREM', key('leases'), id)
+    return
+  end
+  local retries = tonumber(task.retry_count or '0') + 1
+  if retries > tonumber(task.max_retries or '3') then
+    move(id, task, 'failed', {'error', 'lease expired'})
+  else
+    move(id, task, 'assigned', {'retry_count', tostring(retries)}, 'task.requeued')
+  end
+end
+
+local function settle_task(id)
+  local deadline = redis.call('ZSCORE', key('leases'), id)
+  if deadline and tonumber(deadline) <= NOW then expire_lease(id) end
+end
+
+-- Terminal tasks past ORCHESTRATOR_TASK_TTL leave the store and every index.
+local function purge_task(id)
+  local k = key('task', id)
+  local status = redis.call('HGET', k, 'status')
+  if status and TERMINAL[status] then
+    redis.call('HINCRBY', key('counts'), status, -1)
+    redis.call('DEL', k)
+  end
+  redis.call('ZREM', key('tasks'), id)
+  redis.call('ZREM', key('expiring'), id)
+end
+
+-- Approvals --------------------------------------------------------------------
+local function add_to_history(aid)
+  local history = key('approvals', 'history')
+  redis.call('ZADD', history, NOW, aid)
+  redis.call('PEXPIRE', key('approval', aid), CFG.history_ttl * 1000)
+  local overflow = redis.call('ZRANGE', history, 0, -(CFG.max_history + 1))
+  for _, old in ipairs(overflow) do redis.call('DEL', key('approval', old)) end
+  if #overflow > 0 then redis.call('ZREMRANGEBYRANK', history, 0, #overflow - 1) end
+  redis.call('ZREMRANGEBYSCORE', history, '-inf', NOW - CFG.history_ttl * 1000)
+end
+
+-- Close a pending approval: record the decision, move it to the history, settle its task.
+local function close_approval(aid, status, decided_by, fields)
+  local ak = key('approval', aid)
+  local out = {'status', status, 'decided_at', NOW_ISO}
+  if decided_by then out[#out + 1] = 'decided_by'; out[#out + 1] = decided_by end
+  for _, v in ipairs(fields or {}) do out[#out + 1] = v end
+  redis.call('HSET', ak, unpack(out))
+  redis.call('ZREM', key('approvals', 'pending'), aid)
+  redis.call('ZREM', key('approvals', 'deadlines'), aid)
+  add_to_history(aid)
+  local approval = hgetall(ak)
+  emit('approval.' .. status, hgetall(key('task', approval.task_id)), {
+    approval_id = aid, task_id = approval.task_id, status = status,
+    decided_by = decided_by or cjson.null,
+    rejection_reason = approval.rejection_reason or cjson.null,
+  })
+  return approval
+end
+
+local function timeout_approval(aid)
+  local approval = hgetall(key('approval', aid))
+  if approval.status ~= 'pending' then
+    redis.call('ZREM', key('approvals', 'pending'), aid)
+    redis.call('ZREM', key('approvals', 'deadlines'), aid)
+    return
+  end
+  close_approval(aid, 'timeout', nil)
+  local task = hgetall(key('task', approval.task_id))
+  if task.status == 'awaiting_approval' then
+    move(approval.task_id, task, 'cancelled', {'error', 'approval timed out'})
+  end
+end
+
+-- Everything that falls due with time, applied before any read or change (bounded,
+-- so a backlog is worked off over several requests or by the sweep command).
+local function settle(budget)
+  budget = budget or SETTLE_BUDGET
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', key('leases'), '-inf', NOW,
+      'LIMIT', 0, budget)) do
+    expire_lease(id)
+  end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', key('expiring'), '-inf', NOW,
+      'LIMIT', 0, budget)) do
+    purge_task(id)
+  end
+  for _, aid in ipairs(redis.call('ZRANGEBYSCORE', key('approvals', 'deadlines'), '-inf',
+      NOW, 'LIMIT', 0, budget)) do
+    timeout_approval(aid)
+  end
+end
+
+-- Read one task as the outside world should see it right now.
+local function fresh_task(id)
+  settle_task(id)
+  local k = key('task', id)
+  local expires = redis.call('HGET', k, 'expires_ms')
+  if expires and tonumber(expires) <= NOW then purge_task(id) end
+  return hgetall(k)
+end

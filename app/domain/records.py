@@ -1,0 +1,52 @@
+"""Turning the flat hashes scripts return into the records clients see."""
+
+from __future__ import annotations
+
+import json
+
+TASK_FIELDS = (
+    "task_id", "type", "priority", "source", "status", "payload", "metadata", "trace_id",
+    "assigned_to", "created_by", "created_at", "updated_at", "started_at", "completed_at",
+    "sla", "parent_task_id", "error", "retry_count", "max_retries", "approval_id",
+    "claimed_by", "lease_expires_at",
+)
+APPROVAL_FIELDS = (
+    "approval_id", "task_id", "task_type", "priority", "reason", "status", "requested_by",
+    "requested_at", "expires_at", "decided_by", "decided_at", "rejection_reason", "comment",
+)
+_JSON = frozenset({"payload", "metadata", "sla"})
+_INT = frozenset({"retry_count", "max_retries"})
+
+
+def as_map(flat: list) -> dict:
+    """[k1, v1, k2, v2, ...] -> {k1: v1, ...}."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def task_record(flat: list) -> dict:
+    """A task as the API shows it: every field present, absent ones null."""
+    raw = as_map(flat)
+    record = {}
+    for name in TASK_FIELDS:
+        value = raw.get(name)
+        if value is not None and name in _JSON:
+            value = json.loads(value)
+        elif value is not None and name in _INT:
+            value = int(value)
+        record[name] = value
+    record.setdefault("payload", {})
+    if record["payload"] is None:
+        record["payload"] = {}
+    if record["metadata"] is None:
+        record["metadata"] = {}
+    return record
+
+
+def approval_record(flat: list) -> dict:
+    """An approval; approved_by/approved_at mirror decided_by/decided_at for older clients."""
+    raw = as_map(flat)
+    record = {name: raw.get(name) for name in APPROVAL_FIELDS}
+    approved = record["status"] == "approved"
+    record["approved_by"] = record["decided_by"] if approved else None
+    record["approved_at"] = record["decided_at"] if approved else None
+    return record

@@ -1,0 +1,12 @@
+"""Which agent gets a task: the built-in table, overridden by ORCHESTRATOR_ROUTING_RULES."""
+
+from __future__ import annotations
+
+from app.config import DEFAULT_ROUTES, Settings
+
+TASK_TYPES = tuple(DEFAULT_ROUTES)
+
+
+def route(task_type: str, settings: Settings) -> str:
+    """The agent whose queue a task of this type joins."""
+    return settings.routes[task_type]

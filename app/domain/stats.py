@@ -1,0 +1,39 @@
+"""Queue and task counters for /health and /stats, read in one script call."""
+
+from __future__ import annotations
+
+import json
+
+from app.domain.scripts import Scripts
+
+STATUSES = ("awaiting_approval", "assigned", "in_progress", "completed", "failed", "cancelled")
+
+
+class StatsReader:
+    """Reads the exact counters the task and approval scripts maintain."""
+
+    def __init__(self, scripts: Scripts):
+        self.scripts = scripts
+
+    def read(self, settle_budget: int = 100) -> dict:
+        """queue_stats, tasks by status, queued per agent, pending approvals, Redis time."""
+        raw = json.loads(self.scripts.run("read_stats", settle_budget))
+        counts = {s: max(0, int(raw["counts"].get(s, 0))) for s in STATUSES} \
+            if isinstance(raw["counts"], dict) else dict.fromkeys(STATUSES, 0)
+        totals = raw["totals"] if isinstance(raw["totals"], dict) else {}
+        agents = raw["agents"] if isinstance(raw["agents"], dict) else {}
+        queue = {
+            "pending": counts["assigned"],
+            "in_progress": counts["in_progress"],
+            "completed": int(totals.get("completed", 0)),
+            "failed": int(totals.get("failed", 0)),
+            "cancelled": int(totals.get("cancelled", 0)),
+            "awaiting_approval": counts["awaiting_approval"],
+        }
+        return {
+            "queue": queue,
+            "tasks": counts,
+            "agents": {name: int(n) for name, n in sorted(agents.items())},
+            "approvals": {"pending": int(raw["pending_approvals"])},
+            "timestamp": raw["now"],
+        }

@@ -1,0 +1,134 @@
+"""Domain exceptions and the one place that turns any error into JSON."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger("orchestrator.errors")
+
+
+class ApiError(Exception):
+    """Base of every error the service answers on purpose."""
+
+    status = 400
+
+    def __init__(self, detail: str, *, errors: dict | None = None, extra: dict | None = None,
+                 headers: dict | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+
+class BadRequest(ApiError):
+    status = 400
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+    def __init__(self, detail: str = "Not authenticated", **kwargs):
+        kwargs.setdefault("headers", {"WWW-Authenticate": 'Bearer, ApiKey header="X-API-Key"'})
+        super().__init__(detail, **kwargs)
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class ValidationFailed(ApiError):
+    status = 422
+
+
+class Unavailable(ApiError):
+    status = 503
+
+
+def error_response(status: int, detail: str, *, errors: dict | None = None,
+                   extra: dict | None = None, headers: dict | None = None):
+    """Build the JSON error body every failure uses: {"detail", "errors"?, ...}."""
+    body = {"detail": detail, **(extra or {})}
+    if errors:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def flatten_validation_messages(messages: dict) -> dict:
+    """webargs nests errors by location ({"json": {...}}); clients want {field: [...]}."""
+    flat: dict = {}
+    for location_or_field, value in messages.items():
+        if location_or_field in ("json", "query", "form", "headers", "path", "view_args") and \
+                isinstance(value, dict):
+            for name, problems in value.items():
+                flat.setdefault(name, []).extend(_as_list(problems))
+        else:
+            flat.setdefault(location_or_field, []).extend(_as_list(value))
+    return flat
+
+
+def _as_list(problems) -> list:
+    if isinstance(problems, list):
+        return [p if isinstance(p, str) else str(p) for p in problems]
+    if isinstance(problems, dict):
+        return [f"{k}: {v}" for k, v in problems.items()]
+    return [str(problems)]
+
+
+def handle_http_exception(error: HTTPException):
+    """Every werkzeug/flask HTTP error, including webargs' 422, as {"detail": ...}."""
+    if isinstance(error, InternalServerError):
+        return handle_unexpected(getattr(error, "original_exception", None) or error)
+    data = getattr(error, "data", None) or {}
+    messages = data.get("messages")
+    if error.code == 422 and messages:
+        return error_response(422, "Validation failed",
+                              errors=flatten_validation_messages(messages))
+    if error.code == 400 and messages:
+        return error_response(400, "Malformed JSON body",
+                              errors=flatten_validation_messages(messages))
+    detail = data.get("message") or error.description or error.name
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    headers.update(data.get("headers") or {})
+    return error_response(error.code or 500, detail, headers=headers)
+
+
+def handle_unexpected(error: BaseException):
+    """Redis trouble is 503; anything else a bare 500 — never a traceback in the body."""
+    if isinstance(error, (redis.ConnectionError, redis.TimeoutError)) or \
+            isinstance(getattr(error, "__cause__", None), (redis.ConnectionError,
+                                                           redis.TimeoutError)):
+        log.warning("redis unavailable: %s", type(error).__name__)
+        return error_response(503, "Redis unavailable", headers={"Retry-After": "5"})
+    if isinstance(error, ApiError):
+        return handle_api_error(error)
+    log.exception("unhandled error", exc_info=error)
+    return error_response(500, "Internal server error")
+
+
+def handle_api_error(error: ApiError):
+    return error_response(error.status, error.detail, errors=error.errors, extra=error.extra,
+                          headers=error.headers)
+
+
+def init_app(app: Flask) -> None:
+    """Route every error through error_response."""
+    app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,119 @@
+"""Logs, request ids and Sentry: seeing the service without ever seeing a secret."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+
+from flask import Flask, g, request
+from pythonjsonlogger.json import JsonFormatter
+
+from app.config import Settings
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+SENSITIVE_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "set-cookie",
+                               "proxy-authorization"})
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    """One JSON line per record on stdout, for the app and gunicorn alike."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(LOG_FORMAT, rename_fields={"levelname": "level",
+                                                                  "asctime": "time"}))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def scrub_event(event: dict, _hint: dict | None = None) -> dict:
+    """Sentry before_send: drop credentials and cookies from the captured request."""
+    req = event.get("request") or {}
+    headers = req.get("headers")
+    if isinstance(headers, dict):
+        req["headers"] = {k: v for k, v in headers.items()
+                          if k.lower() not in SENSITIVE_HEADERS}
+    elif isinstance(headers, list):
+        req["headers"] = [pair for pair in headers
+                          if str(pair[0]).lower() not in SENSITIVE_HEADERS]
+    req.pop("cookies", None)
+    return event
+
+
+def init_sentry(settings: Settings, transport=None) -> bool:
+    """Sentry only when SENTRY_DSN is set; never with PII or credentials."""
+    if not settings.sentry_dsn:
+        return False
+    import sentry_sdk
+    from sentry_sdk.integrations.flask import FlaskIntegration
+
+    from app import __version__
+
+    options = {"transport": transport} if transport is not None else {}
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn, environment=settings.environment,
+        release=settings.release or f"orchestrator-api@{__version__}",
+        traces_sample_rate=settings.sentry_traces_sample_rate, send_default_pii=False,
+        integrations=[FlaskIntegration()], before_send=scrub_event,
+        before_send_transaction=scrub_event, **options,
+    )
+    return True
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Logging, request ids (accepted when well-formed, else generated) and Sentry."""
+    if settings.environment != "testing":
+        configure_logging(settings.log_level)
+    init_sentry(settings)
+
+    @app.before_request
+    def assign_request_id():
+        g.started = time.perf_counter()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.environ["orchestrator.request_id"] = g.request_id
+
+    @app.after_request
+    def tag_response(response):
+        request_id = g.get("request_id") or uuid.uuid4().hex
+        response.headers["X-Request-ID"] = request_id
+        principal = g.get("principal")
+        # Read by the gunicorn access logger, which writes the one access line.
+        request.environ["orchestrator.principal"] = principal.id if principal else "-"
+        return response
+
+
+class GunicornLogger:
+    """gunicorn logger_class: JSON lines, with principal and request id on access lines."""
+
+    def __new__(cls, cfg):
+        from gunicorn.glogging import Logger
+
+        class _Logger(Logger):
+            def setup(self, cfg):
+                super().setup(cfg)
+                formatter = JsonFormatter(LOG_FORMAT, rename_fields={"levelname": "level",
+                                                                     "asctime": "time"})
+                for logger in (self.error_log, self.access_log):
+                    for handler in logger.handlers:
+                        handler.setFormatter(formatter)
+
+            def access(self, resp, req, environ, request_time):
+                if not (self.cfg.accesslog or self.cfg.logconfig or self.cfg.syslog):
+                    return
+                duration_ms = round(request_time.total_seconds() * 1000, 2)
+                self.access_log.info("request", extra={
+                    "method": environ.get("REQUEST_METHOD"),
+                    "path": environ.get("PATH_INFO"),
+                    "status": resp.status_code if hasattr(resp, "status_code")
+                    else int(str(resp.status).split()[0]),
+                    "duration_ms": duration_ms,
+                    "principal": environ.get("orchestrator.principal", "-"),
+                    "request_id": environ.get("orchestrator.request_id", "-"),
+                    "remote_addr": environ.get("REMOTE_ADDR"),
+                })
+
+        return _Logger(cfg)

@@ -1,0 +1,49 @@
+"""Approval requests and responses."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from app.schemas.common import Schema, StrictSchema
+from app.schemas.tasks import TaskSchema
+
+
+class ApprovalSchema(Schema):
+    approval_id = fields.String(required=True)
+    task_id = fields.String(required=True)
+    task_type = fields.String(allow_none=True)
+    priority = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+    status = fields.String(required=True,
+                           validate=validate.OneOf(("pending", "approved", "rejected", "timeout")))
+    requested_by = fields.String(allow_none=True)
+    requested_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    expires_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    decided_by = fields.String(allow_none=True)
+    decided_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    rejection_reason = fields.String(allow_none=True)
+    comment = fields.String(allow_none=True)
+    approved_by = fields.String(allow_none=True, metadata={"deprecated": True})
+    approved_at = fields.String(allow_none=True, metadata={"deprecated": True})
+
+
+class ApprovalListSchema(Schema):
+    success = fields.Boolean(required=True)
+    count = fields.Integer(required=True)
+    approvals = fields.List(fields.Nested(ApprovalSchema), required=True)
+
+
+class ApprovalEnvelopeSchema(Schema):
+    success = fields.Boolean(required=True)
+    approval = fields.Nested(ApprovalSchema, required=True)
+    task = fields.Nested(TaskSchema, allow_none=True)
+    message = fields.String()
+
+
+class HistoryQuerySchema(StrictSchema):
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=100000))
+
+
+class DecisionSchema(StrictSchema):
+    reason = fields.String(validate=validate.Length(max=1000))
+    comment = fields.String(validate=validate.Length(max=1000))

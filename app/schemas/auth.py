@@ -1,0 +1,23 @@
+"""Token issuance."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from app.config import ROLES
+from app.schemas.common import Schema, StrictSchema
+
+
+class TokenRequestSchema(StrictSchema):
+    sub = fields.String(validate=validate.Length(min=1, max=200),
+                        metadata={"description": "Only an admin may name another principal"})
+    role = fields.String(validate=validate.OneOf(ROLES),
+                         metadata={"description": "Defaults to the caller's role; never higher"})
+
+
+class TokenSchema(Schema):
+    access_token = fields.String(required=True)
+    token_type = fields.String(required=True)
+    expires_in = fields.Integer(required=True)
+    role = fields.String(required=True)
+    sub = fields.String(required=True)

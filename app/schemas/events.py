@@ -1,0 +1,70 @@
+"""Event requests and responses."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from app.domain.events import EVENT_ID, EVENT_TYPE, PRIORITIES, PRIORITY_ALIASES, WELL_KNOWN_TYPES
+from app.domain.ids import TASK_ID
+from app.schemas.common import JsonObject, Schema, StrictSchema
+
+_EVENT_TYPE = [
+    validate.Length(max=100),
+    validate.Regexp(EVENT_TYPE, error="Must be a dotted lowercase name like task.started."),
+]
+_EVENT_ID = validate.Regexp(EVENT_ID, error="Must be an event id like 1700000000000-0.")
+_TASK_ID = validate.Regexp(TASK_ID, error="Must be a task id (UUID4).")
+
+
+class EventPublishSchema(StrictSchema):
+    event_type = fields.String(
+        required=True, validate=_EVENT_TYPE,
+        metadata={"description": "Dotted lowercase name. Emitted by the service: "
+                  + ", ".join(WELL_KNOWN_TYPES), "examples": list(WELL_KNOWN_TYPES)},
+    )
+    source_agent = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    payload = JsonObject(required=True)
+    task_id = fields.String(validate=_TASK_ID)
+    trace_id = fields.String(validate=validate.Length(min=1, max=128))
+    priority = fields.String(validate=validate.OneOf((*PRIORITIES, *PRIORITY_ALIASES)))
+    metadata = JsonObject(load_default=dict)
+
+
+class EventPublishedSchema(Schema):
+    success = fields.Boolean(required=True)
+    event_id = fields.String(required=True)
+    event_type = fields.String(required=True)
+    message = fields.String(required=True)
+
+
+class EventSchema(Schema):
+    event_id = fields.String(required=True)
+    event_type = fields.String(required=True)
+    source_agent = fields.String(required=True)
+    task_id = fields.String(allow_none=True)
+    trace_id = fields.String(allow_none=True)
+    priority = fields.String(required=True)
+    payload = JsonObject(required=True)
+    metadata = JsonObject()
+    timestamp = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class EventQuerySchema(StrictSchema):
+    type = fields.String(validate=_EVENT_TYPE)
+    task_id = fields.String(validate=_TASK_ID)
+    source_agent = fields.String(validate=validate.Length(min=1, max=64))
+    after = fields.String(validate=_EVENT_ID)
+    before = fields.String(validate=_EVENT_ID)
+    order = fields.String(validate=validate.OneOf(("asc", "desc")),
+                          metadata={"description": "asc when `after` is given, else desc"})
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    format = fields.String(load_default="native",
+                           validate=validate.OneOf(("native", "cloudevents")))
+
+
+class EventListSchema(Schema):
+    success = fields.Boolean(required=True)
+    count = fields.Integer(required=True)
+    events = fields.List(fields.Dict(), required=True,
+                         metadata={"description": "Event envelopes, or CloudEvents 1.0"})
+    next = fields.String(allow_none=True, required=True)

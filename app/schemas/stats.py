@@ -1,0 +1,40 @@
+"""Service, health and stats responses."""
+
+from __future__ import annotations
+
+from marshmallow import fields
+
+from app.schemas.common import Schema
+
+
+class QueueStatsSchema(Schema):
+    pending = fields.Integer(required=True)
+    in_progress = fields.Integer(required=True)
+    completed = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+    cancelled = fields.Integer()
+    awaiting_approval = fields.Integer()
+
+
+class ServiceSchema(Schema):
+    service = fields.String(required=True)
+    version = fields.String(required=True)
+    status = fields.String(required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+    redis = fields.String(required=True)
+    queue_stats = fields.Nested(QueueStatsSchema)
+    approvals_pending = fields.Integer()
+    version = fields.String()
+    environment = fields.String()
+    detail = fields.String()
+
+
+class StatsSchema(Schema):
+    queue = fields.Nested(QueueStatsSchema, required=True)
+    tasks = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    agents = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    approvals = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    timestamp = fields.String(required=True, metadata={"format": "date-time"})

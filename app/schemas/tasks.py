@@ -1,0 +1,114 @@
+"""Task requests and responses."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from app.domain.ids import TASK_ID
+from app.domain.routing import TASK_TYPES
+from app.schemas.common import JsonObject, Schema, StrictSchema
+
+PRIORITIES = ("P0", "P1", "P2", "P3")
+STATUSES = ("awaiting_approval", "assigned", "in_progress", "completed", "failed", "cancelled")
+_TYPE = validate.OneOf(TASK_TYPES, error="Must be one of: {choices}.")
+_NAME = validate.Length(min=1, max=200)
+_AGENT = validate.Regexp(r"^[a-z][a-z0-9_]{0,63}$", error="Must be an agent name like dev_agent.")
+
+
+class SlaSchema(StrictSchema):
+    target = fields.String(validate=validate.Length(max=64))
+    deadline = fields.AwareDateTime(format="iso")
+
+
+class TaskCreateSchema(StrictSchema):
+    type = fields.String(required=True, validate=_TYPE)
+    priority = fields.String(load_default="P2", validate=validate.OneOf(PRIORITIES))
+    source = fields.String(load_default="api", validate=_NAME)
+    payload = JsonObject(load_default=dict)
+    metadata = JsonObject(load_default=dict)
+    trace_id = fields.String(validate=validate.Length(min=1, max=128))
+    parent_task_id = fields.String(
+        validate=validate.Regexp(TASK_ID, error="Must be a task id (UUID4).")
+    )
+    sla = fields.Nested(SlaSchema)
+    sla_deadline = fields.AwareDateTime(format="iso")
+    max_retries = fields.Integer(load_default=3, validate=validate.Range(min=0, max=100))
+    requires_approval = fields.Boolean(load_default=False)
+
+
+class SlaOutSchema(Schema):
+    target = fields.String(allow_none=True)
+    deadline = fields.String(allow_none=True)
+
+
+class TaskSchema(Schema):
+    task_id = fields.String(required=True)
+    type = fields.String(required=True)
+    priority = fields.String(required=True)
+    source = fields.String(allow_none=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    payload = JsonObject()
+    metadata = JsonObject()
+    trace_id = fields.String(allow_none=True)
+    assigned_to = fields.String(allow_none=True)
+    created_by = fields.String(allow_none=True)
+    created_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    updated_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    started_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    completed_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    sla = fields.Nested(SlaOutSchema, allow_none=True)
+    parent_task_id = fields.String(allow_none=True)
+    error = fields.String(allow_none=True)
+    retry_count = fields.Integer()
+    max_retries = fields.Integer()
+    approval_id = fields.String(allow_none=True)
+    claimed_by = fields.String(allow_none=True)
+    lease_expires_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+
+
+class TaskCreatedSchema(Schema):
+    success = fields.Boolean(required=True)
+    task_id = fields.String(required=True)
+    message = fields.String(required=True)
+    task = fields.Nested(TaskSchema, required=True)
+    approval_id = fields.String()
+
+
+class TaskEnvelopeSchema(Schema):
+    success = fields.Boolean(required=True)
+    task_id = fields.String(required=True)
+    task = fields.Nested(TaskSchema, required=True)
+    message = fields.String()
+
+
+class TaskListQuerySchema(StrictSchema):
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    type = fields.String(validate=_TYPE)
+    assigned_to = fields.String(validate=_AGENT)
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    cursor = fields.String(validate=validate.Length(min=1, max=64))
+
+
+class TaskListSchema(Schema):
+    success = fields.Boolean(required=True)
+    count = fields.Integer(required=True)
+    tasks = fields.List(fields.Nested(TaskSchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class StatusUpdateSchema(StrictSchema):
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    error = fields.String(validate=validate.Length(max=2000))
+
+
+class CancelSchema(StrictSchema):
+    reason = fields.String(validate=validate.Length(max=1000))
+
+
+class ClaimSchema(StrictSchema):
+    agent = fields.String(required=True, validate=_AGENT)
+    lease_seconds = fields.Integer(validate=validate.Range(min=1, max=43200))
+
+
+class HeartbeatSchema(StrictSchema):
+    lease_seconds = fields.Integer(validate=validate.Range(min=1, max=43200))
