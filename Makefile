@@ -1,0 +1,53 @@
+# Orchestrator API - developer entry points. `make help` lists them.
+# `make run` and `make test` do the whole set-up on a fresh machine (venv + deps).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.requirements.stamp
+IMAGE  ?= morningai-orchestrator-api
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test lint format bench docker-build clean distclean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+venv: $(STAMP) ## create .venv and install requirements-dev.txt (again only when it changes)
+
+# The stamp is newer than both requirements files once they are installed, so pip runs
+# only on a fresh clone or after a requirements change.
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required; run: make PYTHON=python3.11 ...")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+run: venv ## start the service (gunicorn) with a local Redis; writes .env on first run
+	bash scripts/run.sh
+
+test: venv ## run the test suite (extra pytest arguments: make test PYTEST_ARGS="-k auth")
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: venv ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: venv ## load-test a running service (bench/run.sh)
+	@test -f bench/run.sh || { echo "bench/run.sh not found" >&2; exit 1; }
+	bash bench/run.sh
+
+docker-build: ## build the production image
+	docker build -t $(IMAGE) .
+
+clean: ## remove caches and the local Redis data (.run/); keeps .venv and .env
+	rm -rf .run .pytest_cache .ruff_cache .hypothesis bench/results
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+distclean: clean ## clean, and also remove .venv (never .env: it holds your secrets)
+	rm -rf $(VENV)
