@@ -50,6 +50,19 @@ def _available_cpus() -> int:
     return max(1, cpus)
 
 
+# --- the app's configuration, checked once in the master -----------------------------
+# A bad value stops gunicorn here with the app's one line, before any worker forks.
+# Left to the workers, each prints it and exits with WORKER_BOOT_ERROR, and with several
+# workers gunicorn 27 can reap a second failed worker while halting and print its own
+# traceback. Only app.config is imported (stdlib only), not the app: preload stays off.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from app.config import ConfigError, Settings  # noqa: E402
+
+try:
+    Settings.from_env()
+except ConfigError as _error:
+    sys.exit(f"orchestrator: configuration error: {_error}")
+
 # --- binding -----------------------------------------------------------------------
 port = _positive_int("PORT", 8000)
 bind = [f"0.0.0.0:{port}"]
@@ -102,6 +115,9 @@ limit_request_field_size = 8190
 
 # --- logging -----------------------------------------------------------------------
 accesslog = "-"
+# gunicorn's default access format logs the user name of `Authorization: Basic` (%(u)s):
+# a client that sends its API key that way (curl -u KEY:) would have it written here.
+access_log_format = '%(h)s %(l)s - %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "INFO").strip().lower() or "info"
 if loglevel not in {"debug", "info", "warning", "error", "critical"}:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 ENVIRONMENTS = ("development", "staging", "production", "testing")
 ROLES = ("user", "agent", "admin")
@@ -163,7 +163,9 @@ class _Parser:
             **self.rate_limit_exempt(),
             trusted_proxies=self.integer("ORCHESTRATOR_TRUSTED_PROXIES", 1 if production else 0),
             log_level=self.log_level(),
-            health_check_timeout=self.number("HEALTH_CHECK_TIMEOUT", 5, 0.1, 60),
+            # At most 25 s: gunicorn kills a worker silent for 30 s, which would turn the
+            # promised 503 into a dropped connection.
+            health_check_timeout=self.number("HEALTH_CHECK_TIMEOUT", 5, 0.1, 25),
             queue_prefix=self.queue_prefix(),
             task_ttl=self.integer("ORCHESTRATOR_TASK_TTL", 86400, 1),
             approval_timeout=self.integer("ORCHESTRATOR_APPROVAL_TIMEOUT", 86400, 1),
@@ -196,16 +198,26 @@ class _Parser:
 
     def api_keys(self) -> tuple[ApiKey, ...]:
         keys: list[ApiKey] = []
+        seen: set[str] = set()
+
+        def add(variable: str, key: str, role: str, name: str | None) -> None:
+            # One key with two roles (or two principals) would make the caller ambiguous.
+            if key in seen:
+                raise ConfigError(variable, "repeats a key configured elsewhere; keys must differ")
+            seen.add(key)
+            keys.append(self.api_key(variable, key, role, name))
+
         for entry in self.items("ORCHESTRATOR_API_KEYS"):
-            key, _, role = entry.partition(":")
-            keys.append(self.api_key("ORCHESTRATOR_API_KEYS", key, role or "agent", None))
+            key, sep, role = entry.partition(":")
+            # `key:` (a colon and no role) is a typo, not a request for the default role.
+            add("ORCHESTRATOR_API_KEYS", key, role if sep else "agent", None)
         for name in sorted(self.env):
             if name.startswith("ORCHESTRATOR_API_KEY_") and name != "ORCHESTRATOR_API_KEY_":
                 label = name.removeprefix("ORCHESTRATOR_API_KEY_")
                 key, sep, role = self.raw(name).rpartition(":")
                 if not sep or not _KEY_NAME.match(label):
                     raise ConfigError(name, "must be 'key:role' with role user, agent or admin")
-                keys.append(self.api_key(name, key, role, label.lower()))
+                add(name, key, role, label.lower())
         return tuple(keys)
 
     @staticmethod
@@ -298,20 +310,28 @@ class _Parser:
         return routes
 
     def hitl_priorities(self) -> frozenset[str]:
-        if "ORCHESTRATOR_HITL_PRIORITIES" not in self.env:
-            return frozenset({"P0", "P1"})
-        values = frozenset(self.items("ORCHESTRATOR_HITL_PRIORITIES"))
+        values = self.set_or_default("ORCHESTRATOR_HITL_PRIORITIES", {"P0", "P1"})
         if not values <= {"P0", "P1", "P2", "P3"}:
             raise ConfigError("ORCHESTRATOR_HITL_PRIORITIES", "list priorities among P0,P1,P2,P3")
         return values
 
     def hitl_task_types(self) -> frozenset[str]:
-        if "ORCHESTRATOR_HITL_TASK_TYPES" not in self.env:
-            return frozenset({"deploy", "deployment", "feature", "refactor"})
-        values = frozenset(self.items("ORCHESTRATOR_HITL_TASK_TYPES"))
+        values = self.set_or_default(
+            "ORCHESTRATOR_HITL_TASK_TYPES", {"deploy", "deployment", "feature", "refactor"}
+        )
         if not values <= set(DEFAULT_ROUTES):
             raise ConfigError("ORCHESTRATOR_HITL_TASK_TYPES", "list known task types only")
         return values
+
+    def set_or_default(self, name: str, default: set[str]) -> frozenset[str]:
+        """A comma-separated set; blank means the default and `none` the empty set.
+
+        Blank is the default, as for every other variable: a variable declared but left
+        empty on a dashboard must not silently switch off an approval gate.
+        """
+        if self.raw(name).lower() == "none":
+            return frozenset()
+        return frozenset(self.items(name)) or frozenset(default)
 
     def role(self, name: str, default: str) -> str:
         role = self.raw(name) or default

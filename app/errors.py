@@ -16,8 +16,14 @@ class ApiError(Exception):
 
     status = 400
 
-    def __init__(self, detail: str, *, errors: dict | None = None, extra: dict | None = None,
-                 headers: dict | None = None):
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: dict | None = None,
+        extra: dict | None = None,
+        headers: dict | None = None,
+    ):
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
@@ -57,8 +63,14 @@ class Unavailable(ApiError):
     status = 503
 
 
-def error_response(status: int, detail: str, *, errors: dict | None = None,
-                   extra: dict | None = None, headers: dict | None = None):
+def error_response(
+    status: int,
+    detail: str,
+    *,
+    errors: dict | None = None,
+    extra: dict | None = None,
+    headers: dict | None = None,
+):
     """Build the JSON error body every failure uses: {"detail", "errors"?, ...}."""
     body = {"detail": detail, **(extra or {})}
     if errors:
@@ -74,8 +86,14 @@ def flatten_validation_messages(messages: dict) -> dict:
     """webargs nests errors by location ({"json": {...}}); clients want {field: [...]}."""
     flat: dict = {}
     for location_or_field, value in messages.items():
-        if location_or_field in ("json", "query", "form", "headers", "path", "view_args") and \
-                isinstance(value, dict):
+        if location_or_field in (
+            "json",
+            "query",
+            "form",
+            "headers",
+            "path",
+            "view_args",
+        ) and isinstance(value, dict):
             for name, problems in value.items():
                 flat.setdefault(name, []).extend(_as_list(problems))
         else:
@@ -98,11 +116,13 @@ def handle_http_exception(error: HTTPException):
     data = getattr(error, "data", None) or {}
     messages = data.get("messages")
     if error.code == 422 and messages:
-        return error_response(422, "Validation failed",
-                              errors=flatten_validation_messages(messages))
+        return error_response(
+            422, "Validation failed", errors=flatten_validation_messages(messages)
+        )
     if error.code == 400 and messages:
-        return error_response(400, "Malformed JSON body",
-                              errors=flatten_validation_messages(messages))
+        return error_response(
+            400, "Malformed JSON body", errors=flatten_validation_messages(messages)
+        )
     detail = data.get("message") or error.description or error.name
     headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
     headers.update(data.get("headers") or {})
@@ -111,9 +131,9 @@ def handle_http_exception(error: HTTPException):
 
 def handle_unexpected(error: BaseException):
     """Redis trouble is 503; anything else a bare 500 — never a traceback in the body."""
-    if isinstance(error, (redis.ConnectionError, redis.TimeoutError)) or \
-            isinstance(getattr(error, "__cause__", None), (redis.ConnectionError,
-                                                           redis.TimeoutError)):
+    if isinstance(error, (redis.ConnectionError, redis.TimeoutError)) or isinstance(
+        getattr(error, "__cause__", None), (redis.ConnectionError, redis.TimeoutError)
+    ):
         log.warning("redis unavailable: %s", type(error).__name__)
         return error_response(503, "Redis unavailable", headers={"Retry-After": "5"})
     if isinstance(error, ApiError):
@@ -123,8 +143,9 @@ def handle_unexpected(error: BaseException):
 
 
 def handle_api_error(error: ApiError):
-    return error_response(error.status, error.detail, errors=error.errors, extra=error.extra,
-                          headers=error.headers)
+    return error_response(
+        error.status, error.detail, errors=error.errors, extra=error.extra, headers=error.headers
+    )
 
 
 def init_app(app: Flask) -> None:

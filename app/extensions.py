@@ -26,8 +26,6 @@ class Api(SmorestApi):
         return handle_http_exception(error)
 
 
-
-
 def redis_connection_kwargs(settings: Settings) -> dict:
     """Timeouts and retries that keep every Redis failure within HEALTH_CHECK_TIMEOUT + 1 s.
 
@@ -38,8 +36,9 @@ def redis_connection_kwargs(settings: Settings) -> dict:
     kwargs: dict = {
         "socket_timeout": timeout,
         "socket_connect_timeout": max(0.1, min(timeout, 3.0) / 3),
-        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), 2,
-                       supported_errors=(redis.ConnectionError,)),
+        "retry": Retry(
+            ExponentialBackoff(cap=0.2, base=0.05), 2, supported_errors=(redis.ConnectionError,)
+        ),
         "retry_on_timeout": False,
         "health_check_interval": 30,
         "max_connections": 64,

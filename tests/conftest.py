@@ -18,8 +18,12 @@ API_KEYS = {
     "user": "user-key-0123456789abcdef",
     "ops": "ops-key-0123456789abcdef",
 }
-PRINCIPALS = {"admin": "apikey:admin", "agent": "apikey:agent", "user": "apikey:user",
-              "ops": "apikey:ops"}
+PRINCIPALS = {
+    "admin": "apikey:admin",
+    "agent": "apikey:agent",
+    "user": "apikey:user",
+    "ops": "apikey:ops",
+}
 
 
 def base_env(redis_url: str, **overrides: str) -> dict[str, str]:
@@ -93,8 +97,9 @@ def keys():
     return {name: {"X-API-Key": key} for name, key in API_KEYS.items()}
 
 
-def mint_token(sub: str, role: str, *, secret: str = JWT_SECRET, expires_in: int = 3600,
-               **extra) -> str:
+def mint_token(
+    sub: str, role: str, *, secret: str = JWT_SECRET, expires_in: int = 3600, **extra
+) -> str:
     """A token as another service would mint it with PyJWT: only {sub, role, exp, iat}."""
     now = int(time.time())
     claims = {"sub": sub, "role": role, "iat": now, "exp": now + expires_in, **extra}
@@ -104,8 +109,10 @@ def mint_token(sub: str, role: str, *, secret: str = JWT_SECRET, expires_in: int
 @pytest.fixture
 def tokens():
     """Bearer headers per role, minted outside the service."""
-    return {role: {"Authorization": f"Bearer {mint_token(f'jwt-{role}', role)}"}
-            for role in ("admin", "agent", "user")}
+    return {
+        role: {"Authorization": f"Bearer {mint_token(f'jwt-{role}', role)}"}
+        for role in ("admin", "agent", "user")
+    }
 
 
 @pytest.fixture

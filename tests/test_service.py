@@ -12,8 +12,11 @@ from app import __version__
 def test_root_names_the_service(client):
     response = client.get("/")
     assert response.status_code == 200
-    assert response.json == {"service": "orchestrator-api", "version": __version__,
-                             "status": "running"}
+    assert response.json == {
+        "service": "orchestrator-api",
+        "version": __version__,
+        "status": "running",
+    }
 
 
 def test_health_reports_redis_and_counters(client):
@@ -21,8 +24,14 @@ def test_health_reports_redis_and_counters(client):
     assert response.status_code == 200
     body = response.json
     assert body["status"] == "healthy" and body["redis"] == "connected"
-    assert body["queue_stats"] == {"pending": 0, "in_progress": 0, "completed": 0, "failed": 0,
-                                   "cancelled": 0, "awaiting_approval": 0}
+    assert body["queue_stats"] == {
+        "pending": 0,
+        "in_progress": 0,
+        "completed": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "awaiting_approval": 0,
+    }
 
 
 def test_stats_shape_and_live_timestamp(client, keys):
