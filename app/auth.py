@@ -71,7 +71,8 @@ def _verify_token(token: str) -> Principal:
         raise Unauthorized("Invalid token")
     if not isinstance(sub, str) or not sub or len(sub) > 200:
         raise Unauthorized("Invalid token subject")
-    if role not in ROLE_RANK:
+    # isinstance first: a list or object role is unhashable and would be a 500, not a 401.
+    if not isinstance(role, str) or role not in ROLE_RANK:
         raise Unauthorized("Invalid token role")
     return Principal(sub, role, "jwt")
 
@@ -168,10 +169,16 @@ def is_rate_limit_exempt() -> bool:
 def issue_token(sub: str, role: str, settings: Settings) -> dict:
     """A signed access token and the body POST /auth/token answers."""
     expires = timedelta(seconds=settings.jwt_expires)
-    token = create_access_token(identity=sub, additional_claims={"role": role},
-                                expires_delta=expires)
-    return {"access_token": token, "token_type": "bearer", "expires_in": settings.jwt_expires,
-            "role": role, "sub": sub}
+    token = create_access_token(
+        identity=sub, additional_claims={"role": role}, expires_delta=expires
+    )
+    return {
+        "access_token": token,
+        "token_type": "bearer",
+        "expires_in": settings.jwt_expires,
+        "role": role,
+        "sub": sub,
+    }
 
 
 def init_app(app: Flask, settings: Settings) -> None:

@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 
 from app.config import ROLES
 
 
+def _key_name(_ctx, _param, value: str) -> str:
+    # The same rule Settings applies to ORCHESTRATOR_API_KEY_<NAME>: never print a line
+    # the service would then refuse to start with.
+    if not re.fullmatch(r"[A-Za-z0-9_]+", value):
+        raise click.BadParameter("use letters, digits and _ only")
+    return value
+
+
+def _token_sub(_ctx, _param, value: str) -> str:
+    # The API refuses tokens whose sub is empty or longer than 200 characters.
+    if not 0 < len(value) <= 200:
+        raise click.BadParameter("use 1-200 characters")
+    return value
+
+
 @click.command("token")
-@click.option("--sub", required=True, help="Principal the token names.")
+@click.option(
+    "--sub",
+    required=True,
+    callback=_token_sub,
+    help="Principal the token names (1-200 characters).",
+)
 @click.option("--role", type=click.Choice(ROLES), default="agent", show_default=True)
+@with_appcontext
 def token_command(sub: str, role: str) -> None:
     """Print a signed access token."""
     from app.auth import issue_token
@@ -28,7 +51,13 @@ def gen_secret_command() -> None:
 
 
 @click.command("gen-api-key")
-@click.option("--name", default="agent", show_default=True)
+@click.option(
+    "--name",
+    default="agent",
+    show_default=True,
+    callback=_key_name,
+    help="Principal becomes apikey:<name lowercased>.",
+)
 @click.option("--role", type=click.Choice(ROLES), default="agent", show_default=True)
 def gen_api_key_command(name: str, role: str) -> None:
     """Print an ORCHESTRATOR_API_KEY_<NAME> line with a fresh key."""
@@ -36,6 +65,7 @@ def gen_api_key_command(name: str, role: str) -> None:
 
 
 @click.command("sweep")
+@with_appcontext
 def sweep_command() -> None:
     """Apply due lease expiries, task expiries and approval timeouts (for cron)."""
     from app.extensions import services

@@ -14,16 +14,18 @@ from pythonjsonlogger.json import JsonFormatter
 from app.config import Settings
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-SENSITIVE_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "set-cookie",
-                               "proxy-authorization"})
+SENSITIVE_HEADERS = frozenset(
+    {"authorization", "x-api-key", "cookie", "set-cookie", "proxy-authorization"}
+)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def configure_logging(level: str) -> None:
     """One JSON line per record on stdout, for the app and gunicorn alike."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter(LOG_FORMAT, rename_fields={"levelname": "level",
-                                                                  "asctime": "time"}))
+    handler.setFormatter(
+        JsonFormatter(LOG_FORMAT, rename_fields={"levelname": "level", "asctime": "time"})
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -34,11 +36,9 @@ def scrub_event(event: dict, _hint: dict | None = None) -> dict:
     req = event.get("request") or {}
     headers = req.get("headers")
     if isinstance(headers, dict):
-        req["headers"] = {k: v for k, v in headers.items()
-                          if k.lower() not in SENSITIVE_HEADERS}
+        req["headers"] = {k: v for k, v in headers.items() if k.lower() not in SENSITIVE_HEADERS}
     elif isinstance(headers, list):
-        req["headers"] = [pair for pair in headers
-                          if str(pair[0]).lower() not in SENSITIVE_HEADERS]
+        req["headers"] = [pair for pair in headers if str(pair[0]).lower() not in SENSITIVE_HEADERS]
     req.pop("cookies", None)
     return event
 
@@ -53,12 +53,17 @@ def init_sentry(settings: Settings, transport=None) -> bool:
     from app import __version__
 
     options = {"transport": transport} if transport is not None else {}
+    # send_default_pii is left unset, which is off: setting it at all is deprecated in
+    # sentry-sdk 2.x, and `data_collection` would switch off the SDK's own scrubber.
     sentry_sdk.init(
-        dsn=settings.sentry_dsn, environment=settings.environment,
+        dsn=settings.sentry_dsn,
+        environment=settings.environment,
         release=settings.release or f"orchestrator-api@{__version__}",
-        traces_sample_rate=settings.sentry_traces_sample_rate, send_default_pii=False,
-        integrations=[FlaskIntegration()], before_send=scrub_event,
-        before_send_transaction=scrub_event, **options,
+        traces_sample_rate=settings.sentry_traces_sample_rate,
+        integrations=[FlaskIntegration()],
+        before_send=scrub_event,
+        before_send_transaction=scrub_event,
+        **options,
     )
     return True
 
@@ -95,8 +100,9 @@ class GunicornLogger:
         class _Logger(Logger):
             def setup(self, cfg):
                 super().setup(cfg)
-                formatter = JsonFormatter(LOG_FORMAT, rename_fields={"levelname": "level",
-                                                                     "asctime": "time"})
+                formatter = JsonFormatter(
+                    LOG_FORMAT, rename_fields={"levelname": "level", "asctime": "time"}
+                )
                 for logger in (self.error_log, self.access_log):
                     for handler in logger.handlers:
                         handler.setFormatter(formatter)
@@ -105,15 +111,19 @@ class GunicornLogger:
                 if not (self.cfg.accesslog or self.cfg.logconfig or self.cfg.syslog):
                     return
                 duration_ms = round(request_time.total_seconds() * 1000, 2)
-                self.access_log.info("request", extra={
-                    "method": environ.get("REQUEST_METHOD"),
-                    "path": environ.get("PATH_INFO"),
-                    "status": resp.status_code if hasattr(resp, "status_code")
-                    else int(str(resp.status).split()[0]),
-                    "duration_ms": duration_ms,
-                    "principal": environ.get("orchestrator.principal", "-"),
-                    "request_id": environ.get("orchestrator.request_id", "-"),
-                    "remote_addr": environ.get("REMOTE_ADDR"),
-                })
+                self.access_log.info(
+                    "request",
+                    extra={
+                        "method": environ.get("REQUEST_METHOD"),
+                        "path": environ.get("PATH_INFO"),
+                        "status": resp.status_code
+                        if hasattr(resp, "status_code")
+                        else int(str(resp.status).split()[0]),
+                        "duration_ms": duration_ms,
+                        "principal": environ.get("orchestrator.principal", "-"),
+                        "request_id": environ.get("orchestrator.request_id", "-"),
+                        "remote_addr": environ.get("REMOTE_ADDR"),
+                    },
+                )
 
         return _Logger(cfg)

@@ -11,11 +11,10 @@ from __future__ import annotations
 import time
 
 from flask import Flask, g
+from flask_limiter import Limiter, RateLimitExceeded
 from limits import RateLimitItem
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter, WindowStats
-
-from flask_limiter import Limiter
 
 from app.auth import is_rate_limit_exempt, rate_limit_key
 from app.config import Settings
@@ -73,9 +72,29 @@ class OneTripMovingWindow(MovingWindowRateLimiter):
 def _breach_response(limit):
     reset = max(1, int(limit.reset_at - time.time()))
     return error_response(
-        429, f"Rate limit exceeded: {limit.limit.amount} per {limit.limit.get_expiry()} s",
+        429,
+        f"Rate limit exceeded: {limit.limit.amount} per {limit.limit.get_expiry()} s",
         headers={"Retry-After": str(reset)},
     )
+
+
+def _refused(error: RateLimitExceeded):
+    """The 429 _breach_response shaped, which flask-limiter carries inside the exception.
+
+    The generic HTTP error handler would rebuild it from the description alone.
+    """
+    if error.response is not None:
+        return error.response
+    return error_response(429, f"Rate limit exceeded: {error.description}")
+
+
+def _retry_after_only_when_refused(response):
+    if response.status_code not in (429, 503):
+        response.headers.pop("Retry-After", None)
+    elif response.headers.get("Retry-After") == "0":
+        # flask-limiter truncates the time to the window's reset; "0" invites a retry storm.
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 def _limit(setting: str):
@@ -105,8 +124,11 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
             },
         }
     limiter = Limiter(
-        key_func=rate_limit_key, default_limits=[_limit("rate_limit_default")],
-        headers_enabled=True, strategy="moving-window", on_breach=_breach_response,
+        key_func=rate_limit_key,
+        default_limits=[_limit("rate_limit_default")],
+        headers_enabled=True,
+        strategy="moving-window",
+        on_breach=_breach_response,
         **storage,
     )
     for blueprint, setting in BLUEPRINT_LIMITS.items():
@@ -114,6 +136,11 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
     for endpoint in EXEMPT_VIEWS:
         limiter.exempt(app.view_functions[endpoint])
     limiter.request_filter(is_rate_limit_exempt)
+    # Registered before the limiter's own after_request, so it runs after it (Flask runs
+    # them in reverse): flask-limiter puts Retry-After on every limited response, which
+    # on a 200 tells a client to back off for no reason.
+    app.after_request(_retry_after_only_when_refused)
+    app.register_error_handler(RateLimitExceeded, _refused)
     limiter.init_app(app)
     if not settings.uses_memory_redis:
         limiter._limiter = OneTripMovingWindow(limiter._storage)

@@ -9,10 +9,14 @@ from app.schemas.common import Schema, StrictSchema
 
 
 class TokenRequestSchema(StrictSchema):
-    sub = fields.String(validate=validate.Length(min=1, max=200),
-                        metadata={"description": "Only an admin may name another principal"})
-    role = fields.String(validate=validate.OneOf(ROLES),
-                         metadata={"description": "Defaults to the caller's role; never higher"})
+    sub = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Only an admin may name another principal"},
+    )
+    role = fields.String(
+        validate=validate.OneOf(ROLES),
+        metadata={"description": "Defaults to the caller's role; never higher"},
+    )
 
 
 class TokenSchema(Schema):

@@ -1,0 +1,249 @@
+"""Rate limits: per blueprint, per principal or client IP, shared by every worker via Redis."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+import requests
+
+from tests.conftest import API_KEYS, base_env
+from tests.support import LiveServer
+
+RATE_VARIABLES = ("TASKS", "EVENTS", "APPROVALS", "STATS", "DEFAULT")
+USER = {"X-API-Key": API_KEYS["user"]}
+AGENT = {"X-API-Key": API_KEYS["agent"]}
+
+# (variable that governs it, method, path, headers, status when allowed)
+ENDPOINTS = [
+    ("TASKS", "GET", "/tasks", USER, 200),
+    ("EVENTS", "GET", "/events", USER, 200),
+    ("APPROVALS", "GET", "/approvals/pending", USER, 200),
+    ("STATS", "GET", "/stats", {}, 200),
+    ("DEFAULT", "GET", "/", {}, 200),
+    ("DEFAULT", "POST", "/auth/token", AGENT, 200),
+    ("DEFAULT", "GET", "/openapi.json", {}, 200),
+    ("DEFAULT", "GET", "/docs", {}, 200),
+]
+
+
+def limits(**overrides: str) -> dict[str, str]:
+    """Every ORCHESTRATOR_RATE_LIMIT_* at 100000 but the ones given (by short name)."""
+    env = {f"ORCHESTRATOR_RATE_LIMIT_{name}": "100000" for name in RATE_VARIABLES}
+    env.update({f"ORCHESTRATOR_RATE_LIMIT_{name}": value for name, value in overrides.items()})
+    return env
+
+
+def assert_refused(response, limit: int) -> None:
+    """A 429 as SPEC §5 describes it: {"detail"}, Retry-After and the X-RateLimit-* set."""
+    assert response.status_code == 429
+    body = response.json() if callable(response.json) else response.json  # requests or Flask
+    assert body == {"detail": f"Rate limit exceeded: {limit} per 60 s"}
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert response.headers["X-RateLimit-Limit"] == str(limit)
+    assert response.headers["X-RateLimit-Remaining"] == "0"
+    assert int(response.headers["X-RateLimit-Reset"]) > time.time()
+
+
+# --- in process, on the session Redis ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "method", "path", "headers", "ok"),
+    ENDPOINTS,
+    ids=[f"{v}-{p}" for v, _, p, *_ in ENDPOINTS],
+)
+def test_each_variable_governs_its_own_blueprint(make_app, variable, method, path, headers, ok):
+    client = make_app(**limits(**{variable: "2"})).test_client()
+    answers = [client.open(path, method=method, headers=headers) for _ in range(3)]
+    assert [a.status_code for a in answers] == [ok, ok, 429]
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["1", "0", "0"]
+    assert_refused(answers[2], 2)
+    # Every other endpoint still answers, under its own variable's limit.
+    for other, o_method, o_path, o_headers, o_ok in ENDPOINTS:
+        if o_path == path:
+            continue
+        response = client.open(o_path, method=o_method, headers=o_headers)
+        assert response.status_code == o_ok, o_path
+        assert response.headers["X-RateLimit-Limit"] == ("2" if other == variable else "100000")
+
+
+def test_allowed_responses_carry_the_headers_but_no_retry_after(make_app):
+    client = make_app(**limits(TASKS="5")).test_client()
+    response = client.get("/tasks", headers=USER)
+    assert response.status_code == 200
+    assert response.headers["X-RateLimit-Limit"] == "5"
+    assert response.headers["X-RateLimit-Remaining"] == "4"
+    assert 0 < int(response.headers["X-RateLimit-Reset"]) - time.time() <= 61
+    assert "Retry-After" not in response.headers
+
+
+def test_limits_are_per_principal_then_per_ip(make_app):
+    client = make_app(**limits(TASKS="1")).test_client()
+    assert client.get("/tasks", headers=USER).status_code == 200
+    assert_refused(client.get("/tasks", headers=USER), 1)
+    # Another principal, and the anonymous client IP, each have their own window.
+    assert client.get("/tasks", headers=AGENT).status_code == 200
+    assert client.get("/tasks").status_code == 401
+    assert_refused(client.get("/tasks"), 1)
+    # Bad credentials count against the client IP, not against the key they name.
+    assert_refused(client.get("/tasks", headers={"X-API-Key": "wrong-key-0123456789"}), 1)
+
+
+def test_health_is_never_limited(make_app):
+    client = make_app(**{name: "1" for name in limits()}).test_client()
+    for _ in range(5):
+        response = client.get("/health")
+        assert response.status_code == 200 and response.json["status"] == "healthy"
+        assert "X-RateLimit-Limit" not in response.headers
+
+
+def test_redis_down_is_503_not_500(make_app, own_redis):
+    client = make_app(redis_url=own_redis.url).test_client()
+    assert client.get("/tasks", headers=USER).status_code == 200
+    own_redis.stop()
+    for response in (
+        client.get("/tasks", headers=USER),
+        client.get("/stats"),
+        client.post("/auth/token", headers=AGENT),
+    ):
+        assert response.status_code == 503
+        assert response.json == {"detail": "Redis unavailable"}
+    health = client.get("/health")
+    assert health.status_code == 503 and health.json["redis"] == "disconnected"
+
+
+# --- live: three gunicorn workers, one Redis ---------------------------------------------
+
+LIMIT = 3
+
+
+def start(redis_server, tmp_path_factory, **env: str) -> LiveServer:
+    overrides = limits(TASKS=str(LIMIT), STATS=str(LIMIT))
+    server = LiveServer(
+        base_env(redis_server.url, **overrides, **env),
+        3,
+        tmp_path_factory.mktemp("live") / "gunicorn.log",
+    ).start()
+    assert len(server.worker_pids()) == 3
+    return server
+
+
+@pytest.fixture(scope="module")
+def direct(redis_server, tmp_path_factory):
+    """Clients reach gunicorn directly: no trusted proxy hop; apikey:ops is exempt."""
+    server = start(
+        redis_server,
+        tmp_path_factory,
+        ORCHESTRATOR_TRUSTED_PROXIES="0",
+        ORCHESTRATOR_RATE_LIMIT_EXEMPT="apikey:ops",
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def proxied(redis_server, tmp_path_factory):
+    """One trusted proxy hop (Render); loopback itself is an exempt network."""
+    server = start(
+        redis_server,
+        tmp_path_factory,
+        ORCHESTRATOR_TRUSTED_PROXIES="1",
+        ORCHESTRATOR_RATE_LIMIT_EXEMPT="127.0.0.1/32",
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh(redis_server):
+    """Empty every window of a live server, so tests sharing one don't share counts."""
+
+    def clear(server: LiveServer) -> LiveServer:
+        client = redis_server.client()
+        prefix = server.env["ORCHESTRATOR_QUEUE_PREFIX"]
+        for key in client.scan_iter(f"{prefix}:ratelimit*"):
+            client.delete(key)
+        return server
+
+    return clear
+
+
+def get(server: LiveServer, path: str, headers: dict | None = None) -> requests.Response:
+    """One request on its own connection, so consecutive ones land on different workers."""
+    return requests.get(
+        server.url + path, timeout=5, headers={"Connection": "close", **(headers or {})}
+    )
+
+
+def random_ip() -> str:
+    return ".".join(str(random.randint(1, 254)) for _ in range(4))
+
+
+@pytest.mark.parametrize(("path", "headers"), [("/stats", {}), ("/tasks", USER)])
+def test_limit_holds_across_workers(direct, fresh, path, headers):
+    server = fresh(direct)
+    answers = [get(server, path, headers) for _ in range(LIMIT + 1)]
+    assert [a.status_code for a in answers] == [200] * LIMIT + [429]
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers[:LIMIT]] == ["2", "1", "0"]
+    assert_refused(answers[-1], LIMIT)
+    assert answers[-1].headers["Content-Type"] == "application/json"
+
+
+def test_rotating_forwarded_for_without_trusted_proxy_is_still_limited(direct, fresh):
+    server = fresh(direct)
+    answers = [get(server, "/stats", {"X-Forwarded-For": random_ip()}) for _ in range(LIMIT + 1)]
+    assert [a.status_code for a in answers] == [200] * LIMIT + [429]
+
+
+def test_only_the_entry_the_proxy_appended_counts(proxied, fresh):
+    server = fresh(proxied)
+    # The client forges the left part; the proxy (modelled here) appends the real 10.0.0.1.
+    forged = [
+        get(server, "/stats", {"X-Forwarded-For": f"{random_ip()}, 10.0.0.1"})
+        for _ in range(LIMIT + 1)
+    ]
+    assert [a.status_code for a in forged] == [200] * LIMIT + [429]
+    assert_refused(forged[-1], LIMIT)
+    other = get(server, "/stats", {"X-Forwarded-For": f"{random_ip()}, 10.0.0.2"})
+    assert other.status_code == 200 and other.headers["X-RateLimit-Remaining"] == "2"
+
+
+def test_health_is_never_limited_live(direct, fresh):
+    server = fresh(direct)
+    for _ in range(LIMIT * 3):
+        response = get(server, "/health")
+        assert response.status_code == 200 and response.json()["status"] == "healthy"
+        assert "X-RateLimit-Limit" not in response.headers
+
+
+def test_exempt_principal_is_never_limited(direct, fresh):
+    server = fresh(direct)
+    for _ in range(LIMIT * 2):
+        response = get(server, "/tasks", {"X-API-Key": API_KEYS["ops"]})
+        assert response.status_code == 200 and response.json()["success"] is True
+        assert "X-RateLimit-Limit" not in response.headers
+    # The same key's neighbours are not exempt.
+    assert [get(server, "/tasks", AGENT).status_code for _ in range(LIMIT + 1)][-1] == 429
+
+
+def test_exempt_network_is_never_limited(proxied, fresh):
+    server = fresh(proxied)
+    for path in ("/stats", "/tasks"):
+        for _ in range(LIMIT * 2):
+            response = get(server, path, USER if path == "/tasks" else {})
+            assert response.status_code == 200
+            assert "X-RateLimit-Limit" not in response.headers
+
+
+def test_the_limiter_costs_one_redis_round_trip(make_app, own_redis):
+    client = make_app(redis_url=own_redis.url).test_client()
+    client.get("/")  # loads the script once
+    redis = own_redis.client()
+    redis.config_resetstat()
+    response = client.get("/")
+    assert response.status_code == 200 and response.headers["X-RateLimit-Remaining"] == "99998"
+    stats = redis.info("commandstats")
+    # Stock flask-limiter runs a second script after the view to read the window.
+    assert stats["cmdstat_evalsha"]["calls"] == 1
