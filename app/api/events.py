@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import request
+from flask import g
 from flask_smorest import Blueprint
 
 from app.auth import SECURITY, require_role
@@ -16,12 +16,20 @@ from app.schemas.events import (
     EventQuerySchema,
 )
 
-blp = Blueprint("events", __name__, url_prefix="/events", description=(
-    "Durable, replayable events. Each is stored in a Redis Stream and published on "
-    "`<prefix>:events:<event_type>` and `<prefix>:events:*`. CloudEvents 1.0 mapping: "
-    "id = event_id, type = event_type, source = /agents/<source_agent>, time = timestamp, "
-    "data = payload, specversion = 1.0."
-))
+blp = Blueprint(
+    "events",
+    __name__,
+    url_prefix="/events",
+    description=(
+        "Durable, replayable events. Each is stored in a Redis Stream and published on "
+        "`<prefix>:events:<event_type>` and `<prefix>:events:*` (SUBSCRIBE to that literal "
+        "channel for everything; PSUBSCRIBE `<prefix>:events:*` would get each event twice). "
+        "CloudEvents 1.0 mapping (`GET /events?format=cloudevents`): specversion = 1.0, "
+        "id = event_id, type = event_type, source = /agents/<source_agent, percent-encoded>, "
+        "time = timestamp, data = payload, datacontenttype = application/json; extensions "
+        "taskid, traceid, priority when set."
+    ),
+)
 
 
 @blp.route("/publish", methods=["POST"])
@@ -34,14 +42,24 @@ blp = Blueprint("events", __name__, url_prefix="/events", description=(
 @blp.alt_response(403, schema=ErrorSchema, description="Role too weak")
 def publish(body):
     """Publish an event: stored for replay and fanned out to live subscribers."""
-    trace_id = body.get("trace_id") or request.headers.get("X-Request-ID")
+    # The request id is the caller's well-formed X-Request-ID or a fresh one: either way
+    # the event, the response header and the logs share it.
+    trace_id = body.get("trace_id") or g.request_id
     event = services().events.publish(
-        event_type=body["event_type"], source_agent=body["source_agent"],
-        payload=body["payload"], task_id=body.get("task_id"), trace_id=trace_id,
-        priority=body.get("priority"), metadata=body.get("metadata"),
+        event_type=body["event_type"],
+        source_agent=body["source_agent"],
+        payload=body["payload"],
+        task_id=body.get("task_id"),
+        trace_id=trace_id,
+        priority=body.get("priority"),
+        metadata=body.get("metadata"),
     )
-    return {"success": True, "event_id": event["event_id"], "event_type": event["event_type"],
-            "message": "Event published"}, 201
+    return {
+        "success": True,
+        "event_id": event["event_id"],
+        "event_type": event["event_type"],
+        "message": "Event published",
+    }, 201
 
 
 @blp.route("", methods=["GET"])
@@ -55,8 +73,12 @@ def list_events(query):
     """Replay stored events; page with `next` as `after` (asc) or `before` (desc)."""
     order = query.get("order") or ("asc" if query.get("after") else "desc")
     events, next_cursor = services().events.read(
-        order=order, after=query.get("after"), before=query.get("before"),
-        limit=query["limit"], event_type=query.get("type"), task_id=query.get("task_id"),
+        order=order,
+        after=query.get("after"),
+        before=query.get("before"),
+        limit=query["limit"],
+        event_type=query.get("type"),
+        task_id=query.get("task_id"),
         source_agent=query.get("source_agent"),
     )
     if query["format"] == "cloudevents":

@@ -5,19 +5,43 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import UTC, datetime
+from urllib.parse import quote
 
 from app.domain.scripts import Scripts
 
+# Use fullmatch(): with match(), `$` also accepts a trailing newline ("task.done\n").
 EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
-EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+# Both halves of a stream id are unsigned 64-bit; Redis rejects anything larger.
+MAX_ID_PART = 2**64 - 1
+FIRST_POSITION = "0-0"  # before every real entry: XADD never issues 0-0
 PRIORITIES = ("critical", "high", "medium", "low")
 PRIORITY_ALIASES = {"P0": "critical", "P1": "high", "P2": "medium", "P3": "low"}
 # Events the service itself emits, listed in the OpenAPI spec.
 WELL_KNOWN_TYPES = (
-    "task.created", "task.assigned", "task.awaiting_approval", "task.in_progress",
-    "task.completed", "task.failed", "task.cancelled", "task.requeued",
-    "approval.requested", "approval.approved", "approval.rejected", "approval.timeout",
+    "task.created",
+    "task.assigned",
+    "task.awaiting_approval",
+    "task.in_progress",
+    "task.completed",
+    "task.failed",
+    "task.cancelled",
+    "task.requeued",
+    "approval.requested",
+    "approval.approved",
+    "approval.rejected",
+    "approval.timeout",
+)
+ENVELOPE_FIELDS = (
+    "event_id",
+    "event_type",
+    "source_agent",
+    "task_id",
+    "trace_id",
+    "priority",
+    "payload",
+    "metadata",
+    "timestamp",
 )
 READ_SCAN_BUDGET = 20000
 
@@ -29,16 +53,41 @@ def normalize_priority(priority: str | None) -> str:
     return PRIORITY_ALIASES.get(priority, priority)
 
 
+def parse_event_id(event_id: str) -> tuple[int, int] | None:
+    """(milliseconds, sequence) of a well-formed stream id, else None."""
+    if not EVENT_ID.fullmatch(event_id):
+        return None
+    ms, seq = (int(part) for part in event_id.split("-"))
+    return (ms, seq) if ms <= MAX_ID_PART and seq <= MAX_ID_PART else None
+
+
 def to_cloudevent(event: dict) -> dict:
     """The same event as CloudEvents 1.0 (JSON format)."""
-    extensions = {"taskid": event["task_id"], "traceid": event["trace_id"],
-                  "priority": event["priority"]}
+    extensions = {
+        "taskid": event["task_id"],
+        "traceid": event["trace_id"],
+        "priority": event["priority"],
+    }
     return {
-        "specversion": "1.0", "id": event["event_id"], "type": event["event_type"],
-        "source": f"/agents/{event['source_agent']}", "time": event["timestamp"],
-        "datacontenttype": "application/json", "data": event["payload"],
+        "specversion": "1.0",
+        "id": event["event_id"],
+        "type": event["event_type"],
+        # `source` is a URI-reference: an agent name with spaces or slashes is escaped.
+        "source": f"/agents/{quote(event['source_agent'], safe='')}",
+        "time": event["timestamp"],
+        "datacontenttype": "application/json",
+        "data": event["payload"],
         **{k: v for k, v in extensions.items() if v is not None},
     }
+
+
+def _envelope(event_id: str, data: str) -> dict:
+    """A stored event in the documented field order (the service's own are cjson-encoded)."""
+    raw = json.loads(data)
+    event = {name: raw.get(name) for name in ENVELOPE_FIELDS}
+    event["event_id"] = event_id
+    event["metadata"] = event["metadata"] or {}
+    return event
 
 
 class EventBus:
@@ -47,31 +96,80 @@ class EventBus:
     def __init__(self, scripts: Scripts):
         self.scripts = scripts
 
-    def publish(self, *, event_type: str, source_agent: str, payload: dict,
-                task_id: str | None = None, trace_id: str | None = None,
-                priority: str | None = None, metadata: dict | None = None) -> dict:
+    def publish(
+        self,
+        *,
+        event_type: str,
+        source_agent: str,
+        payload: dict,
+        task_id: str | None = None,
+        trace_id: str | None = None,
+        priority: str | None = None,
+        metadata: dict | None = None,
+    ) -> dict:
         """Store and fan out one event; returns its envelope with `event_id`."""
         envelope = {
-            "event_type": event_type, "source_agent": source_agent, "task_id": task_id,
-            "trace_id": trace_id or uuid.uuid4().hex, "priority": normalize_priority(priority),
-            "payload": payload, "metadata": metadata or {},
-            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "event_type": event_type,
+            "source_agent": source_agent,
+            "task_id": task_id,
+            "trace_id": trace_id or uuid.uuid4().hex,
+            "priority": normalize_priority(priority),
+            "payload": payload,
+            "metadata": metadata or {},
         }
-        data = json.dumps(envelope, separators=(",", ":"))
-        event_id = self.scripts.run("publish_event", event_type, task_id or "", source_agent,
-                                    data)
-        return {"event_id": event_id, **envelope}
-
-    def read(self, *, order: str = "desc", after: str | None = None,
-             before: str | None = None, limit: int = 100, event_type: str | None = None,
-             task_id: str | None = None, source_agent: str | None = None):
-        """One page of stored events and the cursor for the next one."""
-        start, stop = (after, before) if order == "asc" else (before, after)
-        reply = self.scripts.run(
-            "read_events", order, start or "", limit, event_type or "", task_id or "",
-            source_agent or "", READ_SCAN_BUDGET, stop or "",
+        # The script stamps `timestamp` from Redis' clock, the same one that makes the
+        # stream id, so timestamps follow stream order whatever the workers' clocks say.
+        data = json.dumps(envelope, separators=(",", ":"), allow_nan=False)
+        event_id, timestamp = self.scripts.run(
+            "publish_event", event_type, task_id or "", source_agent, data
         )
-        events = [{"event_id": reply[i], **json.loads(reply[i + 1])}
-                  for i in range(1, len(reply), 2)]
+        return {"event_id": event_id, **envelope, "timestamp": timestamp}
+
+    def read(
+        self,
+        *,
+        order: str = "desc",
+        after: str | None = None,
+        before: str | None = None,
+        limit: int = 100,
+        event_type: str | None = None,
+        task_id: str | None = None,
+        source_agent: str | None = None,
+    ):
+        """One page of stored events (ids exclusive bounds) and the cursor for the next one.
+
+        Ascending pages always return a cursor, the position to resume from, so a tailing
+        client can keep polling; descending ones return None at the end.
+        """
+        low, high = _canonical(after), _canonical(before)
+        if _empty_range(low, high):
+            # Nothing lies after the largest id or before 0-0; Redis would refuse the range.
+            return [], (low or FIRST_POSITION) if order == "asc" else None
+        start, stop = (low, high) if order == "asc" else (high, low)
+        reply = self.scripts.run(
+            "read_events",
+            order,
+            start or "",
+            limit,
+            event_type or "",
+            task_id or "",
+            source_agent or "",
+            READ_SCAN_BUDGET,
+            stop or "",
+        )
+        events = [_envelope(reply[i], reply[i + 1]) for i in range(1, len(reply), 2)]
         return events, reply[0] or None
+
+
+def _canonical(event_id: str | None) -> str | None:
+    """`007-01` -> `7-1`, so cursors handed back look like the ids Redis issues."""
+    if not event_id:
+        return None
+    parsed = parse_event_id(event_id)
+    if parsed is None:  # the schemas let none through; never guess a position
+        raise ValueError(f"not an event id: {event_id!r}")
+    return f"{parsed[0]}-{parsed[1]}"
+
+
+def _empty_range(low: str | None, high: str | None) -> bool:
+    return low == f"{MAX_ID_PART}-{MAX_ID_PART}" or high == FIRST_POSITION

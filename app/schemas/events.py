@@ -2,32 +2,72 @@
 
 from __future__ import annotations
 
-from marshmallow import fields, validate
+import math
 
-from app.domain.events import EVENT_ID, EVENT_TYPE, PRIORITIES, PRIORITY_ALIASES, WELL_KNOWN_TYPES
+from marshmallow import ValidationError, fields, validate
+
+from app.domain.events import (
+    EVENT_TYPE,
+    PRIORITIES,
+    PRIORITY_ALIASES,
+    WELL_KNOWN_TYPES,
+    parse_event_id,
+)
 from app.domain.ids import TASK_ID
 from app.schemas.common import JsonObject, Schema, StrictSchema
 
+
+class FullMatch(validate.Regexp):
+    """Regexp on the whole value: re.match's `$` would let a trailing newline through."""
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
 _EVENT_TYPE = [
     validate.Length(max=100),
-    validate.Regexp(EVENT_TYPE, error="Must be a dotted lowercase name like task.started."),
+    FullMatch(EVENT_TYPE, error="Must be a dotted lowercase name like task.started."),
 ]
-_EVENT_ID = validate.Regexp(EVENT_ID, error="Must be an event id like 1700000000000-0.")
-_TASK_ID = validate.Regexp(TASK_ID, error="Must be a task id (UUID4).")
+_TASK_ID = FullMatch(TASK_ID, error="Must be a task id (UUID4).")
+
+
+def _event_id(value: str) -> None:
+    """A stream id Redis accepts: two unsigned 64-bit numbers joined by '-'."""
+    if parse_event_id(value) is None:
+        raise ValidationError("Must be an event id like 1700000000000-0.")
+
+
+def _finite_json(value: dict) -> None:
+    """NaN and Infinity parse in Python but are not JSON: other consumers would choke."""
+    pending = [value]
+    while pending:  # iterative: nesting depth is the client's choice
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValidationError("NaN and Infinity are not valid JSON numbers.")
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 class EventPublishSchema(StrictSchema):
     event_type = fields.String(
-        required=True, validate=_EVENT_TYPE,
-        metadata={"description": "Dotted lowercase name. Emitted by the service: "
-                  + ", ".join(WELL_KNOWN_TYPES), "examples": list(WELL_KNOWN_TYPES)},
+        required=True,
+        validate=_EVENT_TYPE,
+        metadata={
+            "description": "Dotted lowercase name. Emitted by the service: "
+            + ", ".join(WELL_KNOWN_TYPES),
+            "example": "deploy.succeeded",
+        },
     )
     source_agent = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    payload = JsonObject(required=True)
+    payload = JsonObject(required=True, validate=_finite_json)
     task_id = fields.String(validate=_TASK_ID)
     trace_id = fields.String(validate=validate.Length(min=1, max=128))
     priority = fields.String(validate=validate.OneOf((*PRIORITIES, *PRIORITY_ALIASES)))
-    metadata = JsonObject(load_default=dict)
+    metadata = JsonObject(load_default=dict, validate=_finite_json)
 
 
 class EventPublishedSchema(Schema):
@@ -53,18 +93,36 @@ class EventQuerySchema(StrictSchema):
     type = fields.String(validate=_EVENT_TYPE)
     task_id = fields.String(validate=_TASK_ID)
     source_agent = fields.String(validate=validate.Length(min=1, max=64))
-    after = fields.String(validate=_EVENT_ID)
-    before = fields.String(validate=_EVENT_ID)
-    order = fields.String(validate=validate.OneOf(("asc", "desc")),
-                          metadata={"description": "asc when `after` is given, else desc"})
+    after = fields.String(
+        validate=_event_id,
+        metadata={"description": "Exclusive lower bound (an event id): resume after it."},
+    )
+    before = fields.String(
+        validate=_event_id, metadata={"description": "Exclusive upper bound (an event id)."}
+    )
+    order = fields.String(
+        validate=validate.OneOf(("asc", "desc")),
+        metadata={"description": "asc when `after` is given, else desc"},
+    )
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    format = fields.String(load_default="native",
-                           validate=validate.OneOf(("native", "cloudevents")))
+    format = fields.String(
+        load_default="native", validate=validate.OneOf(("native", "cloudevents"))
+    )
 
 
 class EventListSchema(Schema):
     success = fields.Boolean(required=True)
     count = fields.Integer(required=True)
-    events = fields.List(fields.Dict(), required=True,
-                         metadata={"description": "Event envelopes, or CloudEvents 1.0"})
-    next = fields.String(allow_none=True, required=True)
+    events = fields.List(
+        fields.Dict(),
+        required=True,
+        metadata={"description": "Event envelopes, or CloudEvents 1.0"},
+    )
+    next = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "asc: always the position to resume from (pass as `after`); "
+            "desc: pass as `before`, null at the end."
+        },
+    )

@@ -3,7 +3,12 @@
 -- ARGV[5] limit  ARGV[6] type  ARGV[7] task_id  ARGV[8] source_agent ('' = any)
 -- ARGV[9] scan budget  ARGV[10] exclusive end id ('' = none)
 -- Returns {next_cursor or '', id, data, id, data, ...}. Ascending pages always return a
--- cursor (the position to resume from, for tailing); descending ones '' at the end.
+-- cursor (the position to resume from, for tailing; '0-0' = before everything);
+-- descending ones '' at the end. At most ARGV[9] entries are examined per call, in
+-- batches of 200, so a rare filter never loads or blocks on the whole stream: a page
+-- may then hold fewer than `limit` events but still carries the cursor to go on from.
+-- The caller guarantees the bounds are valid ids Redis can step past (not 0-0 as the
+-- upper bound, not the largest id as the lower one).
 local asc = ARGV[3] == 'asc'
 local limit, budget = tonumber(ARGV[5]), tonumber(ARGV[9])
 local want_type, want_task, want_source = ARGV[6], ARGV[7], ARGV[8]
@@ -21,7 +26,7 @@ while true do
       stop == '' and '-' or ('(' .. stop), 'COUNT', 200)
   end
   if #page == 0 then
-    out[1] = asc and cursor or ''
+    out[1] = asc and (cursor == '' and '0-0' or cursor) or ''
     return out
   end
   for _, entry in ipairs(page) do

@@ -1,0 +1,718 @@
+"""The event bus on a real Redis: publish, replay, live fan-out, trimming, paging, limits."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from app.domain.events import WELL_KNOWN_TYPES
+
+EVENT_ID = re.compile(r"^\d+-\d+$")
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+MAX_ID = f"{2**64 - 1}-{2**64 - 1}"
+
+# Values JSON carries exactly only if nobody on the way re-encodes them lossily.
+RICH_PAYLOAD = {
+    "text": 'héllo 世界 🚀 \u0000 "quoted" \\ back',
+    "big": 2**70 + 1,
+    "negative": -(2**63),
+    "float": 0.1 + 0.2,
+    "tiny": 5e-324,
+    "huge": 1.7976931348623157e308,
+    "nested": {"list": [1, [2, [3, {"deep": None}]], True, False], "empty": {}, "none": None},
+    "emoji_key_🔑": "value",
+}
+
+
+def prefix_of(app) -> str:
+    return app.extensions["orchestrator.settings"].queue_prefix
+
+
+def stream_len(app) -> int:
+    return app.extensions["orchestrator.redis"].xlen(f"{prefix_of(app)}:events")
+
+
+def publish(client, headers, **body):
+    body.setdefault("source_agent", "dev_agent")
+    body.setdefault("payload", {})
+    return client.post("/events/publish", json=body, headers=headers)
+
+
+def publish_ok(client, headers, **body) -> str:
+    response = publish(client, headers, **body)
+    assert response.status_code == 201, response.json
+    return response.json["event_id"]
+
+
+def read(client, headers, **query) -> dict:
+    response = client.get("/events", query_string=query, headers=headers)
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert body["success"] is True and body["count"] == len(body["events"])
+    return body
+
+
+def ids(body: dict) -> list[str]:
+    return [event["event_id"] for event in body["events"]]
+
+
+def ms_of(event_id: str) -> int:
+    return int(event_id.split("-")[0])
+
+
+# Publish and replay ------------------------------------------------------------------
+
+
+def test_publish_then_replay_returns_every_field(app, client, keys):
+    task_id = str(uuid.uuid4())
+    metadata = {"team": "ops", "labels": ["ü", {"x": 1.5}], "count": 10**20}
+    response = publish(
+        client,
+        keys["agent"],
+        event_type="deploy.succeeded",
+        source_agent="ops_agent",
+        task_id=task_id,
+        trace_id="trace-42",
+        priority="P1",
+        payload=RICH_PAYLOAD,
+        metadata=metadata,
+    )
+
+    assert response.status_code == 201
+    event_id = response.json["event_id"]
+    assert EVENT_ID.match(event_id)
+    assert response.json == {
+        "success": True,
+        "event_id": event_id,
+        "event_type": "deploy.succeeded",
+        "message": "Event published",
+    }
+
+    stored = read(client, keys["user"])
+    assert stored["count"] == 1 and stored["next"] is None
+    event = stored["events"][0]
+    timestamp = event.pop("timestamp")
+    assert event == {
+        "event_id": event_id,
+        "event_type": "deploy.succeeded",
+        "source_agent": "ops_agent",
+        "task_id": task_id,
+        "trace_id": "trace-42",
+        "priority": "high",
+        "payload": RICH_PAYLOAD,
+        "metadata": metadata,
+    }
+    assert ISO_UTC.match(timestamp)
+    # Stamped by Redis' clock as the script starts, just before XADD takes the id.
+    parsed = datetime.fromisoformat(timestamp)
+    assert parsed.tzinfo == UTC
+    assert 0 <= ms_of(event_id) - round(parsed.timestamp() * 1000) < 1000
+    assert stream_len(app) == 1
+
+
+def test_metadata_defaults_to_empty_object_and_task_id_to_null(client, keys):
+    publish_ok(client, keys["agent"], event_type="agent.heartbeat")
+    event = read(client, keys["user"])["events"][0]
+    assert event["metadata"] == {} and event["task_id"] is None
+    assert event["payload"] == {} and event["priority"] == "medium"
+
+
+@pytest.mark.parametrize(
+    ("body_trace", "header", "expected"),
+    [
+        ("from-body", None, "from-body"),
+        ("from-body", "req-from-header", "from-body"),
+        (None, "req-from-header", "req-from-header"),
+        (None, None, None),  # generated: the request id the response carries
+        (None, "not a valid id!", None),  # a malformed X-Request-ID is replaced, not stored
+    ],
+)
+def test_trace_id_comes_from_body_then_request_id_then_new(
+    client, keys, body_trace, header, expected
+):
+    headers = {**keys["agent"], **({"X-Request-ID": header} if header else {})}
+    body = {"trace_id": body_trace} if body_trace else {}
+    response = publish(client, headers, event_type="trace.check", **body)
+    assert response.status_code == 201
+    trace_id = read(client, keys["user"])["events"][0]["trace_id"]
+    if expected is None:
+        assert re.fullmatch(r"[0-9a-f]{32}", trace_id)
+        assert trace_id == response.headers["X-Request-ID"]
+    else:
+        assert trace_id == expected
+
+
+def test_generated_trace_ids_differ_per_request(client, keys):
+    for _ in range(2):
+        publish_ok(client, keys["agent"], event_type="trace.check")
+    first, second = read(client, keys["user"])["events"]
+    assert first["trace_id"] != second["trace_id"]
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("P0", "critical"),
+        ("P1", "high"),
+        ("P2", "medium"),
+        ("P3", "low"),
+        ("critical", "critical"),
+        ("high", "high"),
+        ("medium", "medium"),
+        ("low", "low"),
+        (None, "medium"),
+    ],
+)
+def test_priority_is_mapped_to_the_event_scale(client, keys, given, stored):
+    body = {"priority": given} if given else {}
+    publish_ok(client, keys["agent"], event_type="priority.check", **body)
+    assert read(client, keys["user"])["events"][0]["priority"] == stored
+
+
+# Live fan-out -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def subscriber(app, redis_server):
+    """Open redis-py pub/sub connections on the app's Redis; all closed after the test."""
+    opened = []
+
+    def listen(*channels: str, patterns: tuple[str, ...] = ()):
+        pubsub = redis_server.client().pubsub()
+        opened.append(pubsub)
+        full = [f"{prefix_of(app)}:events:{c}" for c in channels]
+        if full:
+            pubsub.subscribe(*full)
+        if patterns:
+            pubsub.psubscribe(*(f"{prefix_of(app)}:events:{p}" for p in patterns))
+        for _ in range(len(full) + len(patterns)):  # wait until every subscription holds
+            confirmation = pubsub.get_message(timeout=5)
+            assert confirmation and confirmation["type"] in ("subscribe", "psubscribe")
+        return pubsub
+
+    yield listen
+    for pubsub in opened:
+        pubsub.close()
+
+
+def drain(pubsub, expected: int) -> list[dict]:
+    """`expected` messages, then a short wait to prove no extra one follows."""
+    messages = []
+    while len(messages) < expected:
+        message = pubsub.get_message(timeout=5)
+        assert message is not None, f"only {len(messages)} of {expected} messages arrived"
+        messages.append(message)
+    assert pubsub.get_message(timeout=0.2) is None
+    return messages
+
+
+def test_subscriber_gets_the_stored_envelope_on_both_channels(app, client, keys, subscriber):
+    pubsub = subscriber("deploy.succeeded", "*", "deploy.failed")
+    event_id = publish_ok(
+        client,
+        keys["agent"],
+        event_type="deploy.succeeded",
+        source_agent="ops_agent",
+        trace_id="t-1",
+        priority="P0",
+        payload=RICH_PAYLOAD,
+        metadata={"k": "v"},
+    )
+    stored = read(client, keys["user"])["events"][0]
+
+    messages = drain(pubsub, 2)  # nothing on deploy.failed
+    prefix = prefix_of(app)
+    assert sorted(m["channel"] for m in messages) == [
+        f"{prefix}:events:*",
+        f"{prefix}:events:deploy.succeeded",
+    ]
+    for message in messages:
+        assert message["type"] == "message"
+        live = json.loads(message["data"])
+        assert live["event_id"] == event_id == stored["event_id"]
+        assert live == stored
+
+
+def test_documented_subscriptions_deliver_each_event_once(app, client, keys, subscriber):
+    """docs/events.md: SUBSCRIBE to the literal `*` channel, PSUBSCRIBE a family."""
+    everything = subscriber("*")
+    family = subscriber(patterns=("task.*",))
+    task = client.post(
+        "/tasks", json={"type": "bugfix", "priority": "P3"}, headers=keys["agent"]
+    ).json["task_id"]
+    publish_ok(client, keys["agent"], event_type="deploy.started")
+
+    assert [json.loads(m["data"])["event_type"] for m in drain(everything, 3)] == [
+        "task.created",
+        "task.assigned",
+        "deploy.started",
+    ]
+    family_events = [json.loads(m["data"]) for m in drain(family, 2)]
+    assert [(e["event_type"], e["task_id"]) for e in family_events] == [
+        ("task.created", task),
+        ("task.assigned", task),
+    ]
+
+
+def test_psubscribe_on_the_wildcard_pattern_sees_each_event_twice(client, keys, subscriber):
+    """Why the docs recommend SUBSCRIBE for everything: the pattern matches both channels."""
+    pubsub = subscriber(patterns=("*",))
+    event_id = publish_ok(client, keys["agent"], event_type="deploy.started")
+    assert [json.loads(m["data"])["event_id"] for m in drain(pubsub, 2)] == [event_id] * 2
+
+
+# Trimming -----------------------------------------------------------------------------
+
+
+def test_stream_is_trimmed_near_its_bound(make_app, keys):
+    app = make_app(ORCHESTRATOR_EVENT_STREAM_MAXLEN="100")
+    client = app.test_client()
+    last = [
+        publish_ok(client, keys["agent"], event_type="load.tick", payload={"n": n})
+        for n in range(1000)
+    ][-1]
+
+    length = stream_len(app)
+    assert 100 <= length <= 300  # approximate trimming drops whole nodes of ~100 entries
+    everything = read(client, keys["user"], limit=1000)
+    assert everything["count"] == length
+    assert everything["events"][0]["event_id"] == last
+    assert everything["events"][0]["payload"] == {"n": 999}
+
+
+# Paging and replay ----------------------------------------------------------------------
+
+
+def test_paging_with_after_sees_every_event_once_while_publishing(app, keys):
+    total = 120
+    published: list[str] = []
+    done = threading.Event()
+
+    def produce():
+        writer = app.test_client()
+        try:
+            for n in range(total):
+                published.append(
+                    publish_ok(writer, keys["agent"], event_type="load.tick", payload={"n": n})
+                )
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=produce)
+    reader = app.test_client()
+    seen: list[str] = []
+    thread.start()
+    page = read(reader, keys["user"], order="asc", limit=7)
+    while True:
+        assert page["count"] <= 7
+        seen.extend(ids(page))
+        cursor = page["next"]
+        assert cursor == (seen[-1] if seen else "0-0")  # asc: always where to resume
+        finished = done.is_set()
+        page = read(reader, keys["user"], after=cursor, limit=7)
+        if finished and page["count"] == 0:
+            assert page["next"] == cursor  # a tailing client keeps polling from here
+            break
+    thread.join()
+
+    assert len(published) == total
+    assert seen == published
+    # One clock (Redis') stamps them all: timestamps never run backwards in stream order.
+    stamps = [e["timestamp"] for e in read(reader, keys["user"], order="asc", limit=1000)["events"]]
+    assert len(stamps) == total and stamps == sorted(stamps)
+
+
+@pytest.fixture
+def ten_events(client, keys) -> list[str]:
+    return [
+        publish_ok(client, keys["agent"], event_type="seq.step", payload={"n": n})
+        for n in range(10)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({}, list(range(9, -1, -1))),  # newest first by default
+        ({"order": "asc"}, list(range(10))),
+        ({"after": 3}, list(range(4, 10))),  # oldest first by default after a cursor
+        ({"after": 3, "order": "desc"}, list(range(9, 3, -1))),
+        ({"before": 6}, list(range(5, -1, -1))),
+        ({"before": 6, "order": "asc"}, list(range(6))),
+        ({"after": 2, "before": 7}, [3, 4, 5, 6]),
+        ({"after": 2, "before": 7, "order": "desc"}, [6, 5, 4, 3]),
+        ({"after": 4, "before": 5}, []),
+        ({"after": 9}, []),
+        ({"before": 0}, []),
+    ],
+)
+def test_before_and_after_are_exclusive_in_both_orders(client, keys, ten_events, query, expected):
+    query = {k: ten_events[v] if k in ("after", "before") else v for k, v in query.items()}
+    assert ids(read(client, keys["user"], **query)) == [ten_events[n] for n in expected]
+
+
+def test_desc_paging_with_before_ends_with_null_next(client, keys, ten_events):
+    seen, query = [], {"limit": 4}
+    while True:
+        page = read(client, keys["user"], **query)
+        seen.extend(ids(page))
+        if page["next"] is None:
+            break
+        assert page["next"] == seen[-1]
+        query["before"] = page["next"]
+    assert seen == ten_events[::-1]
+
+
+@pytest.mark.parametrize(
+    ("query", "next_cursor"),
+    [
+        ({"order": "asc"}, "0-0"),  # an empty stream: resume from the very beginning
+        ({"after": "5-0"}, "5-0"),
+        ({"after": "0005-01"}, "5-1"),  # cursors come back in Redis' own spelling
+        ({"after": MAX_ID}, MAX_ID),  # nothing can follow the largest id
+        ({"before": "0-0", "order": "asc"}, "0-0"),
+        ({"before": "0-0"}, None),
+        ({"after": MAX_ID, "order": "desc"}, None),
+        ({}, None),
+    ],
+)
+def test_empty_ranges_answer_an_empty_page(client, keys, query, next_cursor):
+    page = read(client, keys["user"], **query)
+    assert page["events"] == [] and page["next"] == next_cursor
+
+
+def test_filters_match_inside_redis(client, keys):
+    t1, t2 = str(uuid.uuid4()), str(uuid.uuid4())
+    specs = [
+        ("build.started", t1, "ci"),
+        ("build.finished", t1, "ci"),
+        ("build.started", t2, "ci"),
+        ("deploy.started", t2, "ops_agent"),
+        ("build.started", None, "ops_agent"),
+    ]
+    made = []
+    for event_type, task_id, source in specs:
+        body = {"task_id": task_id} if task_id else {}
+        made.append(
+            publish_ok(client, keys["agent"], event_type=event_type, source_agent=source, **body)
+        )
+
+    def query(expected_positions, **params):
+        asc = read(client, keys["user"], order="asc", **params)
+        desc = read(client, keys["user"], **params)
+        assert ids(asc) == [made[i] for i in expected_positions]
+        assert ids(desc) == ids(asc)[::-1]
+
+    query([0, 2, 4], type="build.started")
+    query([0, 1], task_id=t1)
+    query([3, 4], source_agent="ops_agent")
+    query([2], type="build.started", task_id=t2)
+    query([4], type="build.started", source_agent="ops_agent")
+    query([], type="build.started", task_id=t2, source_agent="ops_agent")
+    query([], type="never.published")
+    # A filtered page ends at its last match, and the next page resumes after it.
+    first = read(client, keys["user"], type="build.started", order="asc", limit=2)
+    assert ids(first) == [made[0], made[2]] and first["next"] == made[2]
+    rest = read(client, keys["user"], type="build.started", after=first["next"], limit=2)
+    assert ids(rest) == [made[4]]
+
+
+def test_cloudevents_format(client, keys):
+    task_id = str(uuid.uuid4())
+    event_id = publish_ok(
+        client,
+        keys["agent"],
+        event_type="deploy.succeeded",
+        source_agent="ops agent/ü",
+        task_id=task_id,
+        trace_id="tr-1",
+        priority="P3",
+        payload={"version": "1.2.3"},
+        metadata={"m": 1},
+    )
+    native = read(client, keys["user"])["events"][0]
+    cloud = read(client, keys["user"], format="cloudevents")["events"]
+    assert cloud == [
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "type": "deploy.succeeded",
+            "source": "/agents/ops%20agent%2F%C3%BC",
+            "time": native["timestamp"],
+            "datacontenttype": "application/json",
+            "data": {"version": "1.2.3"},
+            "taskid": task_id,
+            "traceid": "tr-1",
+            "priority": "low",
+        }
+    ]
+
+
+def test_cloudevents_leaves_out_absent_extensions(client, keys):
+    publish_ok(client, keys["agent"], event_type="agent.heartbeat", source_agent="faq_agent")
+    cloud = read(client, keys["user"], format="cloudevents")["events"][0]
+    assert "taskid" not in cloud and cloud["source"] == "/agents/faq_agent"
+
+
+# The service's own events -----------------------------------------------------------------
+
+
+def test_task_creation_events_replay_in_order(client, keys):
+    response = client.post(
+        "/tasks",
+        json={"type": "bugfix", "priority": "P3"},
+        headers={**keys["agent"], "X-Request-ID": "req-task-1"},
+    )
+    assert response.status_code == 201
+    task = response.json["task"]
+    asc = read(client, keys["user"], task_id=task["task_id"], order="asc")
+    assert [e["event_type"] for e in asc["events"]] == ["task.created", "task.assigned"]
+    for event in asc["events"]:
+        assert event["source_agent"] == "orchestrator"
+        assert event["task_id"] == task["task_id"]
+        assert event["trace_id"] == task["trace_id"]
+        assert event["priority"] == "low" and event["metadata"] == {}
+        assert ISO_UTC.match(event["timestamp"])
+    assert asc["events"][1]["payload"]["status"] == "assigned"
+    desc = read(client, keys["user"], task_id=task["task_id"])
+    assert ids(desc) == ids(asc)[::-1]
+
+
+def test_approval_flow_events_replay_in_order(client, keys):
+    created = client.post(
+        "/tasks", json={"type": "bugfix", "priority": "P0"}, headers=keys["agent"]
+    ).json
+    task_id, approval_id = created["task_id"], created["approval_id"]
+    approved = client.post(f"/approvals/{approval_id}/approve", headers=keys["ops"])
+    assert approved.status_code == 200
+    events = read(client, keys["user"], task_id=task_id, order="asc")["events"]
+    assert [e["event_type"] for e in events] == [
+        "task.created",
+        "task.awaiting_approval",
+        "approval.requested",
+        "approval.approved",
+        "task.assigned",
+    ]
+    assert {e["priority"] for e in events} == {"critical"}
+    assert all(e["event_type"] in WELL_KNOWN_TYPES for e in events)
+    assert events[3]["payload"]["decided_by"] == "apikey:ops"
+
+
+# Validation: 422 and nothing stored ----------------------------------------------------------
+
+VALID = {"event_type": "task.started", "source_agent": "dev_agent", "payload": {"a": 1}}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"event_type": "Task.started"}, "event_type"),
+        ({"event_type": "task"}, "event_type"),
+        ({"event_type": "task."}, "event_type"),
+        ({"event_type": ".task"}, "event_type"),
+        ({"event_type": "task..started"}, "event_type"),
+        ({"event_type": "task.st arted"}, "event_type"),
+        ({"event_type": " task.started"}, "event_type"),
+        ({"event_type": "task.started\n"}, "event_type"),
+        ({"event_type": "1task.started"}, "event_type"),
+        ({"event_type": "task.*"}, "event_type"),
+        ({"event_type": "a." + "b" * 99}, "event_type"),  # 101 characters
+        ({"event_type": ""}, "event_type"),
+        ({"event_type": 7}, "event_type"),
+        ({"event_type": None}, "event_type"),
+        ({"payload": [1, 2]}, "payload"),
+        ({"payload": "text"}, "payload"),
+        ({"payload": None}, "payload"),
+        ({"payload": 3}, "payload"),
+        ({"metadata": ["x"]}, "metadata"),
+        ({"source_agent": ""}, "source_agent"),
+        ({"source_agent": "a" * 65}, "source_agent"),
+        ({"task_id": "not-a-uuid"}, "task_id"),
+        ({"task_id": str(uuid.uuid4()) + "\n"}, "task_id"),
+        ({"trace_id": ""}, "trace_id"),
+        ({"trace_id": "t" * 129}, "trace_id"),
+        ({"priority": "P4"}, "priority"),
+        ({"priority": "urgent"}, "priority"),
+        ({"unexpected": 1}, "unexpected"),
+        ({"event_id": "1-1"}, "event_id"),  # clients cannot choose the stream id
+    ],
+)
+def test_invalid_publish_is_422_and_stores_nothing(app, client, keys, subscriber, change, field):
+    live = subscriber("*")
+    body = {**VALID, **change}
+    response = client.post("/events/publish", json=body, headers=keys["agent"])
+    assert response.status_code == 422
+    assert response.json["detail"] == "Validation failed"
+    assert field in response.json["errors"]
+    assert stream_len(app) == 0
+    assert live.get_message(timeout=0.05) is None
+
+
+@pytest.mark.parametrize("field", ["event_type", "source_agent", "payload"])
+def test_missing_required_field_is_422(app, client, keys, field):
+    body = {k: v for k, v in VALID.items() if k != field}
+    response = client.post("/events/publish", json=body, headers=keys["agent"])
+    assert response.status_code == 422
+    assert response.json["errors"][field] == ["Missing data for required field."]
+    assert stream_len(app) == 0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"event_type": "a.b", "source_agent": "x", "payload": {"n": NaN}}',
+        '{"event_type": "a.b", "source_agent": "x", "payload": {"n": [Infinity]}}',
+        '{"event_type": "a.b", "source_agent": "x", "payload": {}, "metadata": {"n": -Infinity}}',
+    ],
+)
+def test_non_finite_numbers_are_not_json_and_are_refused(app, client, keys, raw):
+    response = client.post(
+        "/events/publish", data=raw, headers=keys["agent"], content_type="application/json"
+    )
+    assert response.status_code == 422
+    assert response.json["errors"] in (
+        {"payload": ["NaN and Infinity are not valid JSON numbers."]},
+        {"metadata": ["NaN and Infinity are not valid JSON numbers."]},
+    )
+    assert stream_len(app) == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        ('{"event_type": "a.b",', 400),
+        ("[1, 2]", 422),
+        ('"text"', 422),
+    ],
+)
+def test_malformed_or_non_object_body(app, client, keys, raw, status):
+    response = client.post(
+        "/events/publish", data=raw, headers=keys["agent"], content_type="application/json"
+    )
+    assert response.status_code == status
+    assert "detail" in response.json
+    assert stream_len(app) == 0
+
+
+@pytest.mark.parametrize(("length", "field"), [(100, "event_type"), (64, "source_agent")])
+def test_longest_accepted_values(client, keys, length, field):
+    value = ("a." + "b" * (length - 2)) if field == "event_type" else "s" * length
+    publish_ok(client, keys["agent"], **{**VALID, field: value})
+    assert read(client, keys["user"])["events"][0][field] == value
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"after": "abc"}, "after"),
+        ({"after": "1-"}, "after"),
+        ({"after": "-1"}, "after"),
+        ({"after": "1-2-3"}, "after"),
+        ({"after": "1"}, "after"),
+        ({"after": "1-1\n"}, "after"),
+        ({"after": "\u0661-\u0660"}, "after"),  # Arabic-Indic digits: \d would take them
+        ({"after": ""}, "after"),
+        ({"after": "18446744073709551616-0"}, "after"),  # past 2**64 - 1
+        ({"before": "0-18446744073709551616"}, "before"),
+        ({"before": "99999999999999999999-0"}, "before"),
+        ({"before": "+"}, "before"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"limit": "many"}, "limit"),
+        ({"order": "newest"}, "order"),
+        ({"format": "xml"}, "format"),
+        ({"type": "Task.Created"}, "type"),
+        ({"task_id": "123"}, "task_id"),
+    ],
+)
+def test_invalid_query_is_422(client, keys, query, field):
+    response = client.get("/events", query_string=query, headers=keys["user"])
+    assert response.status_code == 422
+    assert field in response.json["errors"]
+
+
+def test_limit_caps_the_page(client, keys):
+    made = [publish_ok(client, keys["agent"], event_type="seq.step") for _ in range(3)]
+    assert ids(read(client, keys["user"], limit=2)) == made[:0:-1]
+    assert read(client, keys["user"], limit=1000)["count"] == 3
+
+
+# Access, rate limit, cost -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("role", "status"), [("user", 403), (None, 401)])
+def test_publish_needs_an_agent(app, client, keys, role, status):
+    response = client.post("/events/publish", json=VALID, headers=keys[role] if role else {})
+    assert response.status_code == status
+    assert "detail" in response.json
+    assert stream_len(app) == 0
+    if status == 401:
+        assert "WWW-Authenticate" in response.headers
+
+
+def test_replay_needs_credentials(client):
+    response = client.get("/events")
+    assert response.status_code == 401
+    assert response.json == {"detail": "Not authenticated"}
+
+
+def test_rate_limit_on_publish(make_app, keys):
+    app = make_app(ORCHESTRATOR_RATE_LIMIT_EVENTS="2")
+    client = app.test_client()
+    for remaining in (1, 0):
+        response = publish(client, keys["agent"], event_type="burst.tick")
+        assert response.status_code == 201
+        assert response.headers["X-RateLimit-Limit"] == "2"
+        assert response.headers["X-RateLimit-Remaining"] == str(remaining)
+    third = publish(client, keys["agent"], event_type="burst.tick")
+    assert third.status_code == 429
+    assert set(third.json) == {"detail"} and third.json["detail"].startswith("Rate limit")
+    assert int(third.headers["Retry-After"]) >= 1
+    assert stream_len(app) == 2
+
+
+def test_publish_costs_one_redis_round_trip(make_app, own_redis, keys):
+    app = make_app(redis_url=own_redis.url, ORCHESTRATOR_RATE_LIMIT_EXEMPT="apikey:agent")
+    client = app.test_client()
+    publish_ok(client, keys["agent"], event_type="warm.up")  # connects, loads the script
+    probe = own_redis.client()
+    probe.config_resetstat()
+
+    publish_ok(client, keys["agent"], event_type="cost.check")
+
+    stats = {
+        name.removeprefix("cmdstat_"): value["calls"]
+        for name, value in probe.info("commandstats").items()
+    }
+    # evalsha is the only command the app sent; time/xadd/publish ran inside the script.
+    assert stats.pop("evalsha") == 1
+    assert stats.pop("xadd") == 1 and stats.pop("publish") == 2
+    stats.pop("time", None)
+    stats.pop("config|resetstat", None)
+    assert stats == {}
+
+
+def test_openapi_documents_the_event_contract(client):
+    spec = client.get("/openapi.json").json
+    schema = spec["components"]["schemas"]["EventPublish"]
+    event_type = schema["properties"]["event_type"]
+    assert event_type["maxLength"] == 100
+    assert event_type["pattern"] == r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+    assert all(name in event_type["description"] for name in WELL_KNOWN_TYPES)
+    assert set(schema["required"]) == {"event_type", "source_agent", "payload"}
+    params = {p["name"] for p in spec["paths"]["/events"]["get"]["parameters"]}
+    assert {
+        "type",
+        "task_id",
+        "source_agent",
+        "after",
+        "before",
+        "order",
+        "limit",
+        "format",
+    } <= params
