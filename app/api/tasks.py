@@ -26,9 +26,15 @@ from app.schemas.tasks import (
 blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Create, route and run tasks")
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-_ERRORS = {401: "Not authenticated", 403: "Role too weak", 404: "Unknown task",
-           409: "Transition not allowed", 422: "Invalid request", 429: "Rate limited",
-           503: "Redis unavailable"}
+_ERRORS = {
+    401: "Not authenticated",
+    403: "Role too weak",
+    404: "Unknown task",
+    409: "Transition not allowed",
+    422: "Invalid request",
+    429: "Rate limited",
+    503: "Redis unavailable",
+}
 
 
 def _document_errors(*codes):
@@ -36,6 +42,7 @@ def _document_errors(*codes):
         for code in codes:
             view = blp.alt_response(code, schema=ErrorSchema, description=_ERRORS[code])(view)
         return view
+
     return decorate
 
 
@@ -47,10 +54,20 @@ def _envelope(task: dict, message: str | None = None) -> dict:
 
 
 @blp.route("", methods=["POST"])
-@blp.doc(security=SECURITY, parameters=[{
-    "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string"},
-    "description": "Repeat a create safely for 24 h; a different body under the same key is 422",
-}])
+@blp.doc(
+    security=SECURITY,
+    parameters=[
+        {
+            "in": "header",
+            "name": "Idempotency-Key",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": (
+                "Repeat a create safely for 24 h; a different body under the same key is 422"
+            ),
+        }
+    ],
+)
 @require_role("agent")
 @blp.arguments(TaskCreateSchema)
 @blp.response(201, TaskCreatedSchema)
@@ -59,8 +76,10 @@ def create_task(body):
     """Create a task and route it to its agent (critical ones wait for approval)."""
     key = request.headers.get("Idempotency-Key")
     if key is not None and not _IDEMPOTENCY_KEY.match(key):
-        raise ValidationFailed("Invalid Idempotency-Key",
-                               errors={"Idempotency-Key": ["1-255 printable ASCII characters."]})
+        raise ValidationFailed(
+            "Invalid Idempotency-Key",
+            errors={"Idempotency-Key": ["1-255 printable ASCII characters."]},
+        )
     created = services().tasks.create(body, current_principal().id, key)
     task = created.task
     if task["status"] == "awaiting_approval":
@@ -85,8 +104,11 @@ def create_task(body):
 def list_tasks(query):
     """List tasks, newest first, with filters and an opaque cursor."""
     tasks, next_cursor = services().tasks.list(
-        limit=query["limit"], cursor=query.get("cursor"), status=query.get("status"),
-        task_type=query.get("type"), assigned_to=query.get("assigned_to"),
+        limit=query["limit"],
+        cursor=query.get("cursor"),
+        status=query.get("status"),
+        task_type=query.get("type"),
+        assigned_to=query.get("assigned_to"),
     )
     return {"success": True, "count": len(tasks), "tasks": tasks, "next_cursor": next_cursor}
 
@@ -100,8 +122,7 @@ def list_tasks(query):
 @_document_errors(401, 403, 422, 429, 503)
 def claim_task(body):
     """Atomically take the agent's highest-priority, oldest ready task, with a lease."""
-    task = services().tasks.claim(body["agent"], current_principal().id,
-                                  body.get("lease_seconds"))
+    task = services().tasks.claim(body["agent"], current_principal().id, body.get("lease_seconds"))
     if task is None:
         return "", 204
     return _envelope(task, f"Task claimed until {task['lease_expires_at']}")
@@ -128,10 +149,12 @@ def update_status(query, body, task_id):
     """Move a task through the state machine (`status`, `error` in the query or body)."""
     update = {**query, **(body or {})}
     if "status" not in update:
-        raise ValidationFailed("Validation failed",
-                               errors={"status": ["Missing data for required field."]})
-    task = services().tasks.set_status(task_id, update["status"], current_principal().id,
-                                       update.get("error"))
+        raise ValidationFailed(
+            "Validation failed", errors={"status": ["Missing data for required field."]}
+        )
+    task = services().tasks.set_status(
+        task_id, update["status"], current_principal().id, update.get("error")
+    )
     return _envelope(task, f"Task is now {task['status']}")
 
 
@@ -155,6 +178,7 @@ def cancel_task(body, task_id):
 @_document_errors(401, 403, 404, 409, 422, 429, 503)
 def heartbeat(body, task_id):
     """Extend the lease of a task the caller claimed."""
-    task = services().tasks.heartbeat(task_id, current_principal().id,
-                                      (body or {}).get("lease_seconds"))
+    task = services().tasks.heartbeat(
+        task_id, current_principal().id, (body or {}).get("lease_seconds")
+    )
     return _envelope(task, f"Lease extended until {task['lease_expires_at']}")

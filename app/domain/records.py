@@ -5,14 +5,43 @@ from __future__ import annotations
 import json
 
 TASK_FIELDS = (
-    "task_id", "type", "priority", "source", "status", "payload", "metadata", "trace_id",
-    "assigned_to", "created_by", "created_at", "updated_at", "started_at", "completed_at",
-    "sla", "parent_task_id", "error", "retry_count", "max_retries", "approval_id",
-    "claimed_by", "lease_expires_at",
+    "task_id",
+    "type",
+    "priority",
+    "source",
+    "status",
+    "payload",
+    "metadata",
+    "trace_id",
+    "assigned_to",
+    "created_by",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "completed_at",
+    "sla",
+    "parent_task_id",
+    "error",
+    "retry_count",
+    "max_retries",
+    "approval_id",
+    "claimed_by",
+    "lease_expires_at",
 )
 APPROVAL_FIELDS = (
-    "approval_id", "task_id", "task_type", "priority", "reason", "status", "requested_by",
-    "requested_at", "expires_at", "decided_by", "decided_at", "rejection_reason", "comment",
+    "approval_id",
+    "task_id",
+    "task_type",
+    "priority",
+    "reason",
+    "status",
+    "requested_by",
+    "requested_at",
+    "expires_at",
+    "decided_by",
+    "decided_at",
+    "rejection_reason",
+    "comment",
 )
 _JSON = frozenset({"payload", "metadata", "sla"})
 _INT = frozenset({"retry_count", "max_retries"})
@@ -34,11 +63,9 @@ def task_record(flat: list) -> dict:
         elif value is not None and name in _INT:
             value = int(value)
         record[name] = value
-    record.setdefault("payload", {})
-    if record["payload"] is None:
-        record["payload"] = {}
-    if record["metadata"] is None:
-        record["metadata"] = {}
+    for name in ("payload", "metadata"):  # always objects, even on a partial hash
+        if record[name] is None:
+            record[name] = {}
     return record
 
 

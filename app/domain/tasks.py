@@ -18,8 +18,12 @@ from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 IDEMPOTENCY_TTL = 24 * 3600
 # Default SLA by priority when the creator gives no deadline.
-SLA_TARGETS = {"P0": timedelta(hours=1), "P1": timedelta(hours=4),
-               "P2": timedelta(hours=24), "P3": timedelta(hours=72)}
+SLA_TARGETS = {
+    "P0": timedelta(hours=1),
+    "P1": timedelta(hours=4),
+    "P2": timedelta(hours=24),
+    "P3": timedelta(hours=72),
+}
 LIST_SCAN_BUDGET = 20000
 
 
@@ -67,14 +71,17 @@ class TaskStore:
 
     def create(self, request: dict, principal: str, idempotency_key: str | None = None) -> Created:
         """Store and route a validated create request; gated tasks open an approval."""
-        now = datetime.now(UTC)
         task_id = ids.new_task_id()
         sla = dict(request.get("sla") or {})
         if request.get("sla_deadline"):
             sla["deadline"] = request["sla_deadline"]
         target = SLA_TARGETS[request["priority"]]
         sla.setdefault("target", f"{int(target.total_seconds() // 3600)}h")
-        sla["deadline"] = _stamp(sla["deadline"]) if sla.get("deadline") else _stamp(now + target)
+        deadline = sla.get("deadline")
+        if deadline:
+            sla["deadline"] = _stamp(deadline)
+        # Without a deadline the script sets one: created_at (Redis' clock) + target.
+        default_deadline_ms = "" if deadline else int(target.total_seconds() * 1000)
         fields = {
             "task_id": task_id,
             "type": request["type"],
@@ -91,21 +98,31 @@ class TaskStore:
         if request.get("parent_task_id"):
             fields["parent_task_id"] = request["parent_task_id"]
         reason = policy.approval_reason(request, self.settings)
-        gate = {"approval_id": ids.approval_id_for(task_id), "reason": reason,
-                "requested_by": principal} if reason else None
+        gate = (
+            {
+                "approval_id": ids.approval_id_for(task_id),
+                "reason": reason,
+                "requested_by": principal,
+            }
+            if reason
+            else None
+        )
         idem = self.keys.idempotency(principal, idempotency_key) if idempotency_key else ""
         outcome = self.scripts.run(
-            "create_task", json.dumps(fields), json.dumps(gate) if gate else "", idem,
-            _fingerprint(request), IDEMPOTENCY_TTL,
+            "create_task",
+            json.dumps(fields),
+            json.dumps(gate) if gate else "",
+            idem,
+            _fingerprint(request),
+            IDEMPOTENCY_TTL,
+            default_deadline_ms,
         )
         if outcome[0] == "mismatch":
             raise ValidationFailed(
                 "Idempotency-Key was already used with a different request body",
                 errors={"Idempotency-Key": ["Reused with a different body."]},
             )
-        if outcome[0] == "replay":
-            return Created(task_record(outcome[1]), replayed=True)
-        return Created(task_record(outcome[1]), replayed=False)
+        return Created(task_record(outcome[1]), replayed=outcome[0] == "replay")
 
     def get(self, task_id: str) -> dict:
         """One task as of now; 404 when unknown or expired."""
@@ -114,12 +131,24 @@ class TaskStore:
             raise NotFound("Task not found")
         return task_record(flat)
 
-    def list(self, *, limit: int, cursor: str | None = None, status: str | None = None,
-             task_type: str | None = None, assigned_to: str | None = None):
+    def list(
+        self,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        status: str | None = None,
+        task_type: str | None = None,
+        assigned_to: str | None = None,
+    ):
         """One page, newest first, and the cursor of the next page (None at the end)."""
         seq = decode_cursor(cursor) if cursor else ""
         reply = self.scripts.run(
-            "list_tasks", seq, limit, status or "", task_type or "", assigned_to or "",
+            "list_tasks",
+            seq,
+            limit,
+            status or "",
+            task_type or "",
+            assigned_to or "",
             LIST_SCAN_BUDGET,
         )
         return [task_record(flat) for flat in reply[1:]], encode_cursor(reply[0])
@@ -131,19 +160,29 @@ class TaskStore:
         return task_record(flat) if flat else None
 
     def heartbeat(self, task_id: str, principal: str, lease_seconds: int | None = None) -> dict:
-        """Extend the lease of a task the caller claimed."""
-        lease_ms = (lease_seconds or self.settings.lease_seconds) * 1000
-        reply = self.scripts.run("heartbeat_task", ids.check_task_id(task_id), lease_ms,
-                                 principal)
+        """Extend the lease of a task the caller claimed (by the claim's lease by default)."""
+        lease_ms = lease_seconds * 1000 if lease_seconds else ""
+        reply = self.scripts.run(
+            "heartbeat_task",
+            ids.check_task_id(task_id),
+            lease_ms,
+            principal,
+            self.settings.lease_seconds * 1000,
+        )
         if reply[0] == "forbidden":
             raise Forbidden("Only the principal that claimed this task may extend its lease")
         return self._unwrap(reply, "heartbeat")
 
-    def set_status(self, task_id: str, status: str, principal: str,
-                   error: str | None = None) -> dict:
+    def set_status(
+        self, task_id: str, status: str, principal: str, error: str | None = None
+    ) -> dict:
         """Apply one transition of the state machine; 409 when it is not allowed."""
         reply = self.scripts.run(
-            "set_task_status", ids.check_task_id(task_id), status, error or "", principal,
+            "set_task_status",
+            ids.check_task_id(task_id),
+            status,
+            error or "",
+            principal,
             self.settings.lease_seconds * 1000,
         )
         return self._unwrap(reply, status)
@@ -163,6 +202,5 @@ class TaskStore:
         if reply[0] == "conflict":
             current = reply[1]
             action = "extend its lease" if wanted == "heartbeat" else f"move it to {wanted}"
-            raise Conflict(f"Task is {current}; cannot {action}",
-                           extra={"current_status": current})
+            raise Conflict(f"Task is {current}; cannot {action}", extra={"current_status": current})
         return task_record(reply[1])

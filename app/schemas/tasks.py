@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from marshmallow import fields, validate
 
 from app.domain.ids import TASK_ID
@@ -17,7 +19,7 @@ _AGENT = validate.Regexp(r"^[a-z][a-z0-9_]{0,63}$", error="Must be an agent name
 
 class SlaSchema(StrictSchema):
     target = fields.String(validate=validate.Length(max=64))
-    deadline = fields.AwareDateTime(format="iso")
+    deadline = fields.AwareDateTime(format="iso", default_timezone=UTC)
 
 
 class TaskCreateSchema(StrictSchema):
@@ -31,7 +33,8 @@ class TaskCreateSchema(StrictSchema):
         validate=validate.Regexp(TASK_ID, error="Must be a task id (UUID4).")
     )
     sla = fields.Nested(SlaSchema)
-    sla_deadline = fields.AwareDateTime(format="iso")
+    # ISO 8601; a deadline without an offset is read as UTC, like every time we show.
+    sla_deadline = fields.AwareDateTime(format="iso", default_timezone=UTC)
     max_retries = fields.Integer(load_default=3, validate=validate.Range(min=0, max=100))
     requires_approval = fields.Boolean(load_default=False)
 

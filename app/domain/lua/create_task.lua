@@ -2,6 +2,7 @@
 -- ARGV[3] task fields as a JSON object of strings (task_id, type, priority, ...)
 -- ARGV[4] approval JSON {approval_id, reason, requested_by} or '' when not gated
 -- ARGV[5] idempotency key ('' for none)   ARGV[6] request fingerprint   ARGV[7] its TTL (s)
+-- ARGV[8] SLA target (ms) to set sla.deadline from the creation time, '' = deadline given
 -- Returns {'created', task_flat} | {'replay', snapshot_json} | {'mismatch'}.
 -- Guarantees: a repeated idempotency key never creates a second task; the task, its
 -- queue entry or approval, its counters and its events appear together or not at all.
@@ -15,6 +16,11 @@ if idem_key ~= '' then
     if record.fingerprint ~= ARGV[6] then return {'mismatch'} end
     return {'replay', record.snapshot}
   end
+end
+if ARGV[8] ~= '' then
+  local sla = cjson.decode(fields.sla)
+  sla.deadline = iso(NOW + tonumber(ARGV[8]))
+  fields.sla = cjson.encode(sla)
 end
 local id = fields.task_id
 local k = key('task', id)

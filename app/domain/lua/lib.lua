@@ -90,8 +90,13 @@ local function move(id, task, to, fields, event_type, lease_ms)
     local expires = NOW + lease_ms
     redis.call('ZADD', key('leases'), expires, id)
     out[#out + 1] = 'lease_expires_at'; out[#out + 1] = iso(expires)
+    -- Remembered so a heartbeat without lease_seconds renews the lease the claim chose.
+    out[#out + 1] = 'lease_ms'; out[#out + 1] = tostring(lease_ms)
+  elseif to == 'assigned' then
+    -- Back in the queue (lease expired): nobody holds it any more.
+    redis.call('HDEL', k, 'lease_expires_at', 'lease_ms', 'claimed_by')
   else
-    redis.call('HDEL', k, 'lease_expires_at')
+    redis.call('HDEL', k, 'lease_expires_at', 'lease_ms')
   end
   if TERMINAL[to] then
     local expires = NOW + CFG.task_ttl * 1000
@@ -148,7 +153,12 @@ end
 -- Approvals --------------------------------------------------------------------
 local function add_to_history(aid)
   local history = key('approvals', 'history')
-  redis.call('ZADD', history, NOW, aid)
+  -- Scored by decision time, kept strictly increasing so decisions within the same
+  -- millisecond still list newest first (a tie would fall back to id order).
+  local score = NOW
+  local last = redis.call('ZREVRANGE', history, 0, 0, 'WITHSCORES')
+  if #last > 0 and tonumber(last[2]) >= score then score = tonumber(last[2]) + 1 end
+  redis.call('ZADD', history, score, aid)
   redis.call('PEXPIRE', key('approval', aid), CFG.history_ttl * 1000)
   local overflow = redis.call('ZRANGE', history, 0, -(CFG.max_history + 1))
   for _, old in ipairs(overflow) do redis.call('DEL', key('approval', old)) end
@@ -187,6 +197,13 @@ local function timeout_approval(aid)
   if task.status == 'awaiting_approval' then
     move(approval.task_id, task, 'cancelled', {'error', 'approval timed out'})
   end
+end
+
+-- Time out one approval if its deadline has passed, whatever settle()'s budget reached:
+-- a read or decision on this approval must never see it pending past its expiry.
+local function settle_approval(aid)
+  local deadline = redis.call('ZSCORE', key('approvals', 'deadlines'), aid)
+  if deadline and tonumber(deadline) <= NOW then timeout_approval(aid) end
 end
 
 -- Everything that falls due with time, applied before any read or change (bounded,
