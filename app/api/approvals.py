@@ -10,13 +10,18 @@ from app.schemas.approvals import (
     ApprovalEnvelopeSchema,
     ApprovalListSchema,
     ApprovalSchema,
-    DecisionSchema,
+    ApproveSchema,
     HistoryQuerySchema,
+    RejectSchema,
 )
 from app.schemas.common import ErrorSchema
 
-blp = Blueprint("approvals", __name__, url_prefix="/approvals",
-                description="Critical tasks wait here for a second principal's decision")
+blp = Blueprint(
+    "approvals",
+    __name__,
+    url_prefix="/approvals",
+    description="Critical tasks wait here for a second principal's decision",
+)
 
 
 def _listing(approvals: list[dict]) -> dict:
@@ -55,33 +60,50 @@ def get_approval(approval_id):
 def _decide(approval_id: str, body: dict | None, approve: bool):
     body = body or {}
     approval, task = services().approvals.decide(
-        approval_id, current_principal().id, approve=approve, reason=body.get("reason"),
+        approval_id,
+        current_principal().id,
+        approve=approve,
+        reason=body.get("reason"),
         comment=body.get("comment"),
     )
     verb = "approved" if approve else "rejected"
-    return {"success": True, "approval": approval, "task": task,
-            "message": f"Approval {verb}; task is {task['status'] if task else 'gone'}"}
+    return {
+        "success": True,
+        "approval": approval,
+        "task": task,
+        "message": f"Approval {verb}; task is {task['status'] if task else 'gone'}",
+    }
 
 
 @blp.route("/<approval_id>/approve", methods=["POST"])
 @blp.doc(security=SECURITY)
 @require_role(setting="approver_role")
-@blp.arguments(DecisionSchema, required=False)
+@blp.arguments(ApproveSchema, location="query", as_kwargs=False)
+@blp.arguments(ApproveSchema, required=False)
 @blp.response(200, ApprovalEnvelopeSchema)
 @blp.alt_response(403, schema=ErrorSchema, description="Four-eyes rule or role too weak")
+@blp.alt_response(404, schema=ErrorSchema, description="Unknown approval")
 @blp.alt_response(409, schema=ErrorSchema, description="Already decided or timed out")
-def approve(body, approval_id):
-    """Approve: the task joins its agent's queue. Its creator may not approve it."""
-    return _decide(approval_id, body, approve=True)
+def approve(query, body, approval_id):
+    """Approve (optional `comment`): the task joins its agent's queue.
+
+    The principal that created the task may not approve it (four-eyes rule).
+    """
+    return _decide(approval_id, {**query, **(body or {})}, approve=True)
 
 
 @blp.route("/<approval_id>/reject", methods=["POST"])
 @blp.doc(security=SECURITY)
 @require_role(setting="approver_role")
-@blp.arguments(DecisionSchema, location="query", as_kwargs=False)
-@blp.arguments(DecisionSchema, required=False)
+@blp.arguments(RejectSchema, location="query", as_kwargs=False)
+@blp.arguments(RejectSchema, required=False)
 @blp.response(200, ApprovalEnvelopeSchema)
+@blp.alt_response(403, schema=ErrorSchema, description="Role too weak")
+@blp.alt_response(404, schema=ErrorSchema, description="Unknown approval")
 @blp.alt_response(409, schema=ErrorSchema, description="Already decided or timed out")
 def reject(query, body, approval_id):
-    """Reject (`reason` in the query or body): the task is cancelled."""
+    """Reject (`reason`, `comment` in the query or body): the task is cancelled.
+
+    The task's creator may reject it: that withdraws the request.
+    """
     return _decide(approval_id, {**query, **(body or {})}, approve=False)

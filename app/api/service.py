@@ -34,11 +34,21 @@ def health():
         stats = services().stats.read()
     except (redis.ConnectionError, redis.TimeoutError) as error:
         log.warning("health check: redis unavailable (%s)", type(error).__name__)
-        return {"status": "unhealthy", "redis": "disconnected", "version": __version__,
-                "environment": settings.environment, "detail": "Redis unavailable"}, 503
-    return {"status": "healthy", "redis": "connected", "queue_stats": stats["queue"],
-            "approvals_pending": stats["approvals"]["pending"], "version": __version__,
-            "environment": settings.environment}
+        return {
+            "status": "unhealthy",
+            "redis": "disconnected",
+            "version": __version__,
+            "environment": settings.environment,
+            "detail": "Redis unavailable",
+        }, 503
+    return {
+        "status": "healthy",
+        "redis": "connected",
+        "queue_stats": stats["queue"],
+        "approvals_pending": stats["approvals"]["pending"],
+        "version": __version__,
+        "environment": settings.environment,
+    }
 
 
 @stats_blp.route("/stats", methods=["GET"])

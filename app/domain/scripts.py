@@ -12,9 +12,18 @@ from app.config import Settings
 
 LUA_DIR = Path(__file__).with_name("lua")
 NAMES = (
-    "create_task", "get_task", "list_tasks", "claim_task", "heartbeat_task",
-    "set_task_status", "decide_approval", "read_approvals", "read_stats", "sweep",
-    "publish_event", "read_events",
+    "create_task",
+    "get_task",
+    "list_tasks",
+    "claim_task",
+    "heartbeat_task",
+    "set_task_status",
+    "decide_approval",
+    "read_approvals",
+    "read_stats",
+    "sweep",
+    "publish_event",
+    "read_events",
 )
 
 
@@ -32,13 +41,15 @@ class Scripts:
         self._scripts = {name: client.register_script(source(name)) for name in NAMES}
         self._common = [
             settings.queue_prefix,
-            json.dumps({
-                "task_ttl": settings.task_ttl,
-                "approval_timeout": settings.approval_timeout,
-                "history_ttl": settings.approval_history_ttl,
-                "max_history": settings.max_approval_history,
-                "maxlen": settings.event_stream_maxlen,
-            }),
+            json.dumps(
+                {
+                    "task_ttl": settings.task_ttl,
+                    "approval_timeout": settings.approval_timeout,
+                    "history_ttl": settings.approval_history_ttl,
+                    "max_history": settings.max_approval_history,
+                    "maxlen": settings.event_stream_maxlen,
+                }
+            ),
         ]
 
     def run(self, name: str, *args, client=None):

@@ -18,8 +18,11 @@ class StatsReader:
     def read(self, settle_budget: int = 100) -> dict:
         """queue_stats, tasks by status, queued per agent, pending approvals, Redis time."""
         raw = json.loads(self.scripts.run("read_stats", settle_budget))
-        counts = {s: max(0, int(raw["counts"].get(s, 0))) for s in STATUSES} \
-            if isinstance(raw["counts"], dict) else dict.fromkeys(STATUSES, 0)
+        counts = (
+            {s: max(0, int(raw["counts"].get(s, 0))) for s in STATUSES}
+            if isinstance(raw["counts"], dict)
+            else dict.fromkeys(STATUSES, 0)
+        )
         totals = raw["totals"] if isinstance(raw["totals"], dict) else {}
         agents = raw["agents"] if isinstance(raw["agents"], dict) else {}
         queue = {

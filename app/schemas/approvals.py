@@ -14,8 +14,9 @@ class ApprovalSchema(Schema):
     task_type = fields.String(allow_none=True)
     priority = fields.String(allow_none=True)
     reason = fields.String(allow_none=True)
-    status = fields.String(required=True,
-                           validate=validate.OneOf(("pending", "approved", "rejected", "timeout")))
+    status = fields.String(
+        required=True, validate=validate.OneOf(("pending", "approved", "rejected", "timeout"))
+    )
     requested_by = fields.String(allow_none=True)
     requested_at = fields.String(allow_none=True, metadata={"format": "date-time"})
     expires_at = fields.String(allow_none=True, metadata={"format": "date-time"})
@@ -44,6 +45,15 @@ class HistoryQuerySchema(StrictSchema):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=100000))
 
 
-class DecisionSchema(StrictSchema):
-    reason = fields.String(validate=validate.Length(max=1000))
-    comment = fields.String(validate=validate.Length(max=1000))
+class ApproveSchema(StrictSchema):
+    comment = fields.String(
+        validate=validate.Length(max=1000),
+        metadata={"description": "Stored in the approval record"},
+    )
+
+
+class RejectSchema(ApproveSchema):
+    reason = fields.String(
+        validate=validate.Length(max=1000),
+        metadata={"description": "Why; becomes rejection_reason and the task's error"},
+    )
