@@ -36,34 +36,6 @@ def create_app(overrides: dict[str, str] | None = None) -> Flask:
         approvals.blp,
     ):
         api.register_blueprint(blueprint)
-    # Registered before the limiter, whose check is the first Redis call of a request.
-    app.before_request(_check_path_ids)
     ratelimit.init_app(app, settings)
     cli.init_app(app)
     return app
-
-
-def _check_path_ids() -> None:
-    """SPEC §5: a task or approval id in the path is validated before any Redis call.
-
-    A malformed id is 404 without asking Redis (not even the rate limiter), so garbage
-    ids cost nothing and answer 404 while Redis is down. Credentials are checked first so
-    an anonymous caller still gets 401, as for a well-formed id.
-    """
-    from flask import request
-
-    from app.auth import current_principal
-    from app.domain.ids import check_approval_id, check_task_id
-    from app.errors import NotFound
-
-    if request.method == "OPTIONS":  # a CORS preflight carries no credentials
-        return
-    args = request.view_args or {}
-    for name, check in (("task_id", check_task_id), ("approval_id", check_approval_id)):
-        if args.get(name) is None:
-            continue
-        try:
-            check(args[name])
-        except NotFound:
-            current_principal()  # 401 before 404, as for a well-formed id
-            raise

@@ -177,7 +177,8 @@ class _Parser:
             max_body_bytes=self.integer("ORCHESTRATOR_MAX_BODY_BYTES", 1048576, 1),
             sentry_dsn=self.raw("SENTRY_DSN"),
             sentry_traces_sample_rate=self.number("SENTRY_TRACES_SAMPLE_RATE", 0.1, 0, 1),
-            release=self.raw("RELEASE"),
+            # Render sets RENDER_GIT_COMMIT on every deploy: a release name for free.
+            release=self.raw("RELEASE") or self.raw("RENDER_GIT_COMMIT")[:12],
             routes=self.routes(),
             hitl_priorities=self.hitl_priorities(),
             hitl_task_types=self.hitl_task_types(),
@@ -212,7 +213,12 @@ class _Parser:
             # `key:` (a colon and no role) is a typo, not a request for the default role.
             add("ORCHESTRATOR_API_KEYS", key, role if sep else "agent", None)
         for name in sorted(self.env):
-            if name.startswith("ORCHESTRATOR_API_KEY_") and name != "ORCHESTRATOR_API_KEY_":
+            # An empty value is unset: a dashboard may pass a blank secret it prompted for.
+            if (
+                name.startswith("ORCHESTRATOR_API_KEY_")
+                and name != "ORCHESTRATOR_API_KEY_"
+                and self.raw(name)
+            ):
                 label = name.removeprefix("ORCHESTRATOR_API_KEY_")
                 key, sep, role = self.raw(name).rpartition(":")
                 if not sep or not _KEY_NAME.match(label):

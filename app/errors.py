@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import redis
+import sentry_sdk
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -138,7 +139,12 @@ def handle_unexpected(error: BaseException):
         return error_response(503, "Redis unavailable", headers={"Retry-After": "5"})
     if isinstance(error, ApiError):
         return handle_api_error(error)
+    if isinstance(error, RecursionError):  # json.loads on a body nested thousands deep
+        return error_response(400, "Malformed JSON body: nested too deeply")
     log.exception("unhandled error", exc_info=error)
+    # The catch-all handler keeps Sentry's Flask hook from seeing the error: report it
+    # here (a no-op when Sentry is off). before_send strips credentials.
+    sentry_sdk.capture_exception(error)
     return error_response(500, "Internal server error")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Flask, g
+from flask import Flask, g, request
 from flask_limiter import Limiter, RateLimitExceeded
 from limits import RateLimitItem
 from limits.storage import RedisStorage
@@ -111,6 +111,11 @@ BLUEPRINT_LIMITS = {
 EXEMPT_VIEWS = ("service.health",)
 
 
+def _never_limited() -> bool:
+    """CORS preflights (no credentials, sent by browsers on their own) and static doc assets."""
+    return request.method == "OPTIONS" or request.blueprint == "docs_assets"
+
+
 def init_app(app: Flask, settings: Settings) -> Limiter:
     """One limiter per app on the shared Redis pool, keyed by principal or client IP."""
     if settings.uses_memory_redis:
@@ -136,6 +141,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
     for endpoint in EXEMPT_VIEWS:
         limiter.exempt(app.view_functions[endpoint])
     limiter.request_filter(is_rate_limit_exempt)
+    limiter.request_filter(_never_limited)
     # Registered before the limiter's own after_request, so it runs after it (Flask runs
     # them in reverse): flask-limiter puts Retry-After on every limited response, which
     # on a 200 tells a client to back off for no reason.

@@ -8,8 +8,9 @@ import uuid
 from app.errors import NotFound
 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
-TASK_ID = re.compile(rf"^{_UUID}$")
-APPROVAL_ID = re.compile(rf"^apr-{_UUID}$")
+# \Z, not $: `$` also matches before a trailing newline.
+TASK_ID = re.compile(rf"^{_UUID}\Z")
+APPROVAL_ID = re.compile(rf"^apr-{_UUID}\Z")
 
 
 def new_task_id() -> str:

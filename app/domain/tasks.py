@@ -174,9 +174,19 @@ class TaskStore:
         return self._unwrap(reply, "heartbeat")
 
     def set_status(
-        self, task_id: str, status: str, principal: str, error: str | None = None
+        self,
+        task_id: str,
+        status: str,
+        principal: str,
+        error: str | None = None,
+        *,
+        for_any_holder: bool = False,
     ) -> dict:
-        """Apply one transition of the state machine; 409 when it is not allowed."""
+        """Apply one transition of the state machine; 409 when it is not allowed.
+
+        Completing or failing a running task is for the principal holding it (or, with
+        `for_any_holder`, an admin): 403 otherwise.
+        """
         reply = self.scripts.run(
             "set_task_status",
             ids.check_task_id(task_id),
@@ -184,7 +194,10 @@ class TaskStore:
             error or "",
             principal,
             self.settings.lease_seconds * 1000,
+            "1" if for_any_holder else "0",
         )
+        if reply[0] == "forbidden":
+            raise Forbidden("This task is running under another principal's lease")
         return self._unwrap(reply, status)
 
     def cancel(self, task_id: str, principal: str, reason: str | None = None) -> dict:

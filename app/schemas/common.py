@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+import math
+
+from marshmallow import Schema, ValidationError, fields, validate
 
 
 class StrictSchema(Schema):
@@ -18,8 +20,31 @@ class ErrorSchema(Schema):
     current_status = fields.String()
 
 
+class FullMatch(validate.Regexp):
+    """Regexp on the whole value: re.match's `$` would let a trailing newline through."""
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+def finite_json(value: dict) -> None:
+    """NaN and Infinity parse in Python but are not JSON: other consumers would choke."""
+    pending = [value]
+    while pending:  # iterative: nesting depth is the client's choice
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValidationError("NaN and Infinity are not valid JSON numbers.")
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+
+
 class JsonObject(fields.Dict):
-    """A JSON object of any shape (payload, metadata)."""
+    """A JSON object of any shape (payload, metadata), with finite numbers only."""
 
     def __init__(self, **kwargs):
+        kwargs.setdefault("validate", finite_json)
         super().__init__(keys=fields.String(), **kwargs)

@@ -1,7 +1,8 @@
 -- set_task_status: one state-machine transition requested by a client (PATCH, cancel).
 -- ARGV[3] task id  ARGV[4] requested status  ARGV[5] error ('' = none)
--- ARGV[6] principal  ARGV[7] lease (ms) when starting
--- Returns {'ok', task_flat} | {'not_found'} | {'conflict', status}.
+-- ARGV[6] principal  ARGV[7] lease (ms) when starting  ARGV[8] '1' when the caller may
+-- report for another principal's running task (admins)
+-- Returns {'ok', task_flat} | {'not_found'} | {'conflict', status} | {'forbidden'}.
 -- Allowed: awaiting_approval -> cancelled (its approval is withdrawn);
 -- assigned -> in_progress | completed | failed | cancelled;
 -- in_progress -> completed | failed | cancelled. Leaving awaiting_approval any other way
@@ -17,6 +18,13 @@ local task = fresh_task(id)
 if not task.status then return {'not_found'} end
 local allowed = ALLOWED[task.status]
 if not (allowed and allowed[to]) then return {'conflict', task.status} end
+-- Only the holder of a running task (or an admin) reports its outcome: once a lease
+-- expired and another agent claimed the task, the first agent's late report must not
+-- finish the second one's work. Cancelling stays open to every agent: people stop work.
+if task.status == 'in_progress' and (to == 'completed' or to == 'failed')
+    and task.claimed_by and task.claimed_by ~= principal and ARGV[8] ~= '1' then
+  return {'forbidden'}
+end
 local fields = {}
 if err ~= '' then fields = {'error', err} end
 if to == 'in_progress' then

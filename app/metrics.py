@@ -1,0 +1,154 @@
+"""Prometheus metrics: counters the app records and gauges read from Redis at scrape time.
+
+Under gunicorn every worker writes its samples to PROMETHEUS_MULTIPROC_DIR (set and
+emptied per run by gunicorn.conf.py) and /metrics adds them up, so the numbers are
+the service's, not one worker's.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from app.errors import Unauthorized
+
+REQUESTS = Counter(
+    "orchestrator_http_requests_total", "HTTP requests", ["method", "endpoint", "status"]
+)
+LATENCY = Histogram(
+    "orchestrator_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+AUTH_FAILURES = Counter("orchestrator_auth_failures_total", "Rejected credentials", ["reason"])
+RATE_LIMITED = Counter(
+    "orchestrator_rate_limited_total", "Requests refused with 429", ["blueprint"]
+)
+TASKS_CREATED = Counter("orchestrator_tasks_created_total", "Tasks created", ["type", "priority"])
+TRANSITIONS = Counter(
+    "orchestrator_task_transitions_total", "Task state changes made through the API", ["status"]
+)
+APPROVALS_DECIDED = Counter(
+    "orchestrator_approvals_decided_total", "Approval decisions", ["outcome"]
+)
+
+
+def auth_failure(reason: str) -> None:
+    AUTH_FAILURES.labels(reason).inc()
+
+
+def rate_limited(blueprint: str | None) -> None:
+    RATE_LIMITED.labels(blueprint or "default").inc()
+
+
+def task_created(task: dict) -> None:
+    TASKS_CREATED.labels(task["type"], task["priority"]).inc()
+    TRANSITIONS.labels(task["status"]).inc()
+
+
+def task_moved(status: str) -> None:
+    TRANSITIONS.labels(status).inc()
+
+
+def approval_decided(outcome: str) -> None:
+    APPROVALS_DECIDED.labels(outcome).inc()
+
+
+class RedisGauges:
+    """Queue depth per agent, running tasks and pending approvals, read when scraped."""
+
+    def __init__(self, read_stats):
+        self.read_stats = read_stats
+
+    def collect(self):
+        up = GaugeMetricFamily("orchestrator_redis_up", "1 when Redis answered the scrape")
+        try:
+            stats = self.read_stats()
+        except Exception:  # noqa: BLE001 - a scrape must still answer when Redis is down
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        depth = GaugeMetricFamily(
+            "orchestrator_queue_depth", "Ready tasks per agent", labels=["agent"]
+        )
+        for agent, queued in stats["agents"].items():
+            depth.add_metric([agent], queued)
+        yield depth
+        yield GaugeMetricFamily(
+            "orchestrator_tasks_in_progress",
+            "Tasks running now",
+            value=stats["queue"]["in_progress"],
+        )
+        yield GaugeMetricFamily(
+            "orchestrator_approvals_pending",
+            "Approvals waiting",
+            value=stats["approvals"]["pending"],
+        )
+        tasks = GaugeMetricFamily("orchestrator_tasks", "Stored tasks by status", labels=["status"])
+        for status, count in stats["tasks"].items():
+            tasks.add_metric([status], count)
+        yield tasks
+
+
+def render_metrics(read_stats) -> bytes:
+    """The exposition text: every worker's counters plus the Redis gauges."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+    else:
+        from prometheus_client import REGISTRY
+
+        registry = REGISTRY if REGISTRY is not None else registry
+        return generate_latest(REGISTRY) + generate_latest(_gauges_only(read_stats))
+    registry.register(RedisGauges(read_stats))
+    return generate_latest(registry)
+
+
+def _gauges_only(read_stats) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(RedisGauges(read_stats))
+    return registry
+
+
+def init_app(app: Flask, metrics_token: str) -> None:
+    """Time every request and serve /metrics (bearer ORCHESTRATOR_METRICS_TOKEN when set)."""
+
+    @app.after_request
+    def record(response):
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        started = g.get("started")
+        if started is not None:
+            LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - started)
+        return response
+
+    def metrics_view():
+        if metrics_token:
+            header = request.headers.get("Authorization", "")
+            presented = header[7:] if header.lower().startswith("bearer ") else ""
+            if not hmac.compare_digest(presented.encode(), metrics_token.encode()):
+                auth_failure("metrics_token")
+                raise Unauthorized(
+                    "A valid metrics token is required", headers={"WWW-Authenticate": "Bearer"}
+                )
+        from app.extensions import services
+
+        body = render_metrics(lambda: services().stats.read(settle_budget=0))
+        return Response(body, mimetype=CONTENT_TYPE_LATEST)
+
+    app.add_url_rule("/metrics", "metrics", metrics_view)
