@@ -115,9 +115,10 @@ limit_request_field_size = 8190
 
 # --- logging -----------------------------------------------------------------------
 accesslog = "-"
-# gunicorn's default access format logs the user name of `Authorization: Basic` (%(u)s):
-# a client that sends its API key that way (curl -u KEY:) would have it written here.
-access_log_format = '%(h)s %(l)s - %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+# JSON lines: one access line per request with method, path, status, duration, principal
+# and request id (app/observability.py). It never writes headers, so no credential (nor
+# the Basic-auth user name gunicorn's default format would log) reaches the log.
+logger_class = "app.observability.GunicornLogger"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "INFO").strip().lower() or "info"
 if loglevel not in {"debug", "info", "warning", "error", "critical"}:

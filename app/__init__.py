@@ -11,7 +11,7 @@ __version__ = "1.0.0"
 
 def create_app(overrides: dict[str, str] | None = None) -> Flask:
     """Build the app from the environment, with `overrides` (variable -> value) on top."""
-    from app import auth, cli, errors, observability, ratelimit, security
+    from app import auth, cli, errors, metrics, observability, ratelimit, security
     from app.api import approvals, events, service, tasks
     from app.api import auth as auth_api
     from app.config import Settings
@@ -22,6 +22,7 @@ def create_app(overrides: dict[str, str] | None = None) -> Flask:
     app = Flask(__name__)
     app.json.sort_keys = False
     observability.init_app(app, settings)
+    metrics.init_app(app)
     errors.init_app(app)
     security.init_app(app, settings)
     init_redis(app, settings)

@@ -14,6 +14,7 @@ from flask import Flask, g, request
 from flask_jwt_extended import JWTManager, create_access_token, decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 
+from app import metrics
 from app.config import ROLES, Settings
 from app.errors import Forbidden, Unauthorized
 from app.extensions import get_settings
@@ -77,6 +78,13 @@ def _verify_token(token: str) -> Principal:
     return Principal(sub, role, "jwt")
 
 
+_FAILURE_REASONS = {
+    "Invalid API key": "invalid_api_key",
+    "Token expired": "expired_token",
+    "Authorization header must be 'Bearer <token>'": "bad_scheme",
+}
+
+
 def authenticate() -> Principal | None:
     """The caller of this request (cached); None when anonymous, 401 when credentials are bad."""
     if "principal" in g:
@@ -98,6 +106,7 @@ def authenticate() -> Principal | None:
                 raise Unauthorized("Invalid API key")
     except Unauthorized as error:
         g.auth_error = error
+        metrics.auth_failure(_FAILURE_REASONS.get(error.detail, "invalid_token"))
         raise
     return g.principal
 
@@ -112,6 +121,7 @@ def current_principal() -> Principal:
     """The authenticated caller; 401 when there is none."""
     principal = authenticate()
     if principal is None:
+        metrics.auth_failure("missing_credentials")
         raise Unauthorized()
     return principal
 
@@ -125,6 +135,7 @@ def require_role(role: str | None = None, *, setting: str | None = None):
             principal = current_principal()
             needed = getattr(get_settings(), setting) if setting else role
             if not principal.at_least(needed):
+                metrics.auth_failure("insufficient_role")
                 raise Forbidden(f"Requires role {needed} or higher")
             return view(*args, **kwargs)
 

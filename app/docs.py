@@ -70,5 +70,13 @@ def make_api(app: Flask) -> Api:
     api.spec.components.security_scheme(
         "apiKeyAuth", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
     )
+    api.spec.components.security_scheme(
+        "metricsToken",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "ORCHESTRATOR_METRICS_TOKEN, when it is set",
+        },
+    )
     app.register_blueprint(assets)
     return api

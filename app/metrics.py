@@ -11,9 +11,9 @@ import hmac
 import os
 import time
 
-from flask import Flask, Response, g, request
+from flask import Flask, g, request
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -21,8 +21,6 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
-
-from app.errors import Unauthorized
 
 REQUESTS = Counter(
     "orchestrator_http_requests_total", "HTTP requests", ["method", "endpoint", "status"]
@@ -106,27 +104,25 @@ class RedisGauges:
 
 
 def render_metrics(read_stats) -> bytes:
-    """The exposition text: every worker's counters plus the Redis gauges."""
-    registry = CollectorRegistry()
+    """The exposition text: every worker's counters (or this process's) and Redis gauges."""
+    gauges = CollectorRegistry()
+    gauges.register(RedisGauges(read_stats))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        MultiProcessCollector(registry)
+        counters = CollectorRegistry()
+        MultiProcessCollector(counters)
     else:
-        from prometheus_client import REGISTRY
-
-        registry = REGISTRY if REGISTRY is not None else registry
-        return generate_latest(REGISTRY) + generate_latest(_gauges_only(read_stats))
-    registry.register(RedisGauges(read_stats))
-    return generate_latest(registry)
+        counters = REGISTRY
+    return generate_latest(counters) + generate_latest(gauges)
 
 
-def _gauges_only(read_stats) -> CollectorRegistry:
-    registry = CollectorRegistry()
-    registry.register(RedisGauges(read_stats))
-    return registry
+def token_matches(presented_header: str, token: str) -> bool:
+    """ORCHESTRATOR_METRICS_TOKEN check, in constant time."""
+    presented = presented_header[7:] if presented_header.lower().startswith("bearer ") else ""
+    return hmac.compare_digest(presented.encode(), token.encode())
 
 
-def init_app(app: Flask, metrics_token: str) -> None:
-    """Time every request and serve /metrics (bearer ORCHESTRATOR_METRICS_TOKEN when set)."""
+def init_app(app: Flask) -> None:
+    """Count and time every request by endpoint template and status."""
 
     @app.after_request
     def record(response):
@@ -136,19 +132,3 @@ def init_app(app: Flask, metrics_token: str) -> None:
         if started is not None:
             LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - started)
         return response
-
-    def metrics_view():
-        if metrics_token:
-            header = request.headers.get("Authorization", "")
-            presented = header[7:] if header.lower().startswith("bearer ") else ""
-            if not hmac.compare_digest(presented.encode(), metrics_token.encode()):
-                auth_failure("metrics_token")
-                raise Unauthorized(
-                    "A valid metrics token is required", headers={"WWW-Authenticate": "Bearer"}
-                )
-        from app.extensions import services
-
-        body = render_metrics(lambda: services().stats.read(settle_budget=0))
-        return Response(body, mimetype=CONTENT_TYPE_LATEST)
-
-    app.add_url_rule("/metrics", "metrics", metrics_view)

@@ -9,6 +9,7 @@ import time
 import uuid
 
 from flask import Flask, g, request
+from gunicorn.glogging import Logger
 from pythonjsonlogger.json import JsonFormatter
 
 from app.config import Settings
@@ -20,12 +21,14 @@ SENSITIVE_HEADERS = frozenset(
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
+def _json_formatter() -> JsonFormatter:
+    return JsonFormatter(LOG_FORMAT, rename_fields={"levelname": "level", "asctime": "time"})
+
+
 def configure_logging(level: str) -> None:
     """One JSON line per record on stdout, for the app and gunicorn alike."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(
-        JsonFormatter(LOG_FORMAT, rename_fields={"levelname": "level", "asctime": "time"})
-    )
+    handler.setFormatter(_json_formatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -91,39 +94,32 @@ def init_app(app: Flask, settings: Settings) -> None:
         return response
 
 
-class GunicornLogger:
-    """gunicorn logger_class: JSON lines, with principal and request id on access lines."""
+class GunicornLogger(Logger):
+    """gunicorn's logger_class: JSON lines; one access line per request naming the principal.
 
-    def __new__(cls, cfg):
-        from gunicorn.glogging import Logger
+    The app leaves the principal and request id in the WSGI environ, which gunicorn
+    hands to access() after the response, so the one access line carries both.
+    """
 
-        class _Logger(Logger):
-            def setup(self, cfg):
-                super().setup(cfg)
-                formatter = JsonFormatter(
-                    LOG_FORMAT, rename_fields={"levelname": "level", "asctime": "time"}
-                )
-                for logger in (self.error_log, self.access_log):
-                    for handler in logger.handlers:
-                        handler.setFormatter(formatter)
+    def setup(self, cfg):
+        super().setup(cfg)
+        formatter = _json_formatter()
+        for logger in (self.error_log, self.access_log):
+            for handler in logger.handlers:
+                handler.setFormatter(formatter)
 
-            def access(self, resp, req, environ, request_time):
-                if not (self.cfg.accesslog or self.cfg.logconfig or self.cfg.syslog):
-                    return
-                duration_ms = round(request_time.total_seconds() * 1000, 2)
-                self.access_log.info(
-                    "request",
-                    extra={
-                        "method": environ.get("REQUEST_METHOD"),
-                        "path": environ.get("PATH_INFO"),
-                        "status": resp.status_code
-                        if hasattr(resp, "status_code")
-                        else int(str(resp.status).split()[0]),
-                        "duration_ms": duration_ms,
-                        "principal": environ.get("orchestrator.principal", "-"),
-                        "request_id": environ.get("orchestrator.request_id", "-"),
-                        "remote_addr": environ.get("REMOTE_ADDR"),
-                    },
-                )
-
-        return _Logger(cfg)
+    def access(self, resp, req, environ, request_time):
+        if not (self.cfg.accesslog or self.cfg.logconfig or self.cfg.syslog):
+            return
+        self.access_log.info(
+            "request",
+            extra={
+                "method": environ.get("REQUEST_METHOD"),
+                "path": environ.get("PATH_INFO"),
+                "status": resp.status_code,
+                "duration_ms": round(request_time.total_seconds() * 1000, 2),
+                "principal": environ.get("orchestrator.principal", "-"),
+                "request_id": environ.get("orchestrator.request_id", "-"),
+                "remote_addr": environ.get("REMOTE_ADDR"),
+            },
+        )

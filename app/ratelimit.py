@@ -16,6 +16,7 @@ from limits import RateLimitItem
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter, WindowStats
 
+from app import metrics
 from app.auth import is_rate_limit_exempt, rate_limit_key
 from app.config import Settings
 from app.errors import error_response
@@ -83,6 +84,7 @@ def _refused(error: RateLimitExceeded):
 
     The generic HTTP error handler would rebuild it from the description alone.
     """
+    metrics.rate_limited(request.blueprint)
     if error.response is not None:
         return error.response
     return error_response(429, f"Rate limit exceeded: {error.description}")

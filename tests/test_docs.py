@@ -76,10 +76,12 @@ def test_spec_is_openapi_3_with_every_spec_endpoint(app, spec):
 
 
 def test_spec_declares_both_auth_schemes(spec):
-    assert spec["components"]["securitySchemes"] == {
-        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-        "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-    }
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    assert schemes["apiKeyAuth"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    # /metrics' optional ORCHESTRATOR_METRICS_TOKEN is a third, separate scheme.
+    assert schemes["metricsToken"]["scheme"] == "bearer"
+    assert spec["paths"]["/metrics"]["get"]["security"] == [{"metricsToken": []}, {}]
 
 
 @pytest.mark.parametrize(("method", "path"), PROTECTED)

@@ -19,7 +19,7 @@ def test_deeply_nested_body_is_400_not_500(client, keys):
 
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
 def test_non_json_numbers_in_a_task_payload_are_422(client, keys, number):
-    body = '{"type": "bugfix", "payload": {"x": [1, %s]}}' % number
+    body = '{"type": "bugfix", "payload": {"x": [1, ' + number + "]}}"
     response = client.post(
         "/tasks", data=body, headers={**keys["agent"], "Content-Type": "application/json"}
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
+from app import metrics
+from app.api import LIMITED, WITH_BODY, document_errors
 from app.auth import SECURITY, current_principal, require_role
 from app.extensions import services
 from app.schemas.approvals import (
@@ -14,7 +16,6 @@ from app.schemas.approvals import (
     HistoryQuerySchema,
     RejectSchema,
 )
-from app.schemas.common import ErrorSchema
 
 blp = Blueprint(
     "approvals",
@@ -32,6 +33,7 @@ def _listing(approvals: list[dict]) -> dict:
 @blp.doc(security=SECURITY)
 @require_role("user")
 @blp.response(200, ApprovalListSchema)
+@document_errors(blp, 401, *LIMITED)
 def pending():
     """Approvals waiting for a decision, oldest first."""
     return _listing(services().approvals.pending())
@@ -42,6 +44,7 @@ def pending():
 @require_role("user")
 @blp.arguments(HistoryQuerySchema, location="query")
 @blp.response(200, ApprovalListSchema)
+@document_errors(blp, 401, 422, *LIMITED)
 def history(query):
     """Decided and timed-out approvals, newest first."""
     return _listing(services().approvals.history(query["limit"]))
@@ -51,7 +54,7 @@ def history(query):
 @blp.doc(security=SECURITY)
 @require_role("user")
 @blp.response(200, ApprovalSchema)
-@blp.alt_response(404, schema=ErrorSchema, description="Unknown approval")
+@document_errors(blp, 401, 404, *LIMITED, e404="Unknown approval")
 def get_approval(approval_id):
     """One approval."""
     return services().approvals.get(approval_id)
@@ -67,6 +70,9 @@ def _decide(approval_id: str, body: dict | None, approve: bool):
         comment=body.get("comment"),
     )
     verb = "approved" if approve else "rejected"
+    metrics.approval_decided(verb)
+    if task:
+        metrics.task_moved(task["status"])
     return {
         "success": True,
         "approval": approval,
@@ -81,9 +87,18 @@ def _decide(approval_id: str, body: dict | None, approve: bool):
 @blp.arguments(ApproveSchema, location="query", as_kwargs=False)
 @blp.arguments(ApproveSchema, required=False)
 @blp.response(200, ApprovalEnvelopeSchema)
-@blp.alt_response(403, schema=ErrorSchema, description="Four-eyes rule or role too weak")
-@blp.alt_response(404, schema=ErrorSchema, description="Unknown approval")
-@blp.alt_response(409, schema=ErrorSchema, description="Already decided or timed out")
+@document_errors(
+    blp,
+    401,
+    403,
+    404,
+    409,
+    *WITH_BODY,
+    *LIMITED,
+    e403="Four-eyes rule or role too weak",
+    e404="Unknown approval",
+    e409="Already decided or timed out",
+)
 def approve(query, body, approval_id):
     """Approve (optional `comment`): the task joins its agent's queue.
 
@@ -98,9 +113,17 @@ def approve(query, body, approval_id):
 @blp.arguments(RejectSchema, location="query", as_kwargs=False)
 @blp.arguments(RejectSchema, required=False)
 @blp.response(200, ApprovalEnvelopeSchema)
-@blp.alt_response(403, schema=ErrorSchema, description="Role too weak")
-@blp.alt_response(404, schema=ErrorSchema, description="Unknown approval")
-@blp.alt_response(409, schema=ErrorSchema, description="Already decided or timed out")
+@document_errors(
+    blp,
+    401,
+    403,
+    404,
+    409,
+    *WITH_BODY,
+    *LIMITED,
+    e404="Unknown approval",
+    e409="Already decided or timed out",
+)
 def reject(query, body, approval_id):
     """Reject (`reason`, `comment` in the query or body): the task is cancelled.
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
+from app.api import LIMITED, WITH_BODY, document_errors
 from app.auth import ROLE_RANK, SECURITY, current_principal, issue_token
 from app.errors import Forbidden
 from app.extensions import get_settings
 from app.schemas.auth import TokenRequestSchema, TokenSchema
-from app.schemas.common import ErrorSchema
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Tokens")
 
@@ -17,8 +17,7 @@ blp = Blueprint("auth", __name__, url_prefix="/auth", description="Tokens")
 @blp.doc(security=SECURITY)
 @blp.arguments(TokenRequestSchema, required=False)
 @blp.response(200, TokenSchema)
-@blp.alt_response(401, schema=ErrorSchema, description="Not authenticated")
-@blp.alt_response(403, schema=ErrorSchema, description="Not allowed to mint this token")
+@document_errors(blp, 401, 403, *WITH_BODY, *LIMITED, e403="Not allowed to mint this token")
 def token(body):
     """A JWT for the caller's own principal at its role or lower; admins may name any `sub`."""
     caller = current_principal()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import g
 from flask_smorest import Blueprint
 
+from app.api import LIMITED, WITH_BODY, document_errors
 from app.auth import SECURITY, require_role
 from app.domain.events import to_cloudevent
 from app.extensions import services
-from app.schemas.common import ErrorSchema
 from app.schemas.events import (
     EventListSchema,
     EventPublishedSchema,
@@ -37,9 +37,7 @@ blp = Blueprint(
 @require_role("agent")
 @blp.arguments(EventPublishSchema)
 @blp.response(201, EventPublishedSchema)
-@blp.alt_response(422, schema=ErrorSchema, description="Invalid event")
-@blp.alt_response(401, schema=ErrorSchema, description="Not authenticated")
-@blp.alt_response(403, schema=ErrorSchema, description="Role too weak")
+@document_errors(blp, 401, 403, *WITH_BODY, *LIMITED, e422="Invalid event")
 def publish(body):
     """Publish an event: stored for replay and fanned out to live subscribers."""
     # The request id is the caller's well-formed X-Request-ID or a fresh one: either way
@@ -67,8 +65,7 @@ def publish(body):
 @require_role("user")
 @blp.arguments(EventQuerySchema, location="query")
 @blp.response(200, EventListSchema)
-@blp.alt_response(422, schema=ErrorSchema, description="Invalid query")
-@blp.alt_response(401, schema=ErrorSchema, description="Not authenticated")
+@document_errors(blp, 401, 422, *LIMITED, e422="Invalid query")
 def list_events(query):
     """Replay stored events; page with `next` as `after` (asc) or `before` (desc)."""
     order = query.get("order") or ("asc" if query.get("after") else "desc")

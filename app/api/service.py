@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 
 import redis
+from flask import Response, request
 from flask_smorest import Blueprint
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from app import __version__
+from app import __version__, metrics
+from app.api import LIMITED, document_errors
+from app.errors import Unauthorized
 from app.extensions import get_settings, services
 from app.schemas.common import ErrorSchema
 from app.schemas.stats import HealthSchema, ServiceSchema, StatsSchema
@@ -19,6 +23,7 @@ stats_blp = Blueprint("stats", __name__, description="Queue statistics")
 
 @blp.route("/", methods=["GET"])
 @blp.response(200, ServiceSchema)
+@document_errors(blp, *LIMITED)
 def root():
     """Name, version and status of the service."""
     return {"service": "orchestrator-api", "version": __version__, "status": "running"}
@@ -51,9 +56,32 @@ def health():
     }
 
 
+@blp.route("/metrics", methods=["GET"])
+@blp.doc(
+    security=[{"metricsToken": []}, {}],
+    responses={
+        "200": {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
+@blp.alt_response(401, schema=ErrorSchema, description="ORCHESTRATOR_METRICS_TOKEN required")
+def prometheus_metrics():
+    """Prometheus metrics: every worker's counters plus gauges read from Redis now."""
+    token = get_settings().metrics_token
+    if token and not metrics.token_matches(request.headers.get("Authorization", ""), token):
+        metrics.auth_failure("metrics_token")
+        raise Unauthorized(
+            "A valid metrics token is required", headers={"WWW-Authenticate": "Bearer"}
+        )
+    body = metrics.render_metrics(lambda: services().stats.read(settle_budget=0))
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
+
+
 @stats_blp.route("/stats", methods=["GET"])
 @stats_blp.response(200, StatsSchema)
-@stats_blp.alt_response(503, schema=ErrorSchema, description="Redis unavailable")
+@document_errors(stats_blp, *LIMITED)
 def stats():
     """Counters by queue, status, agent and approvals, with Redis' current time."""
     return services().stats.read()

@@ -7,10 +7,11 @@ import re
 from flask import request, url_for
 from flask_smorest import Blueprint
 
+from app import metrics
+from app.api import LIMITED, WITH_BODY, document_errors
 from app.auth import SECURITY, current_principal, require_role
 from app.errors import ValidationFailed
 from app.extensions import services
-from app.schemas.common import ErrorSchema
 from app.schemas.tasks import (
     CancelSchema,
     ClaimSchema,
@@ -26,24 +27,10 @@ from app.schemas.tasks import (
 blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Create, route and run tasks")
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-_ERRORS = {
-    401: "Not authenticated",
-    403: "Role too weak",
-    404: "Unknown task",
-    409: "Transition not allowed",
-    422: "Invalid request",
-    429: "Rate limited",
-    503: "Redis unavailable",
-}
 
 
 def _document_errors(*codes):
-    def decorate(view):
-        for code in codes:
-            view = blp.alt_response(code, schema=ErrorSchema, description=_ERRORS[code])(view)
-        return view
-
-    return decorate
+    return document_errors(blp, *codes, e404="Unknown task")
 
 
 def _envelope(task: dict, message: str | None = None) -> dict:
@@ -61,7 +48,7 @@ def _envelope(task: dict, message: str | None = None) -> dict:
             "in": "header",
             "name": "Idempotency-Key",
             "required": False,
-            "schema": {"type": "string"},
+            "schema": {"type": "string", "pattern": "^[!-~]{1,255}$", "maxLength": 255},
             "description": (
                 "Repeat a create safely for 24 h; a different body under the same key is 422"
             ),
@@ -71,7 +58,7 @@ def _envelope(task: dict, message: str | None = None) -> dict:
 @require_role("agent")
 @blp.arguments(TaskCreateSchema)
 @blp.response(201, TaskCreatedSchema)
-@_document_errors(401, 403, 422, 429, 503)
+@_document_errors(401, 403, *WITH_BODY, *LIMITED)
 def create_task(body):
     """Create a task and route it to its agent (critical ones wait for approval)."""
     key = request.headers.get("Idempotency-Key")
@@ -82,6 +69,8 @@ def create_task(body):
         )
     created = services().tasks.create(body, current_principal().id, key)
     task = created.task
+    if not created.replayed:
+        metrics.task_created(task)
     if task["status"] == "awaiting_approval":
         message = f"Task created; awaiting approval {task['approval_id']}"
     else:
@@ -100,7 +89,7 @@ def create_task(body):
 @require_role("user")
 @blp.arguments(TaskListQuerySchema, location="query")
 @blp.response(200, TaskListSchema)
-@_document_errors(401, 422, 429, 503)
+@_document_errors(401, 422, *LIMITED)
 def list_tasks(query):
     """List tasks, newest first, with filters and an opaque cursor."""
     tasks, next_cursor = services().tasks.list(
@@ -119,12 +108,13 @@ def list_tasks(query):
 @blp.arguments(ClaimSchema)
 @blp.response(200, TaskEnvelopeSchema)
 @blp.alt_response(204, description="Nothing is ready for this agent")
-@_document_errors(401, 403, 422, 429, 503)
+@_document_errors(401, 403, *WITH_BODY, *LIMITED)
 def claim_task(body):
     """Atomically take the agent's highest-priority, oldest ready task, with a lease."""
     task = services().tasks.claim(body["agent"], current_principal().id, body.get("lease_seconds"))
     if task is None:
         return "", 204
+    metrics.task_moved("in_progress")
     return _envelope(task, f"Task claimed until {task['lease_expires_at']}")
 
 
@@ -132,7 +122,7 @@ def claim_task(body):
 @blp.doc(security=SECURITY)
 @require_role("user")
 @blp.response(200, TaskEnvelopeSchema)
-@_document_errors(401, 404, 429, 503)
+@_document_errors(401, 404, *LIMITED)
 def get_task(task_id):
     """One task."""
     return _envelope(services().tasks.get(task_id))
@@ -144,7 +134,7 @@ def get_task(task_id):
 @blp.arguments(StatusUpdateSchema, location="query", as_kwargs=False)
 @blp.arguments(StatusUpdateSchema, location="json", required=False)
 @blp.response(200, TaskEnvelopeSchema)
-@_document_errors(401, 403, 404, 409, 422, 429, 503)
+@_document_errors(401, 403, 404, 409, *WITH_BODY, *LIMITED)
 def update_status(query, body, task_id):
     """Move a task through the state machine (`status`, `error` in the query or body)."""
     update = {**query, **(body or {})}
@@ -160,6 +150,7 @@ def update_status(query, body, task_id):
         update.get("error"),
         for_any_holder=caller.role == "admin",
     )
+    metrics.task_moved(task["status"])
     return _envelope(task, f"Task is now {task['status']}")
 
 
@@ -168,10 +159,11 @@ def update_status(query, body, task_id):
 @require_role("agent")
 @blp.arguments(CancelSchema, required=False)
 @blp.response(200, TaskEnvelopeSchema)
-@_document_errors(401, 403, 404, 409, 422, 429, 503)
+@_document_errors(401, 403, 404, 409, *WITH_BODY, *LIMITED)
 def cancel_task(body, task_id):
     """Cancel a task that has not finished."""
     task = services().tasks.cancel(task_id, current_principal().id, (body or {}).get("reason"))
+    metrics.task_moved("cancelled")
     return _envelope(task, "Task cancelled")
 
 
@@ -180,7 +172,7 @@ def cancel_task(body, task_id):
 @require_role("agent")
 @blp.arguments(HeartbeatSchema, required=False)
 @blp.response(200, TaskEnvelopeSchema)
-@_document_errors(401, 403, 404, 409, 422, 429, 503)
+@_document_errors(401, 403, 404, 409, *WITH_BODY, *LIMITED)
 def heartbeat(body, task_id):
     """Extend the lease of a task the caller claimed."""
     task = services().tasks.heartbeat(

@@ -21,6 +21,11 @@ _EVENT_TYPE = [
 _TASK_ID = FullMatch(TASK_ID, error="Must be a task id (UUID4).")
 
 
+# For the spec: ids as the service issues them. 19 digits always fit in Redis' 64-bit
+# parts; _event_id also takes 20 when the value fits.
+_EVENT_ID_PATTERN = r"^[0-9]{1,19}-[0-9]{1,19}$"
+
+
 def _event_id(value: str) -> None:
     """A stream id Redis accepts: two unsigned 64-bit numbers joined by '-'."""
     if parse_event_id(value) is None:
@@ -70,10 +75,17 @@ class EventQuerySchema(StrictSchema):
     source_agent = fields.String(validate=validate.Length(min=1, max=64))
     after = fields.String(
         validate=_event_id,
-        metadata={"description": "Exclusive lower bound (an event id): resume after it."},
+        metadata={
+            "description": "Exclusive lower bound (an event id): resume after it.",
+            "pattern": _EVENT_ID_PATTERN,
+        },
     )
     before = fields.String(
-        validate=_event_id, metadata={"description": "Exclusive upper bound (an event id)."}
+        validate=_event_id,
+        metadata={
+            "description": "Exclusive upper bound (an event id).",
+            "pattern": _EVENT_ID_PATTERN,
+        },
     )
     order = fields.String(
         validate=validate.OneOf(("asc", "desc")),

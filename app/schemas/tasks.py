@@ -8,13 +8,22 @@ from marshmallow import fields, validate
 
 from app.domain.ids import TASK_ID
 from app.domain.routing import TASK_TYPES
-from app.schemas.common import JsonObject, Schema, StrictSchema
+from app.schemas.common import FullMatch, JsonObject, Schema, StrictSchema
 
 PRIORITIES = ("P0", "P1", "P2", "P3")
 STATUSES = ("awaiting_approval", "assigned", "in_progress", "completed", "failed", "cancelled")
 _TYPE = validate.OneOf(TASK_TYPES, error="Must be one of: {choices}.")
 _NAME = validate.Length(min=1, max=200)
-_AGENT = validate.Regexp(r"^[a-z][a-z0-9_]{0,63}$", error="Must be an agent name like dev_agent.")
+_AGENT = FullMatch(r"^[a-z][a-z0-9_]{0,63}$", error="Must be an agent name like dev_agent.")
+
+
+class JsonBoolean(fields.Boolean):
+    """JSON true or false only; marshmallow would also take 0, 1, "yes" or "off"."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
 
 
 class SlaSchema(StrictSchema):
@@ -35,8 +44,11 @@ class TaskCreateSchema(StrictSchema):
     sla = fields.Nested(SlaSchema)
     # ISO 8601; a deadline without an offset is read as UTC, like every time we show.
     sla_deadline = fields.AwareDateTime(format="iso", default_timezone=UTC)
-    max_retries = fields.Integer(load_default=3, validate=validate.Range(min=0, max=100))
-    requires_approval = fields.Boolean(load_default=False)
+    # strict: a JSON integer, not 2.5 silently cut to 2 nor the string "3".
+    max_retries = fields.Integer(
+        load_default=3, strict=True, validate=validate.Range(min=0, max=100)
+    )
+    requires_approval = JsonBoolean(load_default=False)
 
 
 class SlaOutSchema(Schema):
@@ -110,8 +122,8 @@ class CancelSchema(StrictSchema):
 
 class ClaimSchema(StrictSchema):
     agent = fields.String(required=True, validate=_AGENT)
-    lease_seconds = fields.Integer(validate=validate.Range(min=1, max=43200))
+    lease_seconds = fields.Integer(strict=True, validate=validate.Range(min=1, max=43200))
 
 
 class HeartbeatSchema(StrictSchema):
-    lease_seconds = fields.Integer(validate=validate.Range(min=1, max=43200))
+    lease_seconds = fields.Integer(strict=True, validate=validate.Range(min=1, max=43200))
