@@ -124,11 +124,22 @@ def token_matches(presented_header: str, token: str) -> bool:
 def init_app(app: Flask) -> None:
     """Count and time every request by endpoint template and status."""
 
+    # labels() validates and locks on every call; the children are cached per label set.
+    counters: dict[tuple, object] = {}
+    timers: dict[tuple, object] = {}
+
     @app.after_request
     def record(response):
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        key = (request.method, endpoint, response.status_code)
+        counter = counters.get(key)
+        if counter is None:
+            counter = counters[key] = REQUESTS.labels(key[0], endpoint, str(key[2]))
+        counter.inc()
         started = g.get("started")
         if started is not None:
-            LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - started)
+            timer = timers.get(key[:2])
+            if timer is None:
+                timer = timers[key[:2]] = LATENCY.labels(*key[:2])
+            timer.observe(time.perf_counter() - started)
         return response

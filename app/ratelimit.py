@@ -20,7 +20,6 @@ from app import metrics
 from app.auth import is_rate_limit_exempt, rate_limit_key
 from app.config import Settings
 from app.errors import error_response
-from app.extensions import get_settings
 
 # KEYS[1] the window (a list of timestamps, newest first)
 # ARGV: now, limit, expiry (s), cost. Returns {acquired 0/1, window start, entries in window}.
@@ -99,8 +98,10 @@ def _retry_after_only_when_refused(response):
     return response
 
 
-def _limit(setting: str):
-    return lambda: f"{getattr(get_settings(), setting)}/minute"
+def _limit(settings: Settings, setting: str) -> str:
+    # A fixed string, not a callable: flask-limiter re-parses callable limits on every
+    # request, and the limiter (like the settings) belongs to one app.
+    return f"{getattr(settings, setting)}/minute"
 
 
 # Which blueprint each ORCHESTRATOR_RATE_LIMIT_* variable governs.
@@ -114,8 +115,16 @@ EXEMPT_VIEWS = ("service.health",)
 
 
 def _never_limited() -> bool:
-    """CORS preflights (no credentials, sent by browsers on their own) and static doc assets."""
-    return request.method == "OPTIONS" or request.blueprint == "docs_assets"
+    """/health, CORS preflights (sent by browsers on their own) and static doc assets.
+
+    /health is also exempt by route, but flask-limiter only finds that out after
+    resolving every limit; answering here first keeps the health check cheap.
+    """
+    return (
+        request.endpoint in EXEMPT_VIEWS
+        or request.method == "OPTIONS"
+        or request.blueprint == "docs_assets"
+    )
 
 
 def init_app(app: Flask, settings: Settings) -> Limiter:
@@ -132,18 +141,18 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         }
     limiter = Limiter(
         key_func=rate_limit_key,
-        default_limits=[_limit("rate_limit_default")],
+        default_limits=[_limit(settings, "rate_limit_default")],
         headers_enabled=True,
         strategy="moving-window",
         on_breach=_breach_response,
         **storage,
     )
     for blueprint, setting in BLUEPRINT_LIMITS.items():
-        limiter.limit(_limit(setting))(app.blueprints[blueprint])
+        limiter.limit(_limit(settings, setting))(app.blueprints[blueprint])
     for endpoint in EXEMPT_VIEWS:
         limiter.exempt(app.view_functions[endpoint])
-    limiter.request_filter(is_rate_limit_exempt)
     limiter.request_filter(_never_limited)
+    limiter.request_filter(is_rate_limit_exempt)
     # Registered before the limiter's own after_request, so it runs after it (Flask runs
     # them in reverse): flask-limiter puts Retry-After on every limited response, which
     # on a 200 tells a client to back off for no reason.

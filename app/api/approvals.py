@@ -9,6 +9,7 @@ from app.api import LIMITED, WITH_BODY, document_errors
 from app.auth import SECURITY, current_principal, require_role
 from app.extensions import services
 from app.schemas.approvals import (
+    ApprovalConflictSchema,
     ApprovalEnvelopeSchema,
     ApprovalListSchema,
     ApprovalSchema,
@@ -23,6 +24,7 @@ blp = Blueprint(
     url_prefix="/approvals",
     description="Critical tasks wait here for a second principal's decision",
 )
+_DECIDED = "Already decided or timed out"
 
 
 def _listing(approvals: list[dict]) -> dict:
@@ -42,7 +44,7 @@ def pending():
 @blp.route("/history", methods=["GET"])
 @blp.doc(security=SECURITY)
 @require_role("user")
-@blp.arguments(HistoryQuerySchema, location="query")
+@blp.arguments(HistoryQuerySchema(), location="query")
 @blp.response(200, ApprovalListSchema)
 @document_errors(blp, 401, 422, *LIMITED)
 def history(query):
@@ -84,21 +86,20 @@ def _decide(approval_id: str, body: dict | None, approve: bool):
 @blp.route("/<approval_id>/approve", methods=["POST"])
 @blp.doc(security=SECURITY)
 @require_role(setting="approver_role")
-@blp.arguments(ApproveSchema, location="query", as_kwargs=False)
-@blp.arguments(ApproveSchema, required=False)
+@blp.arguments(ApproveSchema(), location="query", as_kwargs=False)
+@blp.arguments(ApproveSchema(), required=False)
 @blp.response(200, ApprovalEnvelopeSchema)
 @document_errors(
     blp,
     401,
     403,
     404,
-    409,
     *WITH_BODY,
     *LIMITED,
     e403="Four-eyes rule or role too weak",
     e404="Unknown approval",
-    e409="Already decided or timed out",
 )
+@blp.alt_response(409, schema=ApprovalConflictSchema, description=_DECIDED)
 def approve(query, body, approval_id):
     """Approve (optional `comment`): the task joins its agent's queue.
 
@@ -110,20 +111,19 @@ def approve(query, body, approval_id):
 @blp.route("/<approval_id>/reject", methods=["POST"])
 @blp.doc(security=SECURITY)
 @require_role(setting="approver_role")
-@blp.arguments(RejectSchema, location="query", as_kwargs=False)
-@blp.arguments(RejectSchema, required=False)
+@blp.arguments(RejectSchema(), location="query", as_kwargs=False)
+@blp.arguments(RejectSchema(), required=False)
 @blp.response(200, ApprovalEnvelopeSchema)
 @document_errors(
     blp,
     401,
     403,
     404,
-    409,
     *WITH_BODY,
     *LIMITED,
     e404="Unknown approval",
-    e409="Already decided or timed out",
 )
+@blp.alt_response(409, schema=ApprovalConflictSchema, description=_DECIDED)
 def reject(query, body, approval_id):
     """Reject (`reason`, `comment` in the query or body): the task is cancelled.
 

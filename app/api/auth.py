@@ -15,7 +15,7 @@ blp = Blueprint("auth", __name__, url_prefix="/auth", description="Tokens")
 
 @blp.route("/token", methods=["POST"])
 @blp.doc(security=SECURITY)
-@blp.arguments(TokenRequestSchema, required=False)
+@blp.arguments(TokenRequestSchema(), required=False)
 @blp.response(200, TokenSchema)
 @document_errors(blp, 401, 403, *WITH_BODY, *LIMITED, e403="Not allowed to mint this token")
 def token(body):

@@ -35,7 +35,7 @@ blp = Blueprint(
 @blp.route("/publish", methods=["POST"])
 @blp.doc(security=SECURITY)
 @require_role("agent")
-@blp.arguments(EventPublishSchema)
+@blp.arguments(EventPublishSchema())
 @blp.response(201, EventPublishedSchema)
 @document_errors(blp, 401, 403, *WITH_BODY, *LIMITED, e422="Invalid event")
 def publish(body):
@@ -63,7 +63,7 @@ def publish(body):
 @blp.route("", methods=["GET"])
 @blp.doc(security=SECURITY)
 @require_role("user")
-@blp.arguments(EventQuerySchema, location="query")
+@blp.arguments(EventQuerySchema(), location="query")
 @blp.response(200, EventListSchema)
 @document_errors(blp, 401, 422, *LIMITED, e422="Invalid query")
 def list_events(query):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Response, request
+from flask import Response, jsonify, request
 from flask_smorest import Blueprint
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -46,14 +46,16 @@ def health():
             "environment": settings.environment,
             "detail": "Redis unavailable",
         }, 503
-    return {
-        "status": "healthy",
-        "redis": "connected",
-        "queue_stats": stats["queue"],
-        "approvals_pending": stats["approvals"]["pending"],
-        "version": __version__,
-        "environment": settings.environment,
-    }
+    # Load balancers call this every few seconds: the body is built to HealthSchema
+    # directly (jsonify passes through flask-smorest untouched) instead of dumped.
+    return jsonify(
+        status="healthy",
+        redis="connected",
+        queue_stats=stats["queue"],
+        approvals_pending=stats["approvals"]["pending"],
+        version=__version__,
+        environment=settings.environment,
+    )
 
 
 @blp.route("/metrics", methods=["GET"])

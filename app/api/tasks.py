@@ -56,7 +56,7 @@ def _envelope(task: dict, message: str | None = None) -> dict:
     ],
 )
 @require_role("agent")
-@blp.arguments(TaskCreateSchema)
+@blp.arguments(TaskCreateSchema())
 @blp.response(201, TaskCreatedSchema)
 @_document_errors(401, 403, *WITH_BODY, *LIMITED)
 def create_task(body):
@@ -87,7 +87,7 @@ def create_task(body):
 @blp.route("", methods=["GET"])
 @blp.doc(security=SECURITY)
 @require_role("user")
-@blp.arguments(TaskListQuerySchema, location="query")
+@blp.arguments(TaskListQuerySchema(), location="query")
 @blp.response(200, TaskListSchema)
 @_document_errors(401, 422, *LIMITED)
 def list_tasks(query):
@@ -105,7 +105,7 @@ def list_tasks(query):
 @blp.route("/claim", methods=["POST"])
 @blp.doc(security=SECURITY)
 @require_role("agent")
-@blp.arguments(ClaimSchema)
+@blp.arguments(ClaimSchema())
 @blp.response(200, TaskEnvelopeSchema)
 @blp.alt_response(204, description="Nothing is ready for this agent")
 @_document_errors(401, 403, *WITH_BODY, *LIMITED)
@@ -131,8 +131,8 @@ def get_task(task_id):
 @blp.route("/<task_id>/status", methods=["PATCH"])
 @blp.doc(security=SECURITY)
 @require_role("agent")
-@blp.arguments(StatusUpdateSchema, location="query", as_kwargs=False)
-@blp.arguments(StatusUpdateSchema, location="json", required=False)
+@blp.arguments(StatusUpdateSchema(), location="query", as_kwargs=False)
+@blp.arguments(StatusUpdateSchema(), location="json", required=False)
 @blp.response(200, TaskEnvelopeSchema)
 @_document_errors(401, 403, 404, 409, *WITH_BODY, *LIMITED)
 def update_status(query, body, task_id):
@@ -157,7 +157,7 @@ def update_status(query, body, task_id):
 @blp.route("/<task_id>/cancel", methods=["POST"])
 @blp.doc(security=SECURITY)
 @require_role("agent")
-@blp.arguments(CancelSchema, required=False)
+@blp.arguments(CancelSchema(), required=False)
 @blp.response(200, TaskEnvelopeSchema)
 @_document_errors(401, 403, 404, 409, *WITH_BODY, *LIMITED)
 def cancel_task(body, task_id):
@@ -170,7 +170,7 @@ def cancel_task(body, task_id):
 @blp.route("/<task_id>/heartbeat", methods=["POST"])
 @blp.doc(security=SECURITY)
 @require_role("agent")
-@blp.arguments(HeartbeatSchema, required=False)
+@blp.arguments(HeartbeatSchema(), required=False)
 @blp.response(200, TaskEnvelopeSchema)
 @_document_errors(401, 403, 404, 409, *WITH_BODY, *LIMITED)
 def heartbeat(body, task_id):

@@ -113,7 +113,7 @@ class TaskStore:
             json.dumps(fields),
             json.dumps(gate) if gate else "",
             idem,
-            _fingerprint(request),
+            _fingerprint(request) if idempotency_key else "",
             IDEMPOTENCY_TTL,
             default_deadline_ms,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.schemas.common import Schema, StrictSchema
+from app.schemas.common import ErrorSchema, Schema, StrictSchema
 from app.schemas.tasks import TaskSchema
 
 
@@ -26,6 +26,12 @@ class ApprovalSchema(Schema):
     comment = fields.String(allow_none=True)
     approved_by = fields.String(allow_none=True, metadata={"deprecated": True})
     approved_at = fields.String(allow_none=True, metadata={"deprecated": True})
+
+
+class ApprovalConflictSchema(ErrorSchema):
+    """409 on a decision: the error, plus the approval as it stands now."""
+
+    approval = fields.Nested(ApprovalSchema, required=True)
 
 
 class ApprovalListSchema(Schema):
