@@ -1,0 +1,279 @@
+"""`make bench`: the service under its shipped gunicorn config, driven by wrk, next to a ceiling.
+
+Starts its own redis-server, the service (rate limits raised) and a bare Flask app that
+does one Redis PING per request, both under gunicorn.conf.py; runs each scenario at 16
+and 64 connections; prints req/s, p50/p99 latency, Redis round trips (client commands)
+and Redis commands executed (inside scripts too) per request, and the ratio to the
+ceiling measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+import requests
+
+from tests.support import LiveServer, RedisServer, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_KEY = "bench-agent-key-0123456789abcdef"
+# Commands a client sends itself; everything else in commandstats ran inside a script.
+CLIENT_COMMANDS = {
+    "evalsha",
+    "eval",
+    "evalsha_ro",
+    "eval_ro",
+    "ping",
+    "script|load",
+    "multi",
+    "exec",
+    "get",
+    "set",
+}
+TARGETS = {"POST /tasks": 0.55, "GET /health": 0.80}
+
+
+def service_env(redis_url: str) -> dict[str, str]:
+    big = "100000000"
+    return {
+        "ENVIRONMENT": "production",
+        "REDIS_URL": redis_url,
+        "ORCHESTRATOR_JWT_SECRET": "bench-secret-" + "x" * 40,
+        "ORCHESTRATOR_API_KEY_BENCH": f"{BENCH_KEY}:admin",
+        "ORCHESTRATOR_RATE_LIMIT_TASKS": big,
+        "ORCHESTRATOR_RATE_LIMIT_EVENTS": big,
+        "ORCHESTRATOR_RATE_LIMIT_APPROVALS": big,
+        "ORCHESTRATOR_RATE_LIMIT_STATS": big,
+        "ORCHESTRATOR_RATE_LIMIT_DEFAULT": big,
+        "ORCHESTRATOR_TRUSTED_PROXIES": "0",
+        "ORCHESTRATOR_QUEUE_PREFIX": "bench",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+class Ceiling(LiveServer):
+    """The bare Flask + PING app under the same gunicorn config."""
+
+    def start(self):
+        env = {**os.environ, **self.env, "PORT": str(self.port)}
+        if self.workers:
+            env["WEB_CONCURRENCY"] = str(self.workers)
+        self.log = open(self.log_path, "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "bench.ceiling:app",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(self._answers, timeout=20)
+        return self
+
+
+def command_counts(client: redis.Redis) -> tuple[int, int]:
+    """(client commands, all commands) since the last CONFIG RESETSTAT, minus INFO itself."""
+    stats = client.info("commandstats")
+    client_side = total = 0
+    for name, values in stats.items():
+        command = name.removeprefix("cmdstat_")
+        if command in ("info", "config|resetstat"):
+            continue
+        total += values["calls"]
+        if command in CLIENT_COMMANDS:
+            client_side += values["calls"]
+    return client_side, total
+
+
+def run_wrk(
+    url: str, path: str, connections: int, seconds: int, *, method="GET", body="", key=""
+) -> dict:
+    env = {
+        **os.environ,
+        "BENCH_METHOD": method,
+        "BENCH_PATH": path,
+        "BENCH_BODY": body,
+        "BENCH_KEY": key,
+    }
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(ROOT / "bench" / "scenarios.lua"),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    fields = dict(re.findall(r"(\w+)=(\d+)", out.split("BENCH", 1)[1]))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return {
+        "rps": rps,
+        "requests": int(fields["requests"]),
+        "errors": int(fields["errors"]),
+        "non2xx": int(fields["non2xx"]),
+        "p50_ms": int(fields["p50_us"]) / 1000,
+        "p99_ms": int(fields["p99_us"]) / 1000,
+    }
+
+
+def seed_tasks(url: str, count: int) -> None:
+    """Queue `count` tasks for dev_agent so claims hand out real work."""
+    session = requests.Session()
+    session.headers["X-API-Key"] = BENCH_KEY
+    for _ in range(count):
+        session.post(f"{url}/tasks", json={"type": "bugfix", "priority": "P3"}, timeout=10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", default="16,64")
+    args = parser.parse_args()
+    connections = [int(c) for c in args.connections.split(",")]
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=ROOT / "bench" / "results"))
+    redis_server = RedisServer(work / "redis").start()
+    client = redis_server.client()
+    service = LiveServer(service_env(redis_server.url), 0, work / "service.log")
+    service.env.pop("WEB_CONCURRENCY", None)
+    # Same environment: gunicorn.conf.py validates the settings before any app loads.
+    ceiling = Ceiling(service_env(redis_server.url), 0, work / "ceiling.log")
+    rows = []
+    try:
+        _start_default_workers(service)
+        ceiling.start()
+        headers = {"X-API-Key": BENCH_KEY}
+        task = requests.post(
+            f"{service.url}/tasks",
+            json={"type": "faq", "priority": "P3"},
+            headers=headers,
+            timeout=10,
+        ).json()
+        publish = json.dumps(
+            {"event_type": "bench.tick", "source_agent": "bench", "payload": {"n": 1}}
+        )
+        create = json.dumps({"type": "bugfix", "priority": "P3", "payload": {"repo": "x"}})
+        scenarios = [
+            ("ceiling: Flask + PING", ceiling.url, "/", "GET", ""),
+            ("GET /health", service.url, "/health", "GET", ""),
+            ("POST /tasks", service.url, "/tasks", "POST", create),
+            ("GET /tasks/<id>", service.url, f"/tasks/{task['task_id']}", "GET", ""),
+            ("POST /events/publish", service.url, "/events/publish", "POST", publish),
+            (
+                "POST /tasks/claim",
+                service.url,
+                "/tasks/claim",
+                "POST",
+                json.dumps({"agent": "dev_agent"}),
+            ),
+        ]
+        for name, url, path, method, body in scenarios:
+            for conns in connections:
+                requests.get(f"{url}{path}" if method == "GET" else f"{url}/", timeout=10)
+                client.config_resetstat()
+                result = run_wrk(
+                    url, path, conns, args.seconds, method=method, body=body, key=BENCH_KEY
+                )
+                calls, commands = command_counts(client)
+                result.update(
+                    name=name,
+                    connections=conns,
+                    calls_per_req=calls / max(1, result["requests"]),
+                    commands_per_req=commands / max(1, result["requests"]),
+                )
+                rows.append(result)
+                print(
+                    f"{name:24} c={conns:<3} {result['rps']:9.0f} req/s  "
+                    f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
+                    f"redis calls/req {result['calls_per_req']:.2f}  "
+                    f"non-2xx {result['non2xx']}",
+                    flush=True,
+                )
+    finally:
+        service.stop()
+        ceiling.stop()
+        redis_server.stop()
+    report = render(rows, connections)
+    print(report)
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    (ROOT / "bench" / "results" / "latest.md").write_text(report)
+    return 0
+
+
+def _start_default_workers(server: LiveServer) -> None:
+    """Start with the shipped worker count (WEB_CONCURRENCY unset: 2 * cores + 1)."""
+    env = {k: v for k, v in os.environ.items() if k != "WEB_CONCURRENCY"}
+    env.update(server.env)
+    env["PORT"] = str(server.port)
+    server.log = open(server.log_path, "wb")  # noqa: SIM115
+    server.process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{server.port}",
+            "wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=server.log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    wait_until(server._answers, timeout=30)
+
+
+def render(rows: list[dict], connections: list[int]) -> str:
+    ceiling = {r["connections"]: r["rps"] for r in rows if r["name"].startswith("ceiling")}
+    lines = [
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}; wrk, service, ceiling "
+        "and Redis share the machine.",
+        "",
+        "| scenario | conns | req/s | % of ceiling | p50 ms | p99 ms | Redis calls/req "
+        "| Redis cmds/req | non-2xx |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        share = r["rps"] / ceiling[r["connections"]] if ceiling.get(r["connections"]) else 0
+        target = TARGETS.get(r["name"])
+        mark = "" if target is None else (" ✓" if share >= target else f" ✗ (target {target:.0%})")
+        lines.append(
+            f"| {r['name']} | {r['connections']} | {r['rps']:.0f} | {share:.0%}{mark} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['calls_per_req']:.2f} | "
+            f"{r['commands_per_req']:.1f} | {r['non2xx']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
