@@ -132,8 +132,11 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
     if settings.uses_memory_redis:
         storage = {"storage_uri": "memory://"}
     else:
+        # The URI only picks flask-limiter's Redis storage class (it is handed our pool);
+        # `limits` spells a socket path redis+unix://.
+        uri = settings.redis_url
         storage = {
-            "storage_uri": settings.redis_url,
+            "storage_uri": "redis+" + uri if uri.startswith("unix://") else uri,
             "storage_options": {
                 "connection_pool": app.extensions["orchestrator.redis"].connection_pool,
                 "key_prefix": f"{settings.queue_prefix}:ratelimit",
