@@ -44,25 +44,37 @@ APPROVALS_DECIDED = Counter(
 )
 
 
+_children: dict[tuple, object] = {}
+
+
+def _child(metric, *labels: str):
+    """metric.labels(*labels), cached: labels() validates and locks on every call."""
+    key = (metric, labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def auth_failure(reason: str) -> None:
-    AUTH_FAILURES.labels(reason).inc()
+    _child(AUTH_FAILURES, reason).inc()
 
 
 def rate_limited(blueprint: str | None) -> None:
-    RATE_LIMITED.labels(blueprint or "default").inc()
+    _child(RATE_LIMITED, blueprint or "default").inc()
 
 
 def task_created(task: dict) -> None:
-    TASKS_CREATED.labels(task["type"], task["priority"]).inc()
-    TRANSITIONS.labels(task["status"]).inc()
+    _child(TASKS_CREATED, task["type"], task["priority"]).inc()
+    _child(TRANSITIONS, task["status"]).inc()
 
 
 def task_moved(status: str) -> None:
-    TRANSITIONS.labels(status).inc()
+    _child(TRANSITIONS, status).inc()
 
 
 def approval_decided(outcome: str) -> None:
-    APPROVALS_DECIDED.labels(outcome).inc()
+    _child(APPROVALS_DECIDED, outcome).inc()
 
 
 class RedisGauges:
@@ -124,22 +136,11 @@ def token_matches(presented_header: str, token: str) -> bool:
 def init_app(app: Flask) -> None:
     """Count and time every request by endpoint template and status."""
 
-    # labels() validates and locks on every call; the children are cached per label set.
-    counters: dict[tuple, object] = {}
-    timers: dict[tuple, object] = {}
-
     @app.after_request
     def record(response):
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        key = (request.method, endpoint, response.status_code)
-        counter = counters.get(key)
-        if counter is None:
-            counter = counters[key] = REQUESTS.labels(key[0], endpoint, str(key[2]))
-        counter.inc()
+        _child(REQUESTS, request.method, endpoint, str(response.status_code)).inc()
         started = g.get("started")
         if started is not None:
-            timer = timers.get(key[:2])
-            if timer is None:
-                timer = timers[key[:2]] = LATENCY.labels(*key[:2])
-            timer.observe(time.perf_counter() - started)
+            _child(LATENCY, request.method, endpoint).observe(time.perf_counter() - started)
         return response
