@@ -23,7 +23,7 @@ from pathlib import Path
 import redis
 import requests
 
-from tests.support import LiveServer, RedisServer, wait_until
+from tests.support import LiveServer, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_KEY = "bench-agent-key-0123456789abcdef"
@@ -59,35 +59,6 @@ def service_env(redis_url: str) -> dict[str, str]:
         "ORCHESTRATOR_QUEUE_PREFIX": "bench",
         "LOG_LEVEL": "WARNING",
     }
-
-
-class Ceiling(LiveServer):
-    """The bare Flask + PING app under the same gunicorn config."""
-
-    def start(self):
-        env = {**os.environ, **self.env, "PORT": str(self.port)}
-        if self.workers:
-            env["WEB_CONCURRENCY"] = str(self.workers)
-        self.log = open(self.log_path, "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "gunicorn.conf.py",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "bench.ceiling:app",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        wait_until(self._answers, timeout=20)
-        return self
 
 
 def command_counts(client: redis.Redis) -> tuple[int, int]:
@@ -160,13 +131,15 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="run-", dir=ROOT / "bench" / "results"))
     redis_server = RedisServer(work / "redis").start()
     client = redis_server.client()
-    service = LiveServer(service_env(redis_server.url), 0, work / "service.log")
-    service.env.pop("WEB_CONCURRENCY", None)
+    # workers=None: the shipped default, 2 * cores + 1, for both.
+    service = LiveServer(service_env(redis_server.url), None, work / "service.log")
     # Same environment: gunicorn.conf.py validates the settings before any app loads.
-    ceiling = Ceiling(service_env(redis_server.url), 0, work / "ceiling.log")
+    ceiling = LiveServer(
+        service_env(redis_server.url), None, work / "ceiling.log", target="bench.ceiling:app"
+    )
     rows = []
     try:
-        _start_default_workers(service)
+        service.start()
         ceiling.start()
         headers = {"X-API-Key": BENCH_KEY}
         task = requests.post(
@@ -224,32 +197,6 @@ def main() -> int:
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "latest.md").write_text(report)
     return 0
-
-
-def _start_default_workers(server: LiveServer) -> None:
-    """Start with the shipped worker count (WEB_CONCURRENCY unset: 2 * cores + 1)."""
-    env = {k: v for k, v in os.environ.items() if k != "WEB_CONCURRENCY"}
-    env.update(server.env)
-    env["PORT"] = str(server.port)
-    server.log = open(server.log_path, "wb")  # noqa: SIM115
-    server.process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{server.port}",
-            "wsgi:app",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=server.log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    wait_until(server._answers, timeout=30)
 
 
 def render(rows: list[dict], connections: list[int]) -> str:

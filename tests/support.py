@@ -99,13 +99,20 @@ class RedisServer:
 
 
 class LiveServer:
-    """The real service under gunicorn (sync workers), on a free loopback port."""
+    """The real service under gunicorn (sync workers), on a free loopback port.
 
-    def __init__(self, env: dict[str, str], workers: int, log_path: Path):
+    `workers=None` keeps gunicorn.conf.py's own default (2 * cores + 1); `target` lets the
+    benchmark serve its ceiling app under the very same config.
+    """
+
+    def __init__(
+        self, env: dict[str, str], workers: int | None, log_path: Path, target: str = "wsgi:app"
+    ):
         self.port = free_port()
         self.env = env
         self.workers = workers
         self.log_path = log_path
+        self.target = target
         self.process: subprocess.Popen | None = None
 
     @property
@@ -113,12 +120,10 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> LiveServer:
-        env = {
-            **os.environ,
-            **self.env,
-            "PORT": str(self.port),
-            "WEB_CONCURRENCY": str(self.workers),
-        }
+        env = {**os.environ, **self.env, "PORT": str(self.port)}
+        env.pop("WEB_CONCURRENCY", None)
+        if self.workers is not None:
+            env["WEB_CONCURRENCY"] = str(self.workers)
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [
@@ -129,7 +134,7 @@ class LiveServer:
                 "gunicorn.conf.py",
                 "--bind",
                 f"127.0.0.1:{self.port}",
-                "wsgi:app",
+                self.target,
             ],
             cwd=ROOT,
             env=env,
@@ -138,7 +143,7 @@ class LiveServer:
             start_new_session=True,
         )
         try:
-            wait_until(self._answers, timeout=20)
+            wait_until(self._answers, timeout=30)
         except TimeoutError:
             self.stop()
             log = self.log_path.read_text()[-3000:]
