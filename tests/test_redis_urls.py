@@ -98,6 +98,7 @@ def tls_redis(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
     def answers():
         import redis
 

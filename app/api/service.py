@@ -69,6 +69,7 @@ def health():
     },
 )
 @blp.alt_response(401, schema=ErrorSchema, description="ORCHESTRATOR_METRICS_TOKEN required")
+@document_errors(blp, *LIMITED)
 def prometheus_metrics():
     """Prometheus metrics: every worker's counters plus gauges read from Redis now."""
     token = get_settings().metrics_token

@@ -8,9 +8,10 @@ import uuid
 from app.errors import NotFound
 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
-# \Z, not $: `$` also matches before a trailing newline.
-TASK_ID = re.compile(rf"^{_UUID}\Z")
-APPROVAL_ID = re.compile(rf"^apr-{_UUID}\Z")
+# Published in the OpenAPI spec, so plain ^...$ (\Z means nothing to JavaScript); always
+# applied with fullmatch, since re.match's `$` also matches before a trailing newline.
+TASK_ID = re.compile(rf"^{_UUID}$")
+APPROVAL_ID = re.compile(rf"^apr-{_UUID}$")
 
 
 def new_task_id() -> str:
@@ -25,13 +26,13 @@ def approval_id_for(task_id: str) -> str:
 
 def check_task_id(task_id: str) -> str:
     """404 for anything that cannot be a task id, without asking Redis."""
-    if not TASK_ID.match(task_id):
+    if not TASK_ID.fullmatch(task_id):
         raise NotFound("Task not found")
     return task_id
 
 
 def check_approval_id(approval_id: str) -> str:
     """404 for anything that cannot be an approval id, without asking Redis."""
-    if not APPROVAL_ID.match(approval_id):
+    if not APPROVAL_ID.fullmatch(approval_id):
         raise NotFound("Approval not found")
     return approval_id

@@ -38,9 +38,7 @@ class TaskCreateSchema(StrictSchema):
     payload = JsonObject(load_default=dict)
     metadata = JsonObject(load_default=dict)
     trace_id = fields.String(validate=validate.Length(min=1, max=128))
-    parent_task_id = fields.String(
-        validate=validate.Regexp(TASK_ID, error="Must be a task id (UUID4).")
-    )
+    parent_task_id = fields.String(validate=FullMatch(TASK_ID, error="Must be a task id (UUID4)."))
     sla = fields.Nested(SlaSchema)
     # ISO 8601; a deadline without an offset is read as UTC, like every time we show.
     sla_deadline = fields.AwareDateTime(format="iso", default_timezone=UTC)
