@@ -32,6 +32,7 @@ class Principal:
     via: str
 
     def at_least(self, role: str) -> bool:
+        """Whether this principal's role is `role` or stronger."""
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
 
 
@@ -42,6 +43,7 @@ class ApiKeyRegistry:
         self._entries = [(hashlib.sha256(k.key.encode()).digest(), k) for k in settings.api_keys]
 
     def match(self, presented: str) -> Principal | None:
+        """The principal a presented key belongs to, or None."""
         digest = hashlib.sha256(presented.encode()).digest()
         found = None
         for known, entry in self._entries:  # no early exit: timing says nothing

@@ -85,10 +85,12 @@ class Settings:
 
     @property
     def is_production(self) -> bool:
+        """ENVIRONMENT=production: the strict checks apply."""
         return self.environment == "production"
 
     @property
     def uses_memory_redis(self) -> bool:
+        """REDIS_URL=memory://: the in-process fakeredis demo mode."""
         return self.redis_url.startswith("memory://")
 
     @property

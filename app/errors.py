@@ -33,10 +33,14 @@ class ApiError(Exception):
 
 
 class BadRequest(ApiError):
+    """400: the request could not be read."""
+
     status = 400
 
 
 class Unauthorized(ApiError):
+    """401: missing or invalid credentials; always with WWW-Authenticate."""
+
     status = 401
 
     def __init__(self, detail: str = "Not authenticated", **kwargs):
@@ -45,22 +49,32 @@ class Unauthorized(ApiError):
 
 
 class Forbidden(ApiError):
+    """403: valid credentials, not allowed."""
+
     status = 403
 
 
 class NotFound(ApiError):
+    """404: no such task or approval."""
+
     status = 404
 
 
 class Conflict(ApiError):
+    """409: the state machine refuses the change."""
+
     status = 409
 
 
 class ValidationFailed(ApiError):
+    """422: the request breaks its schema."""
+
     status = 422
 
 
 class Unavailable(ApiError):
+    """503: Redis did not answer in time."""
+
     status = 503
 
 
@@ -149,6 +163,7 @@ def handle_unexpected(error: BaseException):
 
 
 def handle_api_error(error: ApiError):
+    """A domain exception as its JSON error response."""
     return error_response(
         error.status, error.detail, errors=error.errors, extra=error.extra, headers=error.headers
     )

@@ -23,6 +23,7 @@ class Api(SmorestApi):
     ERROR_SCHEMA = ErrorSchema
 
     def handle_http_exception(self, error):
+        """Werkzeug and webargs errors as {"detail": ...}."""
         return handle_http_exception(error)
 
 

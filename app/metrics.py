@@ -57,23 +57,28 @@ def _child(metric, *labels: str):
 
 
 def auth_failure(reason: str) -> None:
+    """Count a refused credential by reason."""
     _child(AUTH_FAILURES, reason).inc()
 
 
 def rate_limited(blueprint: str | None) -> None:
+    """Count a 429 by blueprint."""
     _child(RATE_LIMITED, blueprint or "default").inc()
 
 
 def task_created(task: dict) -> None:
+    """Count a created task by type and priority, and its first state."""
     _child(TASKS_CREATED, task["type"], task["priority"]).inc()
     _child(TRANSITIONS, task["status"]).inc()
 
 
 def task_moved(status: str) -> None:
+    """Count a state change the API made."""
     _child(TRANSITIONS, status).inc()
 
 
 def approval_decided(outcome: str) -> None:
+    """Count an approval decision by outcome."""
     _child(APPROVALS_DECIDED, outcome).inc()
 
 
@@ -84,6 +89,7 @@ class RedisGauges:
         self.read_stats = read_stats
 
     def collect(self):
+        """Read the counters from Redis now; redis_up 0 when it does not answer."""
         up = GaugeMetricFamily("orchestrator_redis_up", "1 when Redis answered the scrape")
         try:
             stats = self.read_stats()

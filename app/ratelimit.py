@@ -54,6 +54,7 @@ class OneTripMovingWindow(MovingWindowRateLimiter):
         self._script = storage.get_connection().register_script(ACQUIRE_AND_READ)
 
     def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
+        """Take a slot if the window has one; remember the window for the headers."""
         key = self.storage.prefixed_key(item.key_for(*identifiers))
         acquired, start, count = self._script(
             keys=[key], args=[time.time(), item.amount, item.get_expiry(), cost]
@@ -64,6 +65,7 @@ class OneTripMovingWindow(MovingWindowRateLimiter):
         return bool(acquired)
 
     def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
+        """The window read by hit() in this request, else from Redis."""
         key = self.storage.prefixed_key(item.key_for(*identifiers))
         cached = g.get("rate_windows", {}).get(key)
         return cached if cached is not None else super().get_window_stats(item, *identifiers)

@@ -33,32 +33,42 @@ class Keys:
         self.prefix = prefix
 
     def task(self, task_id: str) -> str:
+        """A task's hash."""
         return f"{self.prefix}:task:{task_id}"
 
     def tasks(self) -> str:
+        """Every stored task, by creation sequence."""
         return f"{self.prefix}:tasks"
 
     def queue(self, agent: str) -> str:
+        """An agent's ready queue."""
         return f"{self.prefix}:queue:{agent}"
 
     def leases(self) -> str:
+        """Running tasks by lease expiry."""
         return f"{self.prefix}:leases"
 
     def counts(self) -> str:
+        """Stored tasks per status."""
         return f"{self.prefix}:counts"
 
     def idempotency(self, principal: str, idempotency_key: str) -> str:
+        """One principal's idempotency record for a key (hashed)."""
         digest = hashlib.sha256(f"{principal}\0{idempotency_key}".encode()).hexdigest()
         return f"{self.prefix}:idem:{digest}"
 
     def approval(self, approval_id: str) -> str:
+        """An approval's hash."""
         return f"{self.prefix}:approval:{approval_id}"
 
     def events(self) -> str:
+        """The event stream."""
         return f"{self.prefix}:events"
 
     def event_channel(self, event_type: str) -> str:
+        """The pub/sub channel of one event type."""
         return f"{self.prefix}:events:{event_type}"
 
     def rate_limits(self) -> str:
+        """Prefix of flask-limiter's windows."""
         return f"{self.prefix}:ratelimit"

@@ -9,6 +9,8 @@ from app.schemas.tasks import TaskSchema
 
 
 class ApprovalSchema(Schema):
+    """An approval record; approved_by/approved_at mirror decided_by/decided_at when approved."""
+
     approval_id = fields.String(required=True)
     task_id = fields.String(required=True)
     task_type = fields.String(allow_none=True)
@@ -35,12 +37,16 @@ class ApprovalConflictSchema(ErrorSchema):
 
 
 class ApprovalListSchema(Schema):
+    """A list of approvals (pending oldest first, history newest first)."""
+
     success = fields.Boolean(required=True)
     count = fields.Integer(required=True)
     approvals = fields.List(fields.Nested(ApprovalSchema), required=True)
 
 
 class ApprovalEnvelopeSchema(Schema):
+    """The decided approval and the task it released or cancelled."""
+
     success = fields.Boolean(required=True)
     approval = fields.Nested(ApprovalSchema, required=True)
     task = fields.Nested(TaskSchema, allow_none=True)
@@ -48,10 +54,14 @@ class ApprovalEnvelopeSchema(Schema):
 
 
 class HistoryQuerySchema(StrictSchema):
+    """How many history entries to return (capped at ORCHESTRATOR_MAX_APPROVAL_HISTORY)."""
+
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=100000))
 
 
 class ApproveSchema(StrictSchema):
+    """An optional comment stored with the approval."""
+
     comment = fields.String(
         validate=validate.Length(max=1000),
         metadata={"description": "Stored in the approval record"},
@@ -59,6 +69,8 @@ class ApproveSchema(StrictSchema):
 
 
 class RejectSchema(ApproveSchema):
+    """Why the task is rejected (becomes its error) and an optional comment."""
+
     reason = fields.String(
         validate=validate.Length(max=1000),
         metadata={"description": "Why; becomes rejection_reason and the task's error"},

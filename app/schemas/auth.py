@@ -9,6 +9,8 @@ from app.schemas.common import Schema, StrictSchema
 
 
 class TokenRequestSchema(StrictSchema):
+    """Which principal and role the token names; defaults to the caller's own."""
+
     sub = fields.String(
         validate=validate.Length(min=1, max=200),
         metadata={"description": "Only an admin may name another principal"},
@@ -20,6 +22,8 @@ class TokenRequestSchema(StrictSchema):
 
 
 class TokenSchema(Schema):
+    """A signed HS256 access token and what it grants."""
+
     access_token = fields.String(required=True)
     token_type = fields.String(required=True)
     expires_in = fields.Integer(required=True)

@@ -15,6 +15,8 @@ class StrictSchema(Schema):
 
 
 class ErrorSchema(Schema):
+    """Every error: a message, per-field problems for 422, the current state for 409."""
+
     detail = fields.String(required=True)
     errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
     current_status = fields.String()

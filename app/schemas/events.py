@@ -33,6 +33,8 @@ def _event_id(value: str) -> None:
 
 
 class EventPublishSchema(StrictSchema):
+    """An event an agent publishes."""
+
     event_type = fields.String(
         required=True,
         validate=_EVENT_TYPE,
@@ -51,6 +53,8 @@ class EventPublishSchema(StrictSchema):
 
 
 class EventPublishedSchema(Schema):
+    """Where the published event was stored."""
+
     success = fields.Boolean(required=True)
     event_id = fields.String(required=True)
     event_type = fields.String(required=True)
@@ -58,6 +62,8 @@ class EventPublishedSchema(Schema):
 
 
 class EventSchema(Schema):
+    """A stored event envelope (CloudEvents: id=event_id, type=event_type, time=timestamp)."""
+
     event_id = fields.String(required=True)
     event_type = fields.String(required=True)
     source_agent = fields.String(required=True)
@@ -70,6 +76,8 @@ class EventSchema(Schema):
 
 
 class EventQuerySchema(StrictSchema):
+    """Filters, cursors and page size of a replay."""
+
     type = fields.String(validate=_EVENT_TYPE)
     task_id = fields.String(validate=_TASK_ID)
     source_agent = fields.String(validate=validate.Length(min=1, max=64))
@@ -98,6 +106,8 @@ class EventQuerySchema(StrictSchema):
 
 
 class EventListSchema(Schema):
+    """One page of events and the cursor of the next."""
+
     success = fields.Boolean(required=True)
     count = fields.Integer(required=True)
     events = fields.List(

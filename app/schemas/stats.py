@@ -8,6 +8,8 @@ from app.schemas.common import Schema
 
 
 class QueueStatsSchema(Schema):
+    """Tasks queued, running, and the totals that completed or failed."""
+
     pending = fields.Integer(required=True)
     in_progress = fields.Integer(required=True)
     completed = fields.Integer(required=True)
@@ -17,12 +19,16 @@ class QueueStatsSchema(Schema):
 
 
 class ServiceSchema(Schema):
+    """What is answering."""
+
     service = fields.String(required=True)
     version = fields.String(required=True)
     status = fields.String(required=True)
 
 
 class HealthSchema(Schema):
+    """Liveness, Redis connectivity and the queue counters."""
+
     status = fields.String(required=True)
     redis = fields.String(required=True)
     queue_stats = fields.Nested(QueueStatsSchema)
@@ -33,6 +39,8 @@ class HealthSchema(Schema):
 
 
 class StatsSchema(Schema):
+    """Counters by queue, status, agent and approvals, at Redis' current time."""
+
     queue = fields.Nested(QueueStatsSchema, required=True)
     tasks = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     agents = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)

@@ -27,11 +27,15 @@ class JsonBoolean(fields.Boolean):
 
 
 class SlaSchema(StrictSchema):
+    """A service-level target and deadline; missing ones default by priority."""
+
     target = fields.String(validate=validate.Length(max=64))
     deadline = fields.AwareDateTime(format="iso", default_timezone=UTC)
 
 
 class TaskCreateSchema(StrictSchema):
+    """A new task; its type picks the agent, its priority and type may gate it."""
+
     type = fields.String(required=True, validate=_TYPE)
     priority = fields.String(load_default="P2", validate=validate.OneOf(PRIORITIES))
     source = fields.String(load_default="api", validate=_NAME)
@@ -50,11 +54,15 @@ class TaskCreateSchema(StrictSchema):
 
 
 class SlaOutSchema(Schema):
+    """The task's SLA target and deadline (ISO 8601 UTC)."""
+
     target = fields.String(allow_none=True)
     deadline = fields.String(allow_none=True)
 
 
 class TaskSchema(Schema):
+    """A task as stored, every field present (null when unset)."""
+
     task_id = fields.String(required=True)
     type = fields.String(required=True)
     priority = fields.String(required=True)
@@ -80,6 +88,8 @@ class TaskSchema(Schema):
 
 
 class TaskCreatedSchema(Schema):
+    """The created task, and its approval id when it waits at the gate."""
+
     success = fields.Boolean(required=True)
     task_id = fields.String(required=True)
     message = fields.String(required=True)
@@ -88,6 +98,8 @@ class TaskCreatedSchema(Schema):
 
 
 class TaskEnvelopeSchema(Schema):
+    """One task."""
+
     success = fields.Boolean(required=True)
     task_id = fields.String(required=True)
     task = fields.Nested(TaskSchema, required=True)
@@ -95,6 +107,8 @@ class TaskEnvelopeSchema(Schema):
 
 
 class TaskListQuerySchema(StrictSchema):
+    """Filters, page size and cursor of a listing (newest first)."""
+
     status = fields.String(validate=validate.OneOf(STATUSES))
     type = fields.String(validate=_TYPE)
     assigned_to = fields.String(validate=_AGENT)
@@ -103,6 +117,8 @@ class TaskListQuerySchema(StrictSchema):
 
 
 class TaskListSchema(Schema):
+    """One page of tasks and the cursor of the next (null at the end)."""
+
     success = fields.Boolean(required=True)
     count = fields.Integer(required=True)
     tasks = fields.List(fields.Nested(TaskSchema), required=True)
@@ -110,18 +126,26 @@ class TaskListSchema(Schema):
 
 
 class StatusUpdateSchema(StrictSchema):
+    """The state to move to and, for failures, why."""
+
     status = fields.String(validate=validate.OneOf(STATUSES))
     error = fields.String(validate=validate.Length(max=2000))
 
 
 class CancelSchema(StrictSchema):
+    """Why the task is cancelled (becomes its error)."""
+
     reason = fields.String(validate=validate.Length(max=1000))
 
 
 class ClaimSchema(StrictSchema):
+    """Which agent's queue to take from, and for how long to hold the task."""
+
     agent = fields.String(required=True, validate=_AGENT)
     lease_seconds = fields.Integer(strict=True, validate=validate.Range(min=1, max=43200))
 
 
 class HeartbeatSchema(StrictSchema):
+    """A new lease length; by default the one the claim chose."""
+
     lease_seconds = fields.Integer(strict=True, validate=validate.Range(min=1, max=43200))
