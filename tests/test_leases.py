@@ -225,3 +225,25 @@ def test_sweep_command_settles_without_any_read(make_app, keys, redis_server):
     assert raw.zscore(f"{prefix}:tasks", done) is None
     assert raw.zcard(f"{prefix}:expiring") == 0
     assert raw.hmget(f"{prefix}:counts", "cancelled", "assigned") == ["0", "1"]
+
+
+def test_claim_requeues_a_backlog_of_expired_leases_before_answering_none(make_app, keys):
+    """More expired leases than one request settles: claim still finds its agent's task."""
+    client = make_app().test_client()
+    for _ in range(130):  # other agents' running tasks, all expiring at once
+        client.post("/tasks", json={"type": "faq", "priority": "P3"}, headers=keys["agent"])
+    for _ in range(130):
+        claimed = client.post(
+            "/tasks/claim", json={"agent": "faq_agent", "lease_seconds": 1}, headers=keys["agent"]
+        )
+        assert claimed.status_code == 200
+    mine = client.post("/tasks", json={"type": "bugfix"}, headers=keys["agent"]).json
+    claimed = client.post(
+        "/tasks/claim", json={"agent": "dev_agent", "lease_seconds": 1}, headers=keys["agent"]
+    )
+    assert claimed.status_code == 200 and claimed.json["task_id"] == mine["task_id"]
+    time.sleep(1.1)
+    # 131 leases are due; the dev_agent task's is the newest, beyond the first 100.
+    again = client.post("/tasks/claim", json={"agent": "dev_agent"}, headers=keys["ops"])
+    assert again.status_code == 200 and again.json["task_id"] == mine["task_id"]
+    assert again.json["task"]["retry_count"] == 1

@@ -5,9 +5,19 @@
 -- callers on any worker can receive it; tasks awaiting approval are never queued.
 settle()
 local queue = key('queue', ARGV[3])
+local LEASE_BACKLOG_BUDGET = 1000
 while true do
   local head = redis.call('ZRANGE', queue, 0, 0)
-  if #head == 0 then return {} end
+  if #head == 0 then
+    -- Before answering "nothing ready", requeue a backlog of expired leases beyond the
+    -- usual settle budget (after an outage, say): one of them may be this agent's.
+    local due = redis.call('ZRANGEBYSCORE', key('leases'), '-inf', NOW, 'LIMIT', 0,
+      LEASE_BACKLOG_BUDGET)
+    if #due == 0 then return {} end
+    for _, id in ipairs(due) do expire_lease(id) end
+    head = redis.call('ZRANGE', queue, 0, 0)
+    if #head == 0 then return {} end
+  end
   local id = head[1]
   local task = hgetall(key('task', id))
   if task.status == 'assigned' then
