@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -196,6 +197,7 @@ def main() -> int:
     print(report)
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "latest.md").write_text(report)
+    shutil.rmtree(work, ignore_errors=True)  # a failed run keeps its logs for a look
     return 0
 
 
