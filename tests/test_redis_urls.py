@@ -19,24 +19,19 @@ def _create_and_read(client, keys) -> None:
     assert client.get("/health").json["redis"] == "connected"
 
 
-@pytest.fixture
-def unix_redis(tmp_path):
-    socket_path = tmp_path / "redis.sock"
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            "0",
-            "--unixsocket",
-            str(socket_path),
-            "--save",
-            "",
-            "--dir",
-            str(tmp_path),
-        ],
+def _redis_server(tmp_path, *options: str) -> subprocess.Popen:
+    """A redis-server with no TCP port of its own, no persistence, in tmp_path."""
+    return subprocess.Popen(
+        ["redis-server", "--port", "0", "--save", "", "--dir", str(tmp_path), *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+@pytest.fixture
+def unix_redis(tmp_path):
+    socket_path = tmp_path / "redis.sock"
+    process = _redis_server(tmp_path, "--unixsocket", str(socket_path))
     wait_until(socket_path.exists, timeout=10)
     yield f"unix://{socket_path}"
     process.kill()
@@ -77,26 +72,16 @@ def tls_redis(tmp_path):
         capture_output=True,
     )
     port = free_port()
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            "0",
-            "--tls-port",
-            str(port),
-            "--tls-cert-file",
-            str(cert),
-            "--tls-key-file",
-            str(key),
-            "--tls-auth-clients",
-            "no",
-            "--save",
-            "",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    process = _redis_server(
+        tmp_path,
+        "--tls-port",
+        str(port),
+        "--tls-cert-file",
+        str(cert),
+        "--tls-key-file",
+        str(key),
+        "--tls-auth-clients",
+        "no",
     )
 
     def answers():
