@@ -1,74 +1,96 @@
-"""Redis key layout, in one place. Lua scripts build the same names from the prefix.
+"""The Redis key layout, defined once: Python names keys through Keys, Lua through key().
 
-| key                               | type   | holds                                          |
-|-----------------------------------|--------|------------------------------------------------|
-| <p>:task:<task_id>                | hash   | one task's fields                               |
-| <p>:tasks                         | zset   | every stored task, scored by creation sequence  |
-| <p>:seq                           | string | the creation sequence                           |
-| <p>:queue:<agent>                 | zset   | ready tasks, rank*1e15 + seq (priority, FIFO)   |
-| <p>:agents                        | set    | agents that ever had a queue                    |
-| <p>:leases                        | zset   | running tasks, scored by lease expiry (ms)      |
-| <p>:expiring                      | zset   | terminal tasks, scored by purge time (ms)       |
-| <p>:counts                        | hash   | tasks stored now, per status                    |
-| <p>:totals                        | hash   | completed / failed / cancelled ever reached     |
-| <p>:idem:<sha256(principal, key)> | string | idempotency record, 24 h                        |
-| <p>:approval:<approval_id>        | hash   | one approval record                             |
-| <p>:approvals:pending             | zset   | pending approvals, by request order             |
-| <p>:approvals:deadlines           | zset   | pending approvals, by expiry (ms)               |
-| <p>:approvals:history             | zset   | decided approvals, by decision time (ms)        |
-| <p>:events                        | stream | the event log (approximately trimmed)           |
-| <p>:events:<type>, <p>:events:*   | pubsub | live fan-out channels                           |
-| <p>:ratelimit:...                 | list   | flask-limiter moving windows                    |
+LAYOUT is the single table: scripts.py writes it into the Lua prelude (so a script
+can only name keys listed here), ARCHITECTURE.md shows it (a test checks the two
+agree), and every name is `<prefix>:` + the pattern with its {placeholders} filled.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One kind of key: its pattern under the prefix, Redis type and what it holds."""
+
+    pattern: str
+    type: str
+    holds: str
+
+
+LAYOUT: dict[str, KeySpec] = {
+    "task": KeySpec("task:{task_id}", "hash", "one task's fields"),
+    "tasks": KeySpec("tasks", "zset", "every stored task, scored by creation sequence"),
+    "seq": KeySpec("seq", "string", "the creation sequence"),
+    "queue": KeySpec("queue:{agent}", "zset", "ready tasks, rank*1e15 + seq (priority, FIFO)"),
+    "agents": KeySpec("agents", "set", "agents that ever had a queue"),
+    "leases": KeySpec("leases", "zset", "running tasks, scored by lease expiry (ms)"),
+    "expiring": KeySpec("expiring", "zset", "terminal tasks, scored by purge time (ms)"),
+    "counts": KeySpec("counts", "hash", "tasks stored now, per status"),
+    "totals": KeySpec("totals", "hash", "completed / failed / cancelled ever reached"),
+    "idempotency": KeySpec("idem:{digest}", "string", "sha256(principal, key) -> first reply"),
+    "approval": KeySpec("approval:{approval_id}", "hash", "one approval record"),
+    "approvals_pending": KeySpec("approvals:pending", "zset", "pending approvals, by request"),
+    "approvals_deadlines": KeySpec(
+        "approvals:deadlines", "zset", "pending approvals, by expiry (ms)"
+    ),
+    "approvals_history": KeySpec(
+        "approvals:history", "zset", "decided approvals, by decision time (ms)"
+    ),
+    "events": KeySpec("events", "stream", "the event log (approximately trimmed)"),
+    "event_channel": KeySpec(
+        "events:{event_type}", "pubsub", "live fan-out: one channel per type, and `*`"
+    ),
+    "rate_limits": KeySpec("ratelimit", "prefix", "the rate limiter's windows"),
+}
+
+# How long a create's idempotency record is kept (a retry within it replays the answer).
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
 
 class Keys:
-    """Key names under one prefix."""
+    """Key names under one deployment's prefix."""
 
     def __init__(self, prefix: str):
         self.prefix = prefix
 
+    def name(self, kind: str, *parts: str) -> str:
+        """`<prefix>:` + LAYOUT[kind]'s pattern with `parts` in its placeholders, in order."""
+        pattern = LAYOUT[kind].pattern
+        for part in parts:
+            start = pattern.index("{")
+            pattern = pattern[:start] + part + pattern[pattern.index("}", start) + 1 :]
+        return f"{self.prefix}:{pattern}"
+
     def task(self, task_id: str) -> str:
         """A task's hash."""
-        return f"{self.prefix}:task:{task_id}"
-
-    def tasks(self) -> str:
-        """Every stored task, by creation sequence."""
-        return f"{self.prefix}:tasks"
+        return self.name("task", task_id)
 
     def queue(self, agent: str) -> str:
         """An agent's ready queue."""
-        return f"{self.prefix}:queue:{agent}"
-
-    def leases(self) -> str:
-        """Running tasks by lease expiry."""
-        return f"{self.prefix}:leases"
-
-    def counts(self) -> str:
-        """Stored tasks per status."""
-        return f"{self.prefix}:counts"
-
-    def idempotency(self, principal: str, idempotency_key: str) -> str:
-        """One principal's idempotency record for a key (hashed)."""
-        digest = hashlib.sha256(f"{principal}\0{idempotency_key}".encode()).hexdigest()
-        return f"{self.prefix}:idem:{digest}"
+        return self.name("queue", agent)
 
     def approval(self, approval_id: str) -> str:
         """An approval's hash."""
-        return f"{self.prefix}:approval:{approval_id}"
+        return self.name("approval", approval_id)
 
-    def events(self) -> str:
-        """The event stream."""
-        return f"{self.prefix}:events"
+    def idempotency(self, principal: str, idempotency_key: str) -> str:
+        """One principal's idempotency record for a key (hashed: keys are client text)."""
+        digest = hashlib.sha256(f"{principal}\0{idempotency_key}".encode()).hexdigest()
+        return self.name("idempotency", digest)
 
     def event_channel(self, event_type: str) -> str:
-        """The pub/sub channel of one event type."""
-        return f"{self.prefix}:events:{event_type}"
+        """The pub/sub channel of one event type (`*` for every event)."""
+        return self.name("event_channel", event_type)
 
-    def rate_limits(self) -> str:
-        """Prefix of flask-limiter's windows."""
-        return f"{self.prefix}:ratelimit"
+
+def lua_layout() -> str:
+    """LAYOUT as a Lua table of string.format patterns, for the scripts' key()."""
+    rows = []
+    for kind, spec in LAYOUT.items():
+        lua_pattern = re.sub(r"\{[a-z_]+\}", "%s", spec.pattern)
+        rows.append(f"  {kind} = '{lua_pattern}',")
+    return "local LAYOUT = {\n" + "\n".join(rows) + "\n}"

@@ -1,0 +1,61 @@
+"""The task model's vocabulary, defined once: states, moves, priorities, types and routes.
+
+Python reads these names directly; the Lua scripts get them as generated constants
+(scripts.py writes them into the shared prelude), so neither side can drift.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+# Task states, in the order a task usually meets them.
+STATUSES = ("awaiting_approval", "assigned", "in_progress", "completed", "failed", "cancelled")
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+# The moves a client may ask for (PATCH /tasks/<id>/status, cancel). Leaving
+# awaiting_approval any other way takes a decision on its approval, and a task goes
+# back to assigned only when its lease expires: the scripts make those moves themselves.
+CLIENT_MOVES = MappingProxyType(
+    {
+        "awaiting_approval": frozenset({"cancelled"}),
+        "assigned": frozenset({"in_progress", "completed", "failed", "cancelled"}),
+        "in_progress": frozenset({"completed", "failed", "cancelled"}),
+    }
+)
+
+APPROVAL_STATUSES = ("pending", "approved", "rejected", "timeout")
+
+# Task priorities, most urgent first; an event's priority is named after its task's.
+PRIORITIES = ("P0", "P1", "P2", "P3")
+DEFAULT_PRIORITY = "P2"
+EVENT_PRIORITIES = MappingProxyType(
+    {"P0": "critical", "P1": "high", "P2": "medium", "P3": "low"}
+)
+DEFAULT_EVENT_PRIORITY = EVENT_PRIORITIES[DEFAULT_PRIORITY]
+
+# Attempts after the first before a task whose leases keep expiring is failed.
+DEFAULT_MAX_RETRIES = 3
+MAX_RETRIES_LIMIT = 100
+
+# The built-in routing table: task type -> the agent whose queue it joins
+# (ORCHESTRATOR_ROUTING_RULES may point a type elsewhere).
+DEFAULT_ROUTES = MappingProxyType(
+    {
+        **dict.fromkeys(("bugfix", "feature", "refactor", "investigate"), "dev_agent"),
+        **dict.fromkeys(
+            ("deploy", "deployment", "monitor", "monitoring", "alert", "incident"), "ops_agent"
+        ),
+        **dict.fromkeys(
+            ("faq", "faq_update", "kb_update", "documentation", "knowledge_sync"), "faq_agent"
+        ),
+    }
+)
+TASK_TYPES = tuple(DEFAULT_ROUTES)
+
+# The default human-in-the-loop gate (ORCHESTRATOR_HITL_PRIORITIES / _TASK_TYPES).
+DEFAULT_GATED_PRIORITIES = frozenset({"P0", "P1"})
+DEFAULT_GATED_TYPES = frozenset({"deploy", "deployment", "feature", "refactor"})
+
+# Principal roles, weakest first: each may do what the ones before it may.
+ROLES = ("user", "agent", "admin")
+ROLE_RANK = MappingProxyType({role: rank for rank, role in enumerate(ROLES)})
