@@ -50,11 +50,26 @@ def _available_cpus() -> int:
     return max(1, cpus)
 
 
+# --- prometheus multiprocess metrics ----------------------------------------------
+# /metrics must add up the counters of every worker: prometheus_client's multiprocess
+# mode keeps them in files under PROMETHEUS_MULTIPROC_DIR. The library picks its mode
+# once, when it is first imported, so this comes first in this file: before anything
+# (the app's config check below included) can import it, in the master or a worker.
+# The directory is emptied at start-up, or counters from a previous run would leak in.
+# The directory this file created, remembered in the environment so that re-reading
+# the config on SIGHUP neither creates a second one nor forgets to clean up the first.
+_OWNED_DIR_VAR = "ORCHESTRATOR_GUNICORN_METRICS_TMPDIR"
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="orchestrator-metrics-")
+    os.environ[_OWNED_DIR_VAR] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
 # --- the app's configuration, checked once in the master -----------------------------
 # A bad value stops gunicorn here with the app's one line, before any worker forks.
 # Left to the workers, each prints it and exits with WORKER_BOOT_ERROR, and with several
 # workers gunicorn 27 can reap a second failed worker while halting and print its own
-# traceback. Only app.config is imported (stdlib only), not the app: preload stays off.
+# traceback. Importing the app's modules builds nothing (no app, no pool): preload stays off.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from app.config import ConfigError, Settings  # noqa: E402
 
@@ -133,19 +148,6 @@ if _control_socket:
     control_socket = _control_socket
 else:
     control_socket_disable = True
-
-# --- prometheus multiprocess metrics ----------------------------------------------
-# /metrics must add up the counters of every worker: prometheus_client's multiprocess
-# mode keeps them in files under PROMETHEUS_MULTIPROC_DIR, which must be set before the
-# workers import prometheus_client (they inherit this environment) and be empty at
-# start-up, or counters from a previous run would leak in.
-# The directory this file created, remembered in the environment so that re-reading
-# the config on SIGHUP neither creates a second one nor forgets to clean up the first.
-_OWNED_DIR_VAR = "ORCHESTRATOR_GUNICORN_METRICS_TMPDIR"
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="orchestrator-metrics-")
-    os.environ[_OWNED_DIR_VAR] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 
 def on_starting(server):

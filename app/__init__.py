@@ -4,39 +4,52 @@ from __future__ import annotations
 
 import os
 
-from flask import Flask
+__version__ = "1.0.0"  # before the imports below: some of them read it
 
-__version__ = "1.0.0"
+from flask import Flask  # noqa: E402
+
+from app import (  # noqa: E402
+    api,
+    auth,
+    cli,
+    errors,
+    hygiene,
+    metrics,
+    observability,
+    ratelimit,
+    services,
+)
+from app.config import Settings  # noqa: E402
 
 
 def create_app(overrides: dict[str, str] | None = None) -> Flask:
-    """Build the app from the environment, with `overrides` (variable -> value) on top."""
-    from app import auth, cli, errors, metrics, observability, ratelimit, security
-    from app.api import approvals, events, service, tasks
-    from app.api import auth as auth_api
-    from app.config import Settings
-    from app.docs import make_api
-    from app.extensions import init_redis
+    """Build the app from the environment, with `overrides` (variable -> value) on top.
 
+    Each step is one module's init_app(app, settings); the order is the app's, and the
+    comment on each step says what it must come after.
+    """
     settings = Settings.from_env({**os.environ, **(overrides or {})})
     app = Flask(__name__)
     app.json.sort_keys = False
-    observability.init_app(app, settings)
-    metrics.init_app(app)
-    errors.init_app(app)
-    security.init_app(app, settings)
-    init_redis(app, settings)
-    auth.init_app(app, settings)
-    api = make_api(app)
-    for blueprint in (
-        service.blp,
-        service.stats_blp,
-        auth_api.blp,
-        tasks.blp,
-        events.blp,
-        approvals.blp,
+    app.extensions[services.SETTINGS] = settings
+    for init_app in (
+        # First: logging, request ids and Sentry see every later step and request.
+        observability.init_app,
+        # Its after_request is registered early, so it runs late: it counts the final
+        # status, including errors and 429s.
+        metrics.init_app,
+        errors.init_app,
+        # Proxy hops, CORS and the body limit act before anything reads the request.
+        hygiene.init_app,
+        # The Redis client and the domain services; everything below may use them.
+        services.init_app,
+        auth.init_app,
+        # The blueprints, registered through flask-smorest so the spec documents them.
+        api.init_app,
+        # After the blueprints: limits attach to registered blueprints and views, and
+        # the limiter shares the services' Redis pool.
+        ratelimit.init_app,
+        cli.init_app,
     ):
-        api.register_blueprint(blueprint)
-    ratelimit.init_app(app, settings)
-    cli.init_app(app)
+        init_app(app, settings)
     return app

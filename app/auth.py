@@ -5,22 +5,24 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import ipaddress
 from dataclasses import dataclass
 from datetime import timedelta
 
 import jwt as pyjwt
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 from flask_jwt_extended import JWTManager, create_access_token, decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
+from flask_smorest import Blueprint
 
 from app import metrics
-from app.config import ROLES, Settings
+from app.config import Settings
+from app.domain.model import ROLE_RANK, ROLES
 from app.errors import Forbidden, Unauthorized
-from app.extensions import get_settings
+from app.schemas.common import error_doc
+from app.services import current_settings
 
-ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 SECURITY = [{"bearerAuth": []}, {"apiKeyAuth": []}]
+API_KEYS = "orchestrator.api_keys"
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def _verify_token(token: str) -> Principal:
     try:
         claims = decode_token(token)
     except pyjwt.InvalidSignatureError:
-        if not get_settings().jwt_secret_previous:
+        if not current_settings().jwt_secret_previous:
             raise Unauthorized("Invalid token") from None
         g.jwt_try_previous_secret = True  # read by the decode key loader below
         try:
@@ -114,9 +116,7 @@ def authenticate() -> Principal | None:
 
 
 def _registry() -> ApiKeyRegistry:
-    from flask import current_app
-
-    return current_app.extensions["orchestrator.api_keys"]
+    return current_app.extensions[API_KEYS]
 
 
 def current_principal() -> Principal:
@@ -128,55 +128,29 @@ def current_principal() -> Principal:
     return principal
 
 
-def require_role(role: str | None = None, *, setting: str | None = None):
-    """Decorator: 401 without valid credentials, 403 below `role` (or the role a setting names)."""
+def require_role(role: str | None = None, *, setting: str | None = None, forbidden: str = ""):
+    """Decorator: 401 without valid credentials, 403 below `role` (or the role a setting names).
+
+    It also documents the view: both security schemes, the 401, and the 403 (described by
+    `forbidden`) unless every principal holds the role.
+    """
+    responses = {"401": error_doc("Not authenticated")}
+    if setting or forbidden or role != ROLES[0]:
+        responses["403"] = error_doc(forbidden or "Role too weak")
 
     def decorate(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
             principal = current_principal()
-            needed = getattr(get_settings(), setting) if setting else role
+            needed = getattr(current_settings(), setting) if setting else role
             if not principal.at_least(needed):
                 metrics.auth_failure("insufficient_role")
                 raise Forbidden(f"Requires role {needed} or higher")
             return view(*args, **kwargs)
 
-        return wrapper
+        return Blueprint.doc(security=SECURITY, responses=responses)(wrapper)
 
     return decorate
-
-
-def client_ip() -> str:
-    """The client address after ProxyFix has applied the trusted hops."""
-    return request.remote_addr or "unknown"
-
-
-def rate_limit_key() -> str:
-    """Limit per principal, or per client IP when anonymous or credentials are bad."""
-    try:
-        principal = authenticate()
-    except Unauthorized:
-        principal = None
-    return f"principal:{principal.id}" if principal else f"ip:{client_ip()}"
-
-
-def is_rate_limit_exempt() -> bool:
-    """ORCHESTRATOR_RATE_LIMIT_EXEMPT: trusted principals and networks are never limited."""
-    settings = get_settings()
-    if settings.rate_limit_exempt_principals:
-        try:
-            principal = authenticate()
-        except Unauthorized:
-            principal = None
-        if principal and principal.id in settings.rate_limit_exempt_principals:
-            return True
-    if settings.rate_limit_exempt_networks:
-        try:
-            address = ipaddress.ip_address(client_ip())
-        except ValueError:
-            return False
-        return any(address in network for network in settings.rate_limit_exempt_networks)
-    return False
 
 
 def issue_token(sub: str, role: str, settings: Settings) -> dict:
@@ -204,12 +178,12 @@ def init_app(app: Flask, settings: Settings) -> None:
         JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=settings.jwt_expires),
         JWT_VERIFY_SUB=True,
     )
-    app.extensions["orchestrator.api_keys"] = ApiKeyRegistry(settings)
+    app.extensions[API_KEYS] = ApiKeyRegistry(settings)
     jwt = JWTManager(app)
 
     @jwt.decode_key_loader
     def _decode_key(_header, _claims):
         # Rotation: after a signature mismatch, one retry with the previous secret.
         if g.get("jwt_try_previous_secret"):
-            return get_settings().jwt_secret_previous
-        return get_settings().jwt_secret
+            return current_settings().jwt_secret_previous
+        return current_settings().jwt_secret

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 
 import click
 from flask import Flask
 from flask.cli import with_appcontext
 
-from app.config import ROLES
+from app.domain.ids import KEY_NAME
+from app.domain.model import ROLES
 
 
 def _key_name(_ctx, _param, value: str) -> str:
     # The same rule Settings applies to ORCHESTRATOR_API_KEY_<NAME>: never print a line
     # the service would then refuse to start with.
-    if not re.fullmatch(r"[A-Za-z0-9_]+", value):
+    if not KEY_NAME.fullmatch(value):
         raise click.BadParameter("use letters, digits and _ only")
     return value
 
@@ -39,9 +39,9 @@ def _token_sub(_ctx, _param, value: str) -> str:
 def token_command(sub: str, role: str) -> None:
     """Print a signed access token."""
     from app.auth import issue_token
-    from app.extensions import get_settings
+    from app.services import current_settings
 
-    click.echo(issue_token(sub, role, get_settings())["access_token"])
+    click.echo(issue_token(sub, role, current_settings())["access_token"])
 
 
 @click.command("gen-secret")
@@ -68,7 +68,7 @@ def gen_api_key_command(name: str, role: str) -> None:
 @with_appcontext
 def sweep_command() -> None:
     """Apply due lease expiries, task expiries and approval timeouts (for cron)."""
-    from app.extensions import services
+    from app.services import services
 
     rounds, remaining = 0, 1
     while remaining and rounds < 1000:
@@ -77,7 +77,7 @@ def sweep_command() -> None:
     click.echo(f"swept in {rounds} round(s); {remaining} still due")
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, _settings=None) -> None:
     """Register the commands on the app's CLI."""
     for command in (token_command, gen_secret_command, gen_api_key_command, sweep_command):
         app.cli.add_command(command)

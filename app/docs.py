@@ -1,19 +1,70 @@
-"""API docs: the generated OpenAPI 3 spec, Swagger UI served from local files, ReDoc."""
+"""API docs: the generated OpenAPI 3 spec, Swagger UI served from local files, ReDoc.
+
+The spec comes from the views' schemas; the errors every operation shares are added by
+one apispec plugin (ErrorResponses) from what the operation is, not listed per view.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import flask_swagger_ui
+from apispec import BasePlugin
 from flask import Blueprint, Flask, send_from_directory
+from flask_smorest import Api as SmorestApi
 
 from app import __version__
-from app.extensions import Api
+from app.errors import handle_http_exception
+from app.ratelimit import UNLIMITED_ENDPOINTS
+from app.schemas.common import ErrorSchema, error_doc
 
 SWAGGER_ASSETS = Path(flask_swagger_ui.__file__).with_name("dist")
 STATIC = Path(__file__).with_name("static")
 
 assets = Blueprint("docs_assets", __name__)
+
+
+class Api(SmorestApi):
+    """flask-smorest, answering and documenting its errors in our {"detail": ...} shape."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error):
+        """Werkzeug and webargs errors as {"detail": ...}."""
+        return handle_http_exception(error)
+
+
+class ErrorResponses(BasePlugin):
+    """Documents the errors an operation can meet because of what it is.
+
+    A body can be malformed (400), too large (413) or invalid (422); query parameters can
+    be invalid (422); an id in the path can be unknown (404); every rate-limited
+    operation can be limited (429) or meet Redis down (503). 401/403 come from
+    require_role; anything else a view declares itself, and its words win.
+    """
+
+    ID_PARAMETERS = {"{task_id}": "Unknown task", "{approval_id}": "Unknown approval"}
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        """Add the shared error responses to each operation of one path."""
+        rule = kwargs.get("rule")
+        limited = rule is None or rule.endpoint not in UNLIMITED_ENDPOINTS
+        for operation in (operations or {}).values():
+            shared = {}
+            if "requestBody" in operation:
+                shared.update({400: "Malformed JSON body", 413: "Request body too large"})
+                shared[422] = "Invalid request"
+            if any(p.get("in") == "query" for p in operation.get("parameters", [])):
+                shared[422] = "Invalid request"
+            for name, description in self.ID_PARAMETERS.items():
+                if name in (path or ""):
+                    shared[404] = description
+            if limited:
+                shared.update({429: "Rate limited", 503: "Redis unavailable"})
+            responses = operation.setdefault("responses", {})
+            for code, description in shared.items():
+                responses.setdefault(str(code), error_doc(description))
+            operation["responses"] = dict(sorted(responses.items(), key=lambda kv: str(kv[0])))
 
 
 @assets.route("/docs/assets/<path:filename>")
@@ -29,7 +80,7 @@ def static_asset(filename: str):
 
 
 def make_api(app: Flask) -> Api:
-    """flask-smorest bound to this app, with both auth schemes declared."""
+    """flask-smorest bound to this app, with the auth schemes and shared errors declared."""
     # ReDoc 2.5.4's bundle is vendored in app/static (MIT, see redoc.LICENSE) so /redoc
     # works offline too; the CDN is only a fallback for a checkout without it.
     redoc_local = (STATIC / "redoc.standalone.js").exists()
@@ -58,6 +109,7 @@ def make_api(app: Flask) -> Api:
     api = Api(
         app,
         spec_kwargs={
+            "extra_plugins": [ErrorResponses()],
             "info": {
                 "description": "Hand out work to AI agents, watch it and stop it. "
                 "Critical tasks wait for a human approval."

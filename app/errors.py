@@ -169,8 +169,7 @@ def handle_api_error(error: ApiError):
     )
 
 
-def init_app(app: Flask) -> None:
-    """Route every error through error_response."""
+def init_app(app: Flask, _settings=None) -> None:
+    """Route every error through error_response (HTTP errors: the docs' Api registers them)."""
     app.register_error_handler(ApiError, handle_api_error)
-    app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

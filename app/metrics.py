@@ -139,7 +139,7 @@ def token_matches(presented_header: str, token: str) -> bool:
     return hmac.compare_digest(presented.encode(), token.encode())
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, _settings=None) -> None:
     """Count and time every request by endpoint template and status."""
 
     @app.after_request

@@ -1,25 +1,27 @@
-"""flask-limiter on the shared Redis, with a moving window that costs one round trip.
+"""Rate limits: flask-limiter on the shared Redis, keyed by principal or client address.
 
-Stock flask-limiter asks Redis twice per request: once to take a slot and once more,
-after the view, for the X-RateLimit-* headers. The strategy below does both in one
-script and remembers the window for the headers, halving the limiter's Redis cost and
-sparing a second timeout when Redis stalls mid-request.
+Which requests count, under which key, and which never do is decided here. Stock
+flask-limiter asks Redis twice per request: once to take a slot and once more, after
+the view, for the X-RateLimit-* headers. OneTripRedisStorage, a `limits` storage
+registered under its own URI scheme (the library's public extension point), takes the
+slot and reads the window in one script and hands that window to the header read.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
-from flask import Flask, g, request
+from flask import Flask, g, has_request_context, request
 from flask_limiter import Limiter, RateLimitExceeded
-from limits import RateLimitItem
 from limits.storage import RedisStorage
-from limits.strategies import MovingWindowRateLimiter, WindowStats
 
 from app import metrics
-from app.auth import is_rate_limit_exempt, rate_limit_key
+from app.auth import authenticate
 from app.config import Settings
-from app.errors import error_response
+from app.domain.keys import Keys
+from app.errors import Unauthorized, error_response
+from app.services import current_settings, redis_client
 
 # KEYS[1] the window (a list of timestamps, newest first)
 # ARGV: now, limit, expiry (s), cost. Returns {acquired 0/1, window start, entries in window}.
@@ -44,31 +46,98 @@ end
 if oldest == nil then return {acquired, tostring(now), 0} end
 return {acquired, redis.call('LINDEX', KEYS[1], oldest), oldest + 1}
 """
+STORAGE_SCHEME = "orchestrator+redis"
 
 
-class OneTripMovingWindow(MovingWindowRateLimiter):
-    """Moving window whose hit also reads the window, cached for the response headers."""
+class OneTripRedisStorage(RedisStorage):
+    """A moving-window storage whose acquire also reads the window, for the headers."""
 
-    def __init__(self, storage: RedisStorage):
-        super().__init__(storage)
-        self._script = storage.get_connection().register_script(ACQUIRE_AND_READ)
+    STORAGE_SCHEME = [STORAGE_SCHEME]
 
-    def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
-        """Take a slot if the window has one; remember the window for the headers."""
-        key = self.storage.prefixed_key(item.key_for(*identifiers))
-        acquired, start, count = self._script(
-            keys=[key], args=[time.time(), item.amount, item.get_expiry(), cost]
+    def initialize_storage(self, uri: str) -> None:
+        """Register the library's scripts and ours."""
+        super().initialize_storage(uri)
+        self.lua_acquire_and_read = self.get_connection().register_script(ACQUIRE_AND_READ)
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        """Take `amount` slots if the window has them; remember the window for this request."""
+        key = self.prefixed_key(key)
+        acquired, start, count = self.lua_acquire_and_read(
+            [key], [time.time(), limit, expiry, amount]
         )
-        g.setdefault("rate_windows", {})[key] = WindowStats(
-            float(start) + item.get_expiry(), item.amount - int(count)
-        )
+        if has_request_context():
+            g.setdefault("rate_windows", {})[key] = (float(start), int(count))
         return bool(acquired)
 
-    def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
-        """The window read by hit() in this request, else from Redis."""
-        key = self.storage.prefixed_key(item.key_for(*identifiers))
-        cached = g.get("rate_windows", {}).get(key)
-        return cached if cached is not None else super().get_window_stats(item, *identifiers)
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        """The window acquire_entry read in this request, else from Redis."""
+        cached = (
+            g.get("rate_windows", {}).get(self.prefixed_key(key)) if has_request_context() else None
+        )
+        return cached if cached is not None else super().get_moving_window(key, limit, expiry)
+
+
+def client_ip() -> str:
+    """The client address after ProxyFix has applied the trusted hops."""
+    return request.remote_addr or "unknown"
+
+
+def rate_limit_key() -> str:
+    """Limit per principal, or per client IP when anonymous or credentials are bad."""
+    try:
+        principal = authenticate()
+    except Unauthorized:
+        principal = None
+    return f"principal:{principal.id}" if principal else f"ip:{client_ip()}"
+
+
+def is_exempt() -> bool:
+    """ORCHESTRATOR_RATE_LIMIT_EXEMPT: trusted principals and networks are never limited."""
+    settings = current_settings()
+    if settings.rate_limit_exempt_principals:
+        try:
+            principal = authenticate()
+        except Unauthorized:
+            principal = None
+        if principal and principal.id in settings.rate_limit_exempt_principals:
+            return True
+    if settings.rate_limit_exempt_networks:
+        try:
+            address = ipaddress.ip_address(client_ip())
+        except ValueError:
+            return False
+        return any(address in network for network in settings.rate_limit_exempt_networks)
+    return False
+
+
+# Which blueprint each ORCHESTRATOR_RATE_LIMIT_* variable governs; everything else has
+# the default limit.
+BLUEPRINT_LIMITS = {
+    "tasks": "rate_limit_tasks",
+    "events": "rate_limit_events",
+    "approvals": "rate_limit_approvals",
+    "stats": "rate_limit_stats",
+}
+UNLIMITED_ENDPOINTS = ("service.health",)
+
+
+def never_limited() -> bool:
+    """/health, CORS preflights (sent by browsers on their own) and static doc assets.
+
+    /health is also exempt by route, but flask-limiter only finds that out after
+    resolving every limit; answering here first keeps the health check cheap.
+    """
+    return (
+        request.endpoint in UNLIMITED_ENDPOINTS
+        or request.method == "OPTIONS"
+        or request.blueprint == "docs_assets"
+    )
+
+
+def _per_minute(settings: Settings, setting: str) -> str:
+    # A fixed string, not a callable: flask-limiter re-parses callable limits on every
+    # request, and the limiter (like the settings) belongs to one app.
+    return f"{getattr(settings, setting)}/minute"
 
 
 def _breach_response(limit):
@@ -100,71 +169,38 @@ def _retry_after_only_when_refused(response):
     return response
 
 
-def _limit(settings: Settings, setting: str) -> str:
-    # A fixed string, not a callable: flask-limiter re-parses callable limits on every
-    # request, and the limiter (like the settings) belongs to one app.
-    return f"{getattr(settings, setting)}/minute"
-
-
-# Which blueprint each ORCHESTRATOR_RATE_LIMIT_* variable governs.
-BLUEPRINT_LIMITS = {
-    "tasks": "rate_limit_tasks",
-    "events": "rate_limit_events",
-    "approvals": "rate_limit_approvals",
-    "stats": "rate_limit_stats",
-}
-EXEMPT_VIEWS = ("service.health",)
-
-
-def _never_limited() -> bool:
-    """/health, CORS preflights (sent by browsers on their own) and static doc assets.
-
-    /health is also exempt by route, but flask-limiter only finds that out after
-    resolving every limit; answering here first keeps the health check cheap.
-    """
-    return (
-        request.endpoint in EXEMPT_VIEWS
-        or request.method == "OPTIONS"
-        or request.blueprint == "docs_assets"
-    )
-
-
-def init_app(app: Flask, settings: Settings) -> Limiter:
-    """One limiter per app on the shared Redis pool, keyed by principal or client IP."""
+def _storage(app: Flask, settings: Settings) -> dict:
     if settings.uses_memory_redis:
-        storage = {"storage_uri": "memory://"}
-    else:
-        # The URI only picks flask-limiter's Redis storage class (it is handed our pool);
-        # `limits` spells a socket path redis+unix://.
-        uri = settings.redis_url
-        storage = {
-            "storage_uri": "redis+" + uri if uri.startswith("unix://") else uri,
-            "storage_options": {
-                "connection_pool": app.extensions["orchestrator.redis"].connection_pool,
-                "key_prefix": f"{settings.queue_prefix}:ratelimit",
-            },
-        }
+        return {"storage_uri": "memory://"}
+    # Our scheme picks OneTripRedisStorage; it is handed the app's own pool.
+    return {
+        "storage_uri": f"{STORAGE_SCHEME}://",
+        "storage_options": {
+            "connection_pool": redis_client(app).connection_pool,
+            "key_prefix": Keys(settings.queue_prefix).name("rate_limits"),
+        },
+    }
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """One limiter per app on the shared Redis pool; needs the blueprints registered."""
     limiter = Limiter(
         key_func=rate_limit_key,
-        default_limits=[_limit(settings, "rate_limit_default")],
+        default_limits=[_per_minute(settings, "rate_limit_default")],
         headers_enabled=True,
         strategy="moving-window",
         on_breach=_breach_response,
-        **storage,
+        **_storage(app, settings),
     )
     for blueprint, setting in BLUEPRINT_LIMITS.items():
-        limiter.limit(_limit(settings, setting))(app.blueprints[blueprint])
-    for endpoint in EXEMPT_VIEWS:
+        limiter.limit(_per_minute(settings, setting))(app.blueprints[blueprint])
+    for endpoint in UNLIMITED_ENDPOINTS:
         limiter.exempt(app.view_functions[endpoint])
-    limiter.request_filter(_never_limited)
-    limiter.request_filter(is_rate_limit_exempt)
+    limiter.request_filter(never_limited)
+    limiter.request_filter(is_exempt)
     # Registered before the limiter's own after_request, so it runs after it (Flask runs
     # them in reverse): flask-limiter puts Retry-After on every limited response, which
     # on a 200 tells a client to back off for no reason.
     app.after_request(_retry_after_only_when_refused)
     app.register_error_handler(RateLimitExceeded, _refused)
     limiter.init_app(app)
-    if not settings.uses_memory_redis:
-        limiter._limiter = OneTripMovingWindow(limiter._storage)
-    app.extensions["orchestrator.limiter"] = limiter
-    return limiter

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from app.config import DEFAULT_ROUTES, ConfigError, Settings
+from app.config import ConfigError, Settings
+from app.domain.model import DEFAULT_ROUTES
 from tests.support import ROOT, free_port
 
 SECRET = "s" * 40

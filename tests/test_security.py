@@ -557,7 +557,7 @@ def test_cors_star_is_public_without_credentials(make_app, keys):
 
 
 def test_origin_patterns_do_not_match_a_trailing_newline():
-    from app.security import origin_pattern
+    from app.hygiene import origin_pattern
 
     for configured, origin in (
         ("https://console.acme.io", "https://console.acme.io"),

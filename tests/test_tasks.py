@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from app.config import DEFAULT_ROUTES
+from app.domain.model import DEFAULT_ROUTES
 from tests.conftest import PRINCIPALS
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")

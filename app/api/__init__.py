@@ -1,35 +1,33 @@
-"""Thin blueprints: parse the request, call the domain, shape the answer."""
+"""Thin blueprints: parse the request, call the domain, shape the answer.
+
+A view declares its schemas (flask-smorest) and its role (app.auth.require_role, which
+also documents 401/403); errors every operation shares are documented by app.docs.
+"""
 
 from __future__ import annotations
 
-from app.schemas.common import ErrorSchema
+from flask import Flask
 
-# What each error status means, as the OpenAPI spec describes it. Every one has the
-# {"detail", "errors"?, "current_status"?} body of app.errors.error_response.
-ERROR_DESCRIPTIONS = {
-    400: "Malformed JSON body",
-    401: "Not authenticated",
-    403: "Role too weak",
-    404: "Not found",
-    409: "Transition not allowed",
-    413: "Request body too large",
-    422: "Invalid request",
-    429: "Rate limited",
-    503: "Redis unavailable",
-}
-# Every rate-limited operation that reads Redis may answer these two.
-LIMITED = (429, 503)
-# Operations with a JSON body may also meet a malformed or over-long body.
-WITH_BODY = (400, 413, 422)
+from app.config import Settings
 
 
-def document_errors(blp, *codes: int, **descriptions: str):
-    """Document each error status in `codes` on a view (descriptions: `e404="..."`)."""
+def merged(query: dict, body: dict | None) -> dict:
+    """Values a view accepts in the query string or the JSON body; the body wins."""
+    return {**query, **(body or {})}
 
-    def decorate(view):
-        for code in sorted(set(codes)):
-            description = descriptions.get(f"e{code}", ERROR_DESCRIPTIONS[code])
-            view = blp.alt_response(code, schema=ErrorSchema, description=description)(view)
-        return view
 
-    return decorate
+def init_app(app: Flask, _settings: Settings) -> None:
+    """Register every blueprint on the app and in its OpenAPI spec."""
+    from app.api import approvals, events, service, tasks, tokens
+    from app.docs import make_api
+
+    api = make_api(app)
+    for blueprint in (
+        service.blp,
+        service.stats_blp,
+        tokens.blp,
+        tasks.blp,
+        events.blp,
+        approvals.blp,
+    ):
+        api.register_blueprint(blueprint)

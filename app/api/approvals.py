@@ -5,9 +5,8 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 
 from app import metrics
-from app.api import LIMITED, WITH_BODY, document_errors
-from app.auth import SECURITY, current_principal, require_role
-from app.extensions import services
+from app.api import merged
+from app.auth import current_principal, require_role
 from app.schemas.approvals import (
     ApprovalConflictSchema,
     ApprovalEnvelopeSchema,
@@ -17,6 +16,7 @@ from app.schemas.approvals import (
     HistoryQuerySchema,
     RejectSchema,
 )
+from app.services import services
 
 blp = Blueprint(
     "approvals",
@@ -32,31 +32,25 @@ def _listing(approvals: list[dict]) -> dict:
 
 
 @blp.route("/pending", methods=["GET"])
-@blp.doc(security=SECURITY)
 @require_role("user")
 @blp.response(200, ApprovalListSchema)
-@document_errors(blp, 401, *LIMITED)
 def pending():
     """Approvals waiting for a decision, oldest first."""
     return _listing(services().approvals.pending())
 
 
 @blp.route("/history", methods=["GET"])
-@blp.doc(security=SECURITY)
 @require_role("user")
 @blp.arguments(HistoryQuerySchema(), location="query")
 @blp.response(200, ApprovalListSchema)
-@document_errors(blp, 401, 422, *LIMITED)
 def history(query):
     """Decided and timed-out approvals, newest first."""
     return _listing(services().approvals.history(query["limit"]))
 
 
 @blp.route("/<approval_id>", methods=["GET"])
-@blp.doc(security=SECURITY)
 @require_role("user")
 @blp.response(200, ApprovalSchema)
-@document_errors(blp, 401, 404, *LIMITED, e404="Unknown approval")
 def get_approval(approval_id):
     """One approval."""
     return services().approvals.get(approval_id)
@@ -84,49 +78,28 @@ def _decide(approval_id: str, body: dict | None, approve: bool):
 
 
 @blp.route("/<approval_id>/approve", methods=["POST"])
-@blp.doc(security=SECURITY)
-@require_role(setting="approver_role")
+@require_role(setting="approver_role", forbidden="Four-eyes rule or role too weak")
 @blp.arguments(ApproveSchema(), location="query", as_kwargs=False)
 @blp.arguments(ApproveSchema(), required=False)
 @blp.response(200, ApprovalEnvelopeSchema)
-@document_errors(
-    blp,
-    401,
-    403,
-    404,
-    *WITH_BODY,
-    *LIMITED,
-    e403="Four-eyes rule or role too weak",
-    e404="Unknown approval",
-)
 @blp.alt_response(409, schema=ApprovalConflictSchema, description=_DECIDED)
 def approve(query, body, approval_id):
     """Approve (optional `comment`): the task joins its agent's queue.
 
     The principal that created the task may not approve it (four-eyes rule).
     """
-    return _decide(approval_id, {**query, **(body or {})}, approve=True)
+    return _decide(approval_id, merged(query, body), approve=True)
 
 
 @blp.route("/<approval_id>/reject", methods=["POST"])
-@blp.doc(security=SECURITY)
 @require_role(setting="approver_role")
 @blp.arguments(RejectSchema(), location="query", as_kwargs=False)
 @blp.arguments(RejectSchema(), required=False)
 @blp.response(200, ApprovalEnvelopeSchema)
-@document_errors(
-    blp,
-    401,
-    403,
-    404,
-    *WITH_BODY,
-    *LIMITED,
-    e404="Unknown approval",
-)
 @blp.alt_response(409, schema=ApprovalConflictSchema, description=_DECIDED)
 def reject(query, body, approval_id):
     """Reject (`reason`, `comment` in the query or body): the task is cancelled.
 
     The task's creator may reject it: that withdraws the request.
     """
-    return _decide(approval_id, {**query, **(body or {})}, approve=False)
+    return _decide(approval_id, merged(query, body), approve=False)

@@ -10,11 +10,10 @@ from flask_smorest import Blueprint
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app import __version__, metrics
-from app.api import LIMITED, document_errors
 from app.errors import Unauthorized
-from app.extensions import get_settings, services
 from app.schemas.common import ErrorSchema
 from app.schemas.stats import HealthSchema, ServiceSchema, StatsSchema
+from app.services import current_settings, services
 
 log = logging.getLogger("orchestrator.health")
 blp = Blueprint("service", __name__, description="Service status")
@@ -23,7 +22,6 @@ stats_blp = Blueprint("stats", __name__, description="Queue statistics")
 
 @blp.route("/", methods=["GET"])
 @blp.response(200, ServiceSchema)
-@document_errors(blp, *LIMITED)
 def root():
     """Name, version and status of the service."""
     return {"service": "orchestrator-api", "version": __version__, "status": "running"}
@@ -34,7 +32,7 @@ def root():
 @blp.alt_response(503, schema=HealthSchema, description="Redis unreachable")
 def health():
     """Liveness and Redis connectivity with the queue counters, in one Redis round trip."""
-    settings = get_settings()
+    settings = current_settings()
     try:
         stats = services().stats.read()
     except (redis.ConnectionError, redis.TimeoutError) as error:
@@ -69,10 +67,9 @@ def health():
     },
 )
 @blp.alt_response(401, schema=ErrorSchema, description="ORCHESTRATOR_METRICS_TOKEN required")
-@document_errors(blp, *LIMITED)
 def prometheus_metrics():
     """Prometheus metrics: every worker's counters plus gauges read from Redis now."""
-    token = get_settings().metrics_token
+    token = current_settings().metrics_token
     if token and not metrics.token_matches(request.headers.get("Authorization", ""), token):
         metrics.auth_failure("metrics_token")
         raise Unauthorized(
@@ -84,7 +81,6 @@ def prometheus_metrics():
 
 @stats_blp.route("/stats", methods=["GET"])
 @stats_blp.response(200, StatsSchema)
-@document_errors(stats_blp, *LIMITED)
 def stats():
     """Counters by queue, status, agent and approvals, with Redis' current time."""
     return services().stats.read()

@@ -8,10 +8,10 @@ from flask import request
 from flask_smorest import Blueprint
 
 from app import metrics
-from app.api import LIMITED, WITH_BODY, document_errors
-from app.auth import SECURITY, current_principal, require_role
+from app.api import merged
+from app.auth import current_principal, require_role
 from app.errors import ValidationFailed
-from app.extensions import services
+from app.schemas.common import ErrorSchema
 from app.schemas.tasks import (
     CancelSchema,
     ClaimSchema,
@@ -23,14 +23,11 @@ from app.schemas.tasks import (
     TaskListQuerySchema,
     TaskListSchema,
 )
+from app.services import services
 
 blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Create, route and run tasks")
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-
-
-def _document_errors(*codes):
-    return document_errors(blp, *codes, e404="Unknown task")
 
 
 def _envelope(task: dict, message: str | None = None) -> dict:
@@ -42,7 +39,6 @@ def _envelope(task: dict, message: str | None = None) -> dict:
 
 @blp.route("", methods=["POST"])
 @blp.doc(
-    security=SECURITY,
     parameters=[
         {
             "in": "header",
@@ -58,7 +54,6 @@ def _envelope(task: dict, message: str | None = None) -> dict:
 @require_role("agent")
 @blp.arguments(TaskCreateSchema())
 @blp.response(201, TaskCreatedSchema)
-@_document_errors(401, 403, *WITH_BODY, *LIMITED)
 def create_task(body):
     """Create a task and route it to its agent (critical ones wait for approval)."""
     key = request.headers.get("Idempotency-Key")
@@ -86,11 +81,9 @@ def create_task(body):
 
 
 @blp.route("", methods=["GET"])
-@blp.doc(security=SECURITY)
 @require_role("user")
 @blp.arguments(TaskListQuerySchema(), location="query")
 @blp.response(200, TaskListSchema)
-@_document_errors(401, 422, *LIMITED)
 def list_tasks(query):
     """List tasks, newest first, with filters and an opaque cursor."""
     tasks, next_cursor = services().tasks.list(
@@ -104,12 +97,10 @@ def list_tasks(query):
 
 
 @blp.route("/claim", methods=["POST"])
-@blp.doc(security=SECURITY)
 @require_role("agent")
 @blp.arguments(ClaimSchema())
 @blp.response(200, TaskEnvelopeSchema)
 @blp.alt_response(204, description="Nothing is ready for this agent")
-@_document_errors(401, 403, *WITH_BODY, *LIMITED)
 def claim_task(body):
     """Atomically take the agent's highest-priority, oldest ready task, with a lease."""
     task = services().tasks.claim(body["agent"], current_principal().id, body.get("lease_seconds"))
@@ -120,25 +111,22 @@ def claim_task(body):
 
 
 @blp.route("/<task_id>", methods=["GET"])
-@blp.doc(security=SECURITY)
 @require_role("user")
 @blp.response(200, TaskEnvelopeSchema)
-@_document_errors(401, 404, *LIMITED)
 def get_task(task_id):
     """One task."""
     return _envelope(services().tasks.get(task_id))
 
 
 @blp.route("/<task_id>/status", methods=["PATCH"])
-@blp.doc(security=SECURITY)
 @require_role("agent")
 @blp.arguments(StatusUpdateSchema(), location="query", as_kwargs=False)
 @blp.arguments(StatusUpdateSchema(), location="json", required=False)
 @blp.response(200, TaskEnvelopeSchema)
-@_document_errors(401, 403, 404, 409, *WITH_BODY, *LIMITED)
+@blp.alt_response(409, schema=ErrorSchema, description="Transition not allowed")
 def update_status(query, body, task_id):
     """Move a task through the state machine (`status`, `error` in the query or body)."""
-    update = {**query, **(body or {})}
+    update = merged(query, body)
     if "status" not in update:
         raise ValidationFailed(
             "Validation failed", errors={"status": ["Missing data for required field."]}
@@ -156,11 +144,10 @@ def update_status(query, body, task_id):
 
 
 @blp.route("/<task_id>/cancel", methods=["POST"])
-@blp.doc(security=SECURITY)
 @require_role("agent")
 @blp.arguments(CancelSchema(), required=False)
 @blp.response(200, TaskEnvelopeSchema)
-@_document_errors(401, 403, 404, 409, *WITH_BODY, *LIMITED)
+@blp.alt_response(409, schema=ErrorSchema, description="Transition not allowed")
 def cancel_task(body, task_id):
     """Cancel a task that has not finished."""
     task = services().tasks.cancel(task_id, current_principal().id, (body or {}).get("reason"))
@@ -169,11 +156,10 @@ def cancel_task(body, task_id):
 
 
 @blp.route("/<task_id>/heartbeat", methods=["POST"])
-@blp.doc(security=SECURITY)
 @require_role("agent")
 @blp.arguments(HeartbeatSchema(), required=False)
 @blp.response(200, TaskEnvelopeSchema)
-@_document_errors(401, 403, 404, 409, *WITH_BODY, *LIMITED)
+@blp.alt_response(409, schema=ErrorSchema, description="Transition not allowed")
 def heartbeat(body, task_id):
     """Extend the lease of a task the caller claimed."""
     task = services().tasks.heartbeat(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from app.config import DEFAULT_ROUTES, Settings
+from app.config import Settings
+from app.domain.model import DEFAULT_ROUTES
 
 TASK_TYPES = tuple(DEFAULT_ROUTES)
 

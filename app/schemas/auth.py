@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.config import ROLES
+from app.domain.model import ROLES
 from app.schemas.common import Schema, StrictSchema
 
 

@@ -22,6 +22,11 @@ class ErrorSchema(Schema):
     current_status = fields.String()
 
 
+def error_doc(description: str) -> dict:
+    """An error response in the OpenAPI spec: its description and the Error body."""
+    return {"description": description, "content": {"application/json": {"schema": "Error"}}}
+
+
 class FullMatch(validate.Regexp):
     """Regexp on the whole value: re.match's `$` would let a trailing newline through."""
 

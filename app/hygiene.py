@@ -1,4 +1,8 @@
-"""Request hygiene: trusted proxy hops, CORS, body size, and safe response headers."""
+"""Request hygiene: trusted proxy hops, CORS, body size, and safe response headers.
+
+What every request gets before any view or the limiter sees it, and every response
+after; nothing here knows who is calling (app/auth.py) or counts requests (app/ratelimit.py).
+"""
 
 from __future__ import annotations
 
@@ -86,10 +90,6 @@ def init_app(app: Flask, settings: Settings) -> None:
         max_age=600,
     )
 
-    # Before the limiter's hook (registered later), whose check is a request's first
-    # Redis call.
-    app.before_request(check_path_ids)
-
     @app.before_request
     def refuse_large_bodies():
         limit = settings.max_body_bytes
@@ -105,27 +105,3 @@ def init_app(app: Flask, settings: Settings) -> None:
         if not request.path.startswith("/docs/assets/"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
-
-
-def check_path_ids() -> None:
-    """SPEC §5: a task or approval id in the path is validated before any Redis call.
-
-    A malformed id is 404 without asking Redis (not even the rate limiter), so garbage
-    ids cost nothing and answer 404 while Redis is down. Credentials are checked first so
-    an anonymous caller still gets 401, as for a well-formed id.
-    """
-    from app.auth import current_principal
-    from app.domain.ids import check_approval_id, check_task_id
-    from app.errors import NotFound
-
-    if request.method == "OPTIONS":  # a CORS preflight carries no credentials
-        return
-    args = request.view_args or {}
-    for name, check in (("task_id", check_task_id), ("approval_id", check_approval_id)):
-        if args.get(name) is None:
-            continue
-        try:
-            check(args[name])
-        except NotFound:
-            current_principal()  # 401 before 404, as for a well-formed id
-            raise

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
-from app.api import LIMITED, WITH_BODY, document_errors
-from app.auth import ROLE_RANK, SECURITY, current_principal, issue_token
+from app.auth import current_principal, issue_token, require_role
+from app.domain.model import ROLE_RANK, ROLES
 from app.errors import Forbidden
-from app.extensions import get_settings
 from app.schemas.auth import TokenRequestSchema, TokenSchema
+from app.services import current_settings
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Tokens")
 
 
 @blp.route("/token", methods=["POST"])
-@blp.doc(security=SECURITY)
+@require_role(ROLES[0], forbidden="Not allowed to mint this token")
 @blp.arguments(TokenRequestSchema(), required=False)
 @blp.response(200, TokenSchema)
-@document_errors(blp, 401, 403, *WITH_BODY, *LIMITED, e403="Not allowed to mint this token")
 def token(body):
     """A JWT for the caller's own principal at its role or lower; admins may name any `sub`."""
     caller = current_principal()
@@ -30,4 +29,4 @@ def token(body):
     sub = body.get("sub") or caller.id
     if sub != caller.id and caller.role != "admin":
         raise Forbidden("Only an admin may issue a token for another principal")
-    return issue_token(sub, role, get_settings())
+    return issue_token(sub, role, current_settings())

@@ -1,0 +1,55 @@
+"""The services container: one app's Redis client and the domain services built on it.
+
+Blueprints and the CLI reach the domain only through `services()`, and settings through
+`current_settings()`; nothing else is kept per app.
+"""
+
+from __future__ import annotations
+
+import redis
+from flask import Flask, current_app
+
+from app.config import Settings
+from app.domain.approvals import ApprovalGate
+from app.domain.events import EventBus
+from app.domain.scripts import Scripts
+from app.domain.stats import StatsReader
+from app.domain.tasks import TaskStore
+from app.redis_client import make_redis
+
+SETTINGS = "orchestrator.settings"
+REDIS = "orchestrator.redis"
+SERVICES = "orchestrator.services"
+
+
+class Services:
+    """The domain services of one app, sharing its scripts and Redis client."""
+
+    def __init__(self, client: redis.Redis, settings: Settings):
+        scripts = Scripts(client, settings)
+        self.tasks = TaskStore(scripts, settings)
+        self.approvals = ApprovalGate(scripts, settings)
+        self.events = EventBus(scripts)
+        self.stats = StatsReader(scripts)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Create this app's Redis client (one pool per process, built after fork) and services."""
+    client = make_redis(settings)
+    app.extensions[REDIS] = client
+    app.extensions[SERVICES] = Services(client, settings)
+
+
+def services() -> Services:
+    """The current app's domain services."""
+    return current_app.extensions[SERVICES]
+
+
+def current_settings() -> Settings:
+    """The current app's settings."""
+    return current_app.extensions[SETTINGS]
+
+
+def redis_client(app: Flask) -> redis.Redis:
+    """An app's Redis client (the limiter shares its pool)."""
+    return app.extensions[REDIS]
