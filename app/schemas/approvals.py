@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
+from app.domain.model import APPROVAL_STATUSES
 from app.schemas.common import ErrorSchema, Schema, StrictSchema
 from app.schemas.tasks import TaskSchema
 
@@ -16,9 +17,7 @@ class ApprovalSchema(Schema):
     task_type = fields.String(allow_none=True)
     priority = fields.String(allow_none=True)
     reason = fields.String(allow_none=True)
-    status = fields.String(
-        required=True, validate=validate.OneOf(("pending", "approved", "rejected", "timeout"))
-    )
+    status = fields.String(required=True, validate=validate.OneOf(APPROVAL_STATUSES))
     requested_by = fields.String(allow_none=True)
     requested_at = fields.String(allow_none=True, metadata={"format": "date-time"})
     expires_at = fields.String(allow_none=True, metadata={"format": "date-time"})

@@ -6,15 +6,20 @@ from datetime import UTC
 
 from marshmallow import fields, validate
 
-from app.domain.ids import TASK_ID
-from app.domain.routing import TASK_TYPES
+from app.domain.ids import AGENT_NAME, TASK_ID
+from app.domain.model import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_PRIORITY,
+    MAX_RETRIES_LIMIT,
+    PRIORITIES,
+    STATUSES,
+    TASK_TYPES,
+)
 from app.schemas.common import FullMatch, JsonObject, Schema, StrictSchema
 
-PRIORITIES = ("P0", "P1", "P2", "P3")
-STATUSES = ("awaiting_approval", "assigned", "in_progress", "completed", "failed", "cancelled")
 _TYPE = validate.OneOf(TASK_TYPES, error="Must be one of: {choices}.")
 _NAME = validate.Length(min=1, max=200)
-_AGENT = FullMatch(r"^[a-z][a-z0-9_]{0,63}$", error="Must be an agent name like dev_agent.")
+_AGENT = FullMatch(AGENT_NAME, error="Must be an agent name like dev_agent.")
 
 
 class JsonBoolean(fields.Boolean):
@@ -37,7 +42,7 @@ class TaskCreateSchema(StrictSchema):
     """A new task; its type picks the agent, its priority and type may gate it."""
 
     type = fields.String(required=True, validate=_TYPE)
-    priority = fields.String(load_default="P2", validate=validate.OneOf(PRIORITIES))
+    priority = fields.String(load_default=DEFAULT_PRIORITY, validate=validate.OneOf(PRIORITIES))
     source = fields.String(load_default="api", validate=_NAME)
     payload = JsonObject(load_default=dict)
     metadata = JsonObject(load_default=dict)
@@ -48,7 +53,9 @@ class TaskCreateSchema(StrictSchema):
     sla_deadline = fields.AwareDateTime(format="iso", default_timezone=UTC)
     # strict: a JSON integer, not 2.5 silently cut to 2 nor the string "3".
     max_retries = fields.Integer(
-        load_default=3, strict=True, validate=validate.Range(min=0, max=100)
+        load_default=DEFAULT_MAX_RETRIES,
+        strict=True,
+        validate=validate.Range(min=0, max=MAX_RETRIES_LIMIT),
     )
     requires_approval = JsonBoolean(load_default=False)
 
