@@ -143,11 +143,26 @@ def update_status(query, body, task_id):
     return _envelope(task, f"Task is now {task['status']}")
 
 
-@blp.route("/<task_id>/cancel", methods=["POST"])
-@require_role("agent")
-@blp.arguments(CancelSchema(), required=False)
-@blp.response(200, TaskEnvelopeSchema)
-@blp.alt_response(409, schema=ErrorSchema, description="Transition not allowed")
+def _task_action(action: str, schema):
+    """POST /tasks/<task_id>/<action>: an agent acts on one task, with an optional body."""
+
+    def decorate(view):
+        for decorator in reversed(
+            (
+                blp.route(f"/<task_id>/{action}", methods=["POST"]),
+                require_role("agent"),
+                blp.arguments(schema, required=False),
+                blp.response(200, TaskEnvelopeSchema),
+                blp.alt_response(409, schema=ErrorSchema, description="Transition not allowed"),
+            )
+        ):
+            view = decorator(view)
+        return view
+
+    return decorate
+
+
+@_task_action("cancel", CancelSchema())
 def cancel_task(body, task_id):
     """Cancel a task that has not finished."""
     task = services().tasks.cancel(task_id, current_principal().id, (body or {}).get("reason"))
@@ -155,11 +170,7 @@ def cancel_task(body, task_id):
     return _envelope(task, "Task cancelled")
 
 
-@blp.route("/<task_id>/heartbeat", methods=["POST"])
-@require_role("agent")
-@blp.arguments(HeartbeatSchema(), required=False)
-@blp.response(200, TaskEnvelopeSchema)
-@blp.alt_response(409, schema=ErrorSchema, description="Transition not allowed")
+@_task_action("heartbeat", HeartbeatSchema())
 def heartbeat(body, task_id):
     """Extend the lease of a task the caller claimed."""
     task = services().tasks.heartbeat(
