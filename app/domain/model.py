@@ -28,9 +28,7 @@ APPROVAL_STATUSES = ("pending", "approved", "rejected", "timeout")
 # Task priorities, most urgent first; an event's priority is named after its task's.
 PRIORITIES = ("P0", "P1", "P2", "P3")
 DEFAULT_PRIORITY = "P2"
-EVENT_PRIORITIES = MappingProxyType(
-    {"P0": "critical", "P1": "high", "P2": "medium", "P3": "low"}
-)
+EVENT_PRIORITIES = MappingProxyType({"P0": "critical", "P1": "high", "P2": "medium", "P3": "low"})
 DEFAULT_EVENT_PRIORITY = EVENT_PRIORITIES[DEFAULT_PRIORITY]
 
 # Attempts after the first before a task whose leases keep expiring is failed.
