@@ -7,6 +7,7 @@ import re
 import uuid
 from urllib.parse import quote
 
+from app.domain.model import DEFAULT_EVENT_PRIORITY, EVENT_PRIORITIES
 from app.domain.scripts import Scripts
 
 # Use fullmatch(): with match(), `$` also accepts a trailing newline ("task.done\n").
@@ -15,8 +16,9 @@ EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 # Both halves of a stream id are unsigned 64-bit; Redis rejects anything larger.
 MAX_ID_PART = 2**64 - 1
 FIRST_POSITION = "0-0"  # before every real entry: XADD never issues 0-0
-PRIORITIES = ("critical", "high", "medium", "low")
-PRIORITY_ALIASES = {"P0": "critical", "P1": "high", "P2": "medium", "P3": "low"}
+# An event's priority, most urgent first; its task's priority (P0-P3) is accepted too.
+PRIORITIES = tuple(EVENT_PRIORITIES.values())
+PRIORITY_ALIASES = dict(EVENT_PRIORITIES)
 # Events the service itself emits, listed in the OpenAPI spec.
 WELL_KNOWN_TYPES = (
     "task.created",
@@ -49,7 +51,7 @@ READ_SCAN_BUDGET = 20000
 def normalize_priority(priority: str | None) -> str:
     """critical/high/medium/low, with P0-P3 accepted as aliases."""
     if not priority:
-        return "medium"
+        return DEFAULT_EVENT_PRIORITY
     return PRIORITY_ALIASES.get(priority, priority)
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from app.config import DEFAULT_ROUTES, Settings
+from app.config import Settings
+from app.domain.model import TASK_TYPES
 
-TASK_TYPES = tuple(DEFAULT_ROUTES)
+__all__ = ["TASK_TYPES", "route"]
 
 
 def route(task_type: str, settings: Settings) -> str:

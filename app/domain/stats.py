@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
+from app.domain.model import STATUSES
 from app.domain.scripts import Scripts
-
-STATUSES = ("awaiting_approval", "assigned", "in_progress", "completed", "failed", "cancelled")
 
 
 class StatsReader:

@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 from app.config import Settings
 from app.domain import ids, policy, routing
-from app.domain.keys import Keys
+from app.domain.keys import IDEMPOTENCY_TTL_SECONDS, Keys
+from app.domain.model import DEFAULT_MAX_RETRIES
 from app.domain.records import task_record
 from app.domain.scripts import Scripts
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
-IDEMPOTENCY_TTL = 24 * 3600
 # Default SLA by priority when the creator gives no deadline.
 SLA_TARGETS = {
     "P0": timedelta(hours=1),
@@ -93,7 +93,7 @@ class TaskStore:
             "assigned_to": routing.route(request["type"], self.settings),
             "created_by": principal,
             "sla": json.dumps(sla),
-            "max_retries": str(request.get("max_retries", 3)),
+            "max_retries": str(request.get("max_retries", DEFAULT_MAX_RETRIES)),
         }
         if request.get("parent_task_id"):
             fields["parent_task_id"] = request["parent_task_id"]
@@ -114,7 +114,7 @@ class TaskStore:
             json.dumps(gate) if gate else "",
             idem,
             _fingerprint(request) if idempotency_key else "",
-            IDEMPOTENCY_TTL,
+            IDEMPOTENCY_TTL_SECONDS,
             default_deadline_ms,
         )
         if outcome[0] == "mismatch":
