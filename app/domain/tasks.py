@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.config import Settings
 from app.domain import ids, policy, routing
-from app.domain.keys import IDEMPOTENCY_TTL_SECONDS, Keys
+from app.domain.keys import Keys
 from app.domain.model import DEFAULT_MAX_RETRIES
 from app.domain.records import task_record
 from app.domain.scripts import Scripts
@@ -114,7 +114,6 @@ class TaskStore:
             json.dumps(gate) if gate else "",
             idem,
             _fingerprint(request) if idempotency_key else "",
-            IDEMPOTENCY_TTL_SECONDS,
             default_deadline_ms,
         )
         if outcome[0] == "mismatch":

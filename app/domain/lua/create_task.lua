@@ -1,8 +1,8 @@
 -- create_task: write a new task, route it and (when gated) open its approval, atomically.
 -- ARGV[3] task fields as a JSON object of strings (task_id, type, priority, ...)
 -- ARGV[4] approval JSON {approval_id, reason, requested_by} or '' when not gated
--- ARGV[5] idempotency key ('' for none)   ARGV[6] request fingerprint   ARGV[7] its TTL (s)
--- ARGV[8] SLA target (ms) to set sla.deadline from the creation time, '' = deadline given
+-- ARGV[5] idempotency key ('' for none)   ARGV[6] request fingerprint
+-- ARGV[7] SLA target (ms) to set sla.deadline from the creation time, '' = deadline given
 -- Returns {'created', task_flat} | {'replay', snapshot_json} | {'mismatch'}.
 -- Guarantees: a repeated idempotency key never creates a second task; the task, its
 -- queue entry or approval, its counters and its events appear together or not at all.
@@ -17,9 +17,9 @@ if idem_key ~= '' then
     return {'replay', record.snapshot}
   end
 end
-if ARGV[8] ~= '' then
+if ARGV[7] ~= '' then
   local sla = cjson.decode(fields.sla)
-  sla.deadline = iso(NOW + tonumber(ARGV[8]))
+  sla.deadline = iso(NOW + tonumber(ARGV[7]))
   fields.sla = cjson.encode(sla)
 end
 local id = fields.task_id
@@ -43,8 +43,8 @@ if gate then
     'task_type', task.type, 'priority', task.priority, 'reason', gate.reason,
     'status', 'pending', 'requested_by', gate.requested_by, 'requested_at', NOW_ISO,
     'expires_at', iso(expires))
-  redis.call('ZADD', key('approvals', 'pending'), seq, aid)
-  redis.call('ZADD', key('approvals', 'deadlines'), expires, aid)
+  redis.call('ZADD', key('approvals_pending'), seq, aid)
+  redis.call('ZADD', key('approvals_deadlines'), expires, aid)
   emit('approval.requested', task, {approval_id = aid, task_id = id, reason = gate.reason,
     requested_by = gate.requested_by, expires_at = iso(expires)})
 else
@@ -53,6 +53,6 @@ end
 local _, flat = hgetall(k)
 if idem_key ~= '' then
   redis.call('SET', idem_key, cjson.encode({fingerprint = ARGV[6], snapshot = flat}),
-    'EX', tonumber(ARGV[7]))
+    'EX', IDEMPOTENCY_TTL_SECONDS)
 end
 return {'created', flat}

@@ -15,7 +15,7 @@ if what == 'pending' then
   -- would shift rank offsets under our feet.
   local cursor = '-inf'
   while #out < limit do
-    local page = redis.call('ZRANGEBYSCORE', key('approvals', 'pending'), cursor, '+inf',
+    local page = redis.call('ZRANGEBYSCORE', key('approvals_pending'), cursor, '+inf',
       'WITHSCORES', 'LIMIT', 0, limit)
     if #page == 0 then break end
     for i = 1, #page, 2 do
@@ -27,9 +27,9 @@ if what == 'pending' then
   end
   return out
 end
-redis.call('ZREMRANGEBYSCORE', key('approvals', 'history'), '-inf',
+redis.call('ZREMRANGEBYSCORE', key('approvals_history'), '-inf',
   NOW - CFG.history_ttl * 1000)
-for _, aid in ipairs(redis.call('ZREVRANGE', key('approvals', 'history'), 0, limit - 1)) do
+for _, aid in ipairs(redis.call('ZREVRANGE', key('approvals_history'), 0, limit - 1)) do
   local _, flat = hgetall(key('approval', aid))
   if #flat > 0 then out[#out + 1] = flat end
 end

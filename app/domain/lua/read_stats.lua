@@ -9,4 +9,4 @@ for _, agent in ipairs(redis.call('SMEMBERS', key('agents'))) do
   agents[agent] = redis.call('ZCARD', key('queue', agent))
 end
 return cjson.encode({counts = counts, totals = totals, agents = agents,
-  pending_approvals = redis.call('ZCARD', key('approvals', 'pending')), now = NOW_ISO})
+  pending_approvals = redis.call('ZCARD', key('approvals_pending')), now = NOW_ISO})

@@ -3,15 +3,9 @@
 -- ARGV[6] principal  ARGV[7] lease (ms) when starting  ARGV[8] '1' when the caller may
 -- report for another principal's running task (admins)
 -- Returns {'ok', task_flat} | {'not_found'} | {'conflict', status} | {'forbidden'}.
--- Allowed: awaiting_approval -> cancelled (its approval is withdrawn);
--- assigned -> in_progress | completed | failed | cancelled;
--- in_progress -> completed | failed | cancelled. Leaving awaiting_approval any other way
--- takes a decision on its approval; back to assigned only when a lease expires.
-local ALLOWED = {
-  awaiting_approval = {cancelled = true},
-  assigned = {in_progress = true, completed = true, failed = true, cancelled = true},
-  in_progress = {completed = true, failed = true, cancelled = true},
-}
+-- Allowed moves are ALLOWED (model.CLIENT_MOVES); awaiting_approval -> cancelled
+-- withdraws the pending approval. Leaving awaiting_approval any other way takes a
+-- decision on its approval; back to assigned only when a lease expires.
 settle()
 local id, to, err, principal = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local task = fresh_task(id)

@@ -4,4 +4,4 @@
 settle(tonumber(ARGV[3]))
 return redis.call('ZCOUNT', key('leases'), '-inf', NOW)
   + redis.call('ZCOUNT', key('expiring'), '-inf', NOW)
-  + redis.call('ZCOUNT', key('approvals', 'deadlines'), '-inf', NOW)
+  + redis.call('ZCOUNT', key('approvals_deadlines'), '-inf', NOW)
