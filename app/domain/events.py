@@ -8,7 +8,7 @@ import uuid
 from urllib.parse import quote
 
 from app.domain.model import DEFAULT_EVENT_PRIORITY, EVENT_PRIORITIES
-from app.domain.scripts import Scripts
+from app.domain.scripts import Scripts, rows
 
 # Use fullmatch(): with match(), `$` also accepts a trailing newline ("task.done\n").
 EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
@@ -122,10 +122,10 @@ class EventBus:
         # The script stamps `timestamp` from Redis' clock, the same one that makes the
         # stream id, so timestamps follow stream order whatever the workers' clocks say.
         data = json.dumps(envelope, separators=(",", ":"), allow_nan=False)
-        event_id, timestamp = self.scripts.run(
-            "publish_event", event_type, task_id or "", source_agent, data
+        reply = self.scripts.publish_event(
+            event_type=event_type, source_agent=source_agent, task_id=task_id or None, data=data
         )
-        return {"event_id": event_id, **envelope, "timestamp": timestamp}
+        return {"event_id": reply["event_id"], **envelope, "timestamp": reply["timestamp"]}
 
     def read(
         self,
@@ -148,19 +148,18 @@ class EventBus:
             # Nothing lies after the largest id or before 0-0; Redis would refuse the range.
             return [], (low or FIRST_POSITION) if order == "asc" else None
         start, stop = (low, high) if order == "asc" else (high, low)
-        reply = self.scripts.run(
-            "read_events",
-            order,
-            start or "",
-            limit,
-            event_type or "",
-            task_id or "",
-            source_agent or "",
-            READ_SCAN_BUDGET,
-            stop or "",
+        reply = self.scripts.read_events(
+            order=order,
+            start=start,
+            stop=stop,
+            limit=limit,
+            event_type=event_type or None,
+            task_id=task_id or None,
+            source_agent=source_agent or None,
+            scan_budget=READ_SCAN_BUDGET,
         )
-        events = [_envelope(reply[i], reply[i + 1]) for i in range(1, len(reply), 2)]
-        return events, reply[0] or None
+        events = [_envelope(event["event_id"], event["data"]) for event in rows(reply["events"])]
+        return events, reply.get("cursor")
 
 
 def _canonical(event_id: str | None) -> str | None:

@@ -1,4 +1,10 @@
-"""Named Lua scripts: each file in lua/ is one atomic operation, run with the shared prelude."""
+"""The Lua scripts, one typed method each: every file in lua/ is one atomic operation.
+
+One calling convention for all of them: ARGV[1] is the key prefix, ARGV[2] the settings
+as JSON (the same for every call of a Scripts), ARGV[3] the call's named arguments as
+one JSON object (the prelude decodes it into `A`). Every script answers one JSON object
+with an `outcome` ("ok", "not_found", "conflict", ...), decoded here and only here.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import json
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 import redis
 
@@ -13,20 +20,7 @@ from app.config import Settings
 from app.domain import keys, model
 
 LUA_DIR = Path(__file__).with_name("lua")
-NAMES = (
-    "create_task",
-    "get_task",
-    "list_tasks",
-    "claim_task",
-    "heartbeat_task",
-    "set_task_status",
-    "decide_approval",
-    "read_approvals",
-    "read_stats",
-    "sweep",
-    "publish_event",
-    "read_events",
-)
+NAMES = tuple(sorted(path.stem for path in LUA_DIR.glob("*.lua") if path.stem != "lib"))
 
 
 def _lua(value) -> str:
@@ -67,8 +61,13 @@ def source(name: str) -> str:
     return "\n".join((constants(), prelude, (LUA_DIR / f"{name}.lua").read_text()))
 
 
+def rows(value) -> list:
+    """A list a script answered: cjson writes an empty Lua table as {} (fakeredis as [])."""
+    return value or []
+
+
 class Scripts:
-    """The scripts registered on one Redis client, each called with prefix and settings."""
+    """The scripts registered on one Redis client; see each lua/<name>.lua for its contract."""
 
     def __init__(self, client: redis.Redis, settings: Settings):
         self._scripts = {name: client.register_script(source(name)) for name in NAMES}
@@ -81,10 +80,122 @@ class Scripts:
                     "history_ttl": settings.approval_history_ttl,
                     "max_history": settings.max_approval_history,
                     "maxlen": settings.event_stream_maxlen,
+                    "lease_ms": settings.lease_seconds * 1000,
                 }
             ),
         ]
 
-    def run(self, name: str, *args, client=None):
-        """Run script `name` in one round trip (EVALSHA; loaded on first NOSCRIPT)."""
-        return self._scripts[name](keys=[], args=[*self._common, *args], client=client)
+    def _call(self, name: str, args: dict) -> dict:
+        """Run one script in one round trip (EVALSHA; loaded on first NOSCRIPT).
+
+        `args` is the calling method's locals(): its keyword parameters are the script's
+        argument names (A.<name>), so each name is written once.
+        """
+        # None is left out, never sent as null: cjson.null is truthy in Lua, nil is not.
+        named = {k: v for k, v in args.items() if k != "self" and v is not None}
+        encoded = json.dumps(named, ensure_ascii=False)
+        return json.loads(self._scripts[name](keys=[], args=[*self._common, encoded]))
+
+    # Tasks ---------------------------------------------------------------------------
+
+    def create_task(
+        self,
+        *,
+        task: dict[str, str],
+        approval: dict[str, str] | None,
+        idempotency_key: str | None,
+        fingerprint: str | None,
+        sla_target_ms: int | None,
+    ) -> dict:
+        """Store, route and maybe gate a new task: created / replay (task) or mismatch."""
+        return self._call("create_task", locals())
+
+    def get_task(self, *, task_id: str) -> dict:
+        """One task as of now: ok (task) or not_found."""
+        return self._call("get_task", locals())
+
+    def list_tasks(
+        self,
+        *,
+        after_seq: str | None,
+        limit: int,
+        status: str | None,
+        task_type: str | None,
+        assigned_to: str | None,
+        scan_budget: int,
+    ) -> dict:
+        """One page newest first: ok (tasks, next_seq when there may be more)."""
+        return self._call("list_tasks", locals())
+
+    def claim_task(self, *, agent: str, lease_ms: int, principal: str) -> dict:
+        """The agent's best ready task, leased to the principal: ok (task) or empty."""
+        return self._call("claim_task", locals())
+
+    def heartbeat_task(self, *, task_id: str, principal: str, lease_ms: int | None) -> dict:
+        """Extend a held lease: ok (task), not_found, conflict (status) or forbidden."""
+        return self._call("heartbeat_task", locals())
+
+    def set_task_status(
+        self,
+        *,
+        task_id: str,
+        status: str,
+        principal: str,
+        error: str | None,
+        for_any_holder: bool,
+    ) -> dict:
+        """One client move: ok (task), not_found, conflict (status) or forbidden."""
+        return self._call("set_task_status", locals())
+
+    def sweep(self, *, budget: int) -> dict:
+        """Apply what fell due, `budget` per kind: ok (still_due)."""
+        return self._call("sweep", locals())
+
+    def read_stats(self, *, settle_budget: int) -> dict:
+        """Every counter: ok (counts, totals, agents, pending_approvals, now)."""
+        return self._call("read_stats", locals())
+
+    # Approvals -----------------------------------------------------------------------
+
+    def get_approval(self, *, approval_id: str) -> dict:
+        """One approval as of now: ok (approval) or not_found."""
+        return self._call("get_approval", locals())
+
+    def list_approvals(self, *, view: Literal["pending", "history"], limit: int) -> dict:
+        """Pending (oldest first) or decided (newest first) approvals: ok (approvals)."""
+        return self._call("list_approvals", locals())
+
+    def decide_approval(
+        self,
+        *,
+        approval_id: str,
+        decision: Literal["approved", "rejected"],
+        principal: str,
+        reason: str | None,
+        comment: str | None,
+    ) -> dict:
+        """Approve or reject once: ok (approval, task), not_found, conflict or forbidden."""
+        return self._call("decide_approval", locals())
+
+    # Events --------------------------------------------------------------------------
+
+    def publish_event(
+        self, *, event_type: str, source_agent: str, task_id: str | None, data: str
+    ) -> dict:
+        """Store and fan out a client's event: ok (event_id, timestamp)."""
+        return self._call("publish_event", locals())
+
+    def read_events(
+        self,
+        *,
+        order: Literal["asc", "desc"],
+        start: str | None,
+        stop: str | None,
+        limit: int,
+        event_type: str | None,
+        task_id: str | None,
+        source_agent: str | None,
+        scan_budget: int,
+    ) -> dict:
+        """One filtered page of the stream: ok (events, cursor when there is one)."""
+        return self._call("read_events", locals())

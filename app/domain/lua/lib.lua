@@ -1,14 +1,18 @@
 -- Shared prelude of every script (scripts.py prepends it, after the constants it
 -- generates from model.py and keys.py: LAYOUT, TERMINAL, ALLOWED, PRIORITY_RANK,
 -- EVENT_PRIORITY, DEFAULT_EVENT_PRIORITY, DEFAULT_MAX_RETRIES, IDEMPOTENCY_TTL_SECONDS).
--- ARGV[1] = key prefix, ARGV[2] = JSON settings {task_ttl, approval_timeout, history_ttl,
--- max_history, maxlen}; a script's own arguments start at ARGV[3].
+-- ARGV[1] = key prefix; ARGV[2] = JSON settings {task_ttl, approval_timeout, history_ttl,
+-- max_history, maxlen, lease_ms (the default lease)}; ARGV[3] = the call's named
+-- arguments as one JSON object, read as A.<name>. An argument the caller left out is nil
+-- (Python never sends null, which cjson would decode to a truthy cjson.null).
+-- Every script answers cjson.encode({outcome = ..., ...}).
 -- Keys are built here from the prefix because a task's keys (its queue, its approval)
 -- are only known inside the script; the service therefore needs a single Redis node.
 -- Time is Redis' own clock (TIME), so every worker and instance agrees on leases
 -- and deadlines.
 local P = ARGV[1]
 local CFG = cjson.decode(ARGV[2])
+local A = cjson.decode(ARGV[3])
 local _time = redis.call('TIME')
 local NOW = tonumber(_time[1]) * 1000 + math.floor(tonumber(_time[2]) / 1000)
 local SETTLE_BUDGET = 100
@@ -41,11 +45,16 @@ local function iso(ms)
 end
 local NOW_ISO = iso(NOW)
 
-local function hgetall(k)
-  local flat = redis.call('HGETALL', k)
+-- {k1, v1, k2, v2, ...} -> {k1 = v1, ...}
+local function as_map(flat)
   local map = {}
   for i = 1, #flat, 2 do map[flat[i]] = flat[i + 1] end
-  return map, flat
+  return map
+end
+
+local function hgetall(k)
+  local flat = redis.call('HGETALL', k)
+  return as_map(flat), flat
 end
 
 -- Events: one stream entry plus two pub/sub messages, so the stored log and the
