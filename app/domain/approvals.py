@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from app.config import Settings
 from app.domain import ids
 from app.domain.records import approval_record, task_record
-from app.domain.scripts import Scripts
+from app.domain.scripts import Scripts, rows
 from app.errors import Conflict, Forbidden, NotFound
 
 PENDING_PAGE = 1000
@@ -20,21 +22,15 @@ class ApprovalGate:
 
     def get(self, approval_id: str) -> dict:
         """One approval; 404 when unknown or past its history TTL."""
-        flats = self.scripts.run("read_approvals", "one", ids.check_approval_id(approval_id))
-        if not flats or not flats[0]:
-            raise NotFound("Approval not found")
-        return approval_record(flats[0])
+        return _approval(self.scripts.get_approval(approval_id=ids.check_approval_id(approval_id)))
 
     def pending(self) -> list[dict]:
         """Pending approvals, oldest first."""
-        return [
-            approval_record(f) for f in self.scripts.run("read_approvals", "pending", PENDING_PAGE)
-        ]
+        return self._list("pending", PENDING_PAGE)
 
     def history(self, limit: int) -> list[dict]:
         """Decided and timed-out approvals, newest first."""
-        limit = min(limit, self.settings.max_approval_history)
-        return [approval_record(f) for f in self.scripts.run("read_approvals", "history", limit)]
+        return self._list("history", min(limit, self.settings.max_approval_history))
 
     def decide(
         self,
@@ -46,23 +42,35 @@ class ApprovalGate:
         comment: str | None = None,
     ) -> tuple[dict, dict]:
         """Approve or reject; returns (approval, task). Exactly one decision ever wins."""
-        reply = self.scripts.run(
-            "decide_approval",
-            ids.check_approval_id(approval_id),
-            "approved" if approve else "rejected",
-            principal,
-            reason or "",
-            comment or "",
+        reply = self.scripts.decide_approval(
+            approval_id=ids.check_approval_id(approval_id),
+            decision="approved" if approve else "rejected",
+            principal=principal,
+            reason=reason or None,
+            comment=comment or None,
         )
-        if reply[0] == "not_found":
-            raise NotFound("Approval not found")
-        if reply[0] == "conflict":
-            # The loser of a race learns who won: the current state comes with the 409.
-            raise Conflict(
-                f"Approval is already {reply[1]}",
-                extra={"current_status": reply[1], "approval": approval_record(reply[2])},
-            )
-        if reply[0] == "forbidden":
-            raise Forbidden("The principal that created a task cannot approve it (four-eyes rule)")
-        task = task_record(reply[2]) if reply[2] else None
-        return approval_record(reply[1]), task
+        approval = _approval(reply)
+        return approval, task_record(reply["task"]) if reply.get("task") else None
+
+    def _list(self, view: Literal["pending", "history"], limit: int) -> list[dict]:
+        reply = self.scripts.list_approvals(view=view, limit=limit)
+        return [approval_record(approval) for approval in rows(reply["approvals"])]
+
+
+def _approval(reply: dict) -> dict:
+    """The approval a script answered with, or the error its outcome stands for."""
+    outcome = reply["outcome"]
+    if outcome == "not_found":
+        raise NotFound("Approval not found")
+    if outcome == "conflict":
+        # The loser of a race learns who won: the current state comes with the 409.
+        raise Conflict(
+            f"Approval is already {reply['status']}",
+            extra={
+                "current_status": reply["status"],
+                "approval": approval_record(reply["approval"]),
+            },
+        )
+    if outcome == "forbidden":
+        raise Forbidden("The principal that created a task cannot approve it (four-eyes rule)")
+    return approval_record(reply["approval"])

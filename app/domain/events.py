@@ -7,7 +7,8 @@ import re
 import uuid
 from urllib.parse import quote
 
-from app.domain.scripts import Scripts
+from app.domain.model import DEFAULT_EVENT_PRIORITY, EVENT_PRIORITIES
+from app.domain.scripts import Scripts, rows
 
 # Use fullmatch(): with match(), `$` also accepts a trailing newline ("task.done\n").
 EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
@@ -15,8 +16,9 @@ EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 # Both halves of a stream id are unsigned 64-bit; Redis rejects anything larger.
 MAX_ID_PART = 2**64 - 1
 FIRST_POSITION = "0-0"  # before every real entry: XADD never issues 0-0
-PRIORITIES = ("critical", "high", "medium", "low")
-PRIORITY_ALIASES = {"P0": "critical", "P1": "high", "P2": "medium", "P3": "low"}
+# An event's priority, most urgent first; its task's priority (P0-P3) is accepted too.
+PRIORITIES = tuple(EVENT_PRIORITIES.values())
+PRIORITY_ALIASES = dict(EVENT_PRIORITIES)
 # Events the service itself emits, listed in the OpenAPI spec.
 WELL_KNOWN_TYPES = (
     "task.created",
@@ -49,7 +51,7 @@ READ_SCAN_BUDGET = 20000
 def normalize_priority(priority: str | None) -> str:
     """critical/high/medium/low, with P0-P3 accepted as aliases."""
     if not priority:
-        return "medium"
+        return DEFAULT_EVENT_PRIORITY
     return PRIORITY_ALIASES.get(priority, priority)
 
 
@@ -120,10 +122,10 @@ class EventBus:
         # The script stamps `timestamp` from Redis' clock, the same one that makes the
         # stream id, so timestamps follow stream order whatever the workers' clocks say.
         data = json.dumps(envelope, separators=(",", ":"), allow_nan=False)
-        event_id, timestamp = self.scripts.run(
-            "publish_event", event_type, task_id or "", source_agent, data
+        reply = self.scripts.publish_event(
+            event_type=event_type, source_agent=source_agent, task_id=task_id or None, data=data
         )
-        return {"event_id": event_id, **envelope, "timestamp": timestamp}
+        return {"event_id": reply["event_id"], **envelope, "timestamp": reply["timestamp"]}
 
     def read(
         self,
@@ -146,19 +148,18 @@ class EventBus:
             # Nothing lies after the largest id or before 0-0; Redis would refuse the range.
             return [], (low or FIRST_POSITION) if order == "asc" else None
         start, stop = (low, high) if order == "asc" else (high, low)
-        reply = self.scripts.run(
-            "read_events",
-            order,
-            start or "",
-            limit,
-            event_type or "",
-            task_id or "",
-            source_agent or "",
-            READ_SCAN_BUDGET,
-            stop or "",
+        reply = self.scripts.read_events(
+            order=order,
+            start=start,
+            stop=stop,
+            limit=limit,
+            event_type=event_type or None,
+            task_id=task_id or None,
+            source_agent=source_agent or None,
+            scan_budget=READ_SCAN_BUDGET,
         )
-        events = [_envelope(reply[i], reply[i + 1]) for i in range(1, len(reply), 2)]
-        return events, reply[0] or None
+        events = [_envelope(event["event_id"], event["data"]) for event in rows(reply["events"])]
+        return events, reply.get("cursor")
 
 
 def _canonical(event_id: str | None) -> str | None:

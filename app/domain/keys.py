@@ -73,24 +73,19 @@ class Keys:
         """An agent's ready queue."""
         return self.name("queue", agent)
 
-    def approval(self, approval_id: str) -> str:
-        """An approval's hash."""
-        return self.name("approval", approval_id)
+    def event_channel(self, event_type: str) -> str:
+        """The pub/sub channel of one event type (`*` for every event)."""
+        return self.name("event_channel", event_type)
 
     def idempotency(self, principal: str, idempotency_key: str) -> str:
         """One principal's idempotency record for a key (hashed: keys are client text)."""
         digest = hashlib.sha256(f"{principal}\0{idempotency_key}".encode()).hexdigest()
         return self.name("idempotency", digest)
 
-    def event_channel(self, event_type: str) -> str:
-        """The pub/sub channel of one event type (`*` for every event)."""
-        return self.name("event_channel", event_type)
 
-
-def lua_layout() -> str:
-    """LAYOUT as a Lua table of string.format patterns, for the scripts' key()."""
-    rows = []
-    for kind, spec in LAYOUT.items():
-        lua_pattern = re.sub(r"\{[a-z_]+\}", "%s", spec.pattern)
-        rows.append(f"  {kind} = '{lua_pattern}',")
-    return "local LAYOUT = {\n" + "\n".join(rows) + "\n}"
+def lua_layout() -> dict[str, str]:
+    """LAYOUT as string.format patterns ({placeholders} -> %s), for the scripts' key()."""
+    return {
+        kind: re.sub(r"\{[a-z_]+\}", "%s", spec.pattern.replace("%", "%%"))
+        for kind, spec in LAYOUT.items()
+    }

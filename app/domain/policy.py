@@ -19,11 +19,11 @@ def _environment(payload) -> str:
 def approval_reason(task: dict, settings: Settings) -> str | None:
     """The reasons a task must wait for approval, joined; None when it may run at once.
 
-    SPEC rules: a gated priority (ORCHESTRATOR_HITL_PRIORITIES, default P0/P1); a gated
-    type (ORCHESTRATOR_HITL_TASK_TYPES, default deploy, deployment, feature, refactor)
-    going to production, where no environment means production; a feature flag change
-    (`metadata.feature_flag_change` is JSON true, not a string); or the creator asking for
-    approval (`requires_approval`).
+    A task is held for: a gated priority (ORCHESTRATOR_HITL_PRIORITIES, default P0/P1);
+    a gated type (ORCHESTRATOR_HITL_TASK_TYPES, default deploy, deployment, feature,
+    refactor) going to production, where no environment means production; a feature flag
+    change (`metadata.feature_flag_change` is JSON true, not a string); or the creator
+    asking for approval (`requires_approval`).
     """
     reasons = []
     if task.get("priority") in settings.hitl_priorities:

@@ -1,4 +1,4 @@
-"""Turning the flat hashes scripts return into the records clients see."""
+"""Turning the hashes scripts return (as JSON objects) into the records clients see."""
 
 from __future__ import annotations
 
@@ -47,14 +47,8 @@ _JSON = frozenset({"payload", "metadata", "sla"})
 _INT = frozenset({"retry_count", "max_retries"})
 
 
-def as_map(flat: list) -> dict:
-    """[k1, v1, k2, v2, ...] -> {k1: v1, ...}."""
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
-def task_record(flat: list) -> dict:
+def task_record(raw: dict) -> dict:
     """A task as the API shows it: every field present, absent ones null."""
-    raw = as_map(flat)
     record = {}
     for name in TASK_FIELDS:
         value = raw.get(name)
@@ -69,9 +63,8 @@ def task_record(flat: list) -> dict:
     return record
 
 
-def approval_record(flat: list) -> dict:
+def approval_record(raw: dict) -> dict:
     """An approval; approved_by/approved_at mirror decided_by/decided_at for older clients."""
-    raw = as_map(flat)
     record = {name: raw.get(name) for name in APPROVAL_FIELDS}
     approved = record["status"] == "approved"
     record["approved_by"] = record["decided_by"] if approved else None

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from app.config import Settings
-from app.domain.model import DEFAULT_ROUTES
-
-TASK_TYPES = tuple(DEFAULT_ROUTES)
 
 
 def route(task_type: str, settings: Settings) -> str:
-    """The agent whose queue a task of this type joins."""
+    """The agent whose queue a task of this type joins (settings.routes starts from
+    model.DEFAULT_ROUTES)."""
     return settings.routes[task_type]

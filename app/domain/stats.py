@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
+from app.domain.model import STATUSES
 from app.domain.scripts import Scripts
-
-STATUSES = ("awaiting_approval", "assigned", "in_progress", "completed", "failed", "cancelled")
 
 
 class StatsReader:
@@ -17,14 +14,10 @@ class StatsReader:
 
     def read(self, settle_budget: int = 100) -> dict:
         """queue_stats, tasks by status, queued per agent, pending approvals, Redis time."""
-        raw = json.loads(self.scripts.run("read_stats", settle_budget))
-        counts = (
-            {s: max(0, int(raw["counts"].get(s, 0))) for s in STATUSES}
-            if isinstance(raw["counts"], dict)
-            else dict.fromkeys(STATUSES, 0)
-        )
-        totals = raw["totals"] if isinstance(raw["totals"], dict) else {}
-        agents = raw["agents"] if isinstance(raw["agents"], dict) else {}
+        raw = self.scripts.read_stats(settle_budget=settle_budget)
+        # An empty hash comes back as {} from Redis' cjson but [] from fakeredis'.
+        counts, totals, agents = (raw[name] or {} for name in ("counts", "totals", "agents"))
+        counts = {s: max(0, int(counts.get(s, 0))) for s in STATUSES}
         queue = {
             "pending": counts["assigned"],
             "in_progress": counts["in_progress"],

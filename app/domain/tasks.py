@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 from app.config import Settings
 from app.domain import ids, policy, routing
 from app.domain.keys import Keys
+from app.domain.model import DEFAULT_MAX_RETRIES
 from app.domain.records import task_record
-from app.domain.scripts import Scripts
+from app.domain.scripts import Scripts, rows
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
-IDEMPOTENCY_TTL = 24 * 3600
 # Default SLA by priority when the creator gives no deadline.
 SLA_TARGETS = {
     "P0": timedelta(hours=1),
@@ -44,7 +44,7 @@ def _fingerprint(request: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def encode_cursor(seq: str) -> str | None:
+def encode_cursor(seq: str | None) -> str | None:
     """An opaque page cursor; None at the end of the listing."""
     return base64.urlsafe_b64encode(f"t:{seq}".encode()).decode().rstrip("=") if seq else None
 
@@ -80,8 +80,6 @@ class TaskStore:
         deadline = sla.get("deadline")
         if deadline:
             sla["deadline"] = _stamp(deadline)
-        # Without a deadline the script sets one: created_at (Redis' clock) + target.
-        default_deadline_ms = "" if deadline else int(target.total_seconds() * 1000)
         fields = {
             "task_id": task_id,
             "type": request["type"],
@@ -93,7 +91,7 @@ class TaskStore:
             "assigned_to": routing.route(request["type"], self.settings),
             "created_by": principal,
             "sla": json.dumps(sla),
-            "max_retries": str(request.get("max_retries", 3)),
+            "max_retries": str(request.get("max_retries", DEFAULT_MAX_RETRIES)),
         }
         if request.get("parent_task_id"):
             fields["parent_task_id"] = request["parent_task_id"]
@@ -107,29 +105,21 @@ class TaskStore:
             if reason
             else None
         )
-        idem = self.keys.idempotency(principal, idempotency_key) if idempotency_key else ""
-        outcome = self.scripts.run(
-            "create_task",
-            json.dumps(fields),
-            json.dumps(gate) if gate else "",
-            idem,
-            _fingerprint(request) if idempotency_key else "",
-            IDEMPOTENCY_TTL,
-            default_deadline_ms,
+        reply = self.scripts.create_task(
+            task=fields,
+            approval=gate,
+            idempotency_key=(
+                self.keys.idempotency(principal, idempotency_key) if idempotency_key else None
+            ),
+            fingerprint=_fingerprint(request) if idempotency_key else None,
+            # Without a deadline the script sets one: created_at (Redis' clock) + target.
+            sla_target_ms=None if deadline else int(target.total_seconds() * 1000),
         )
-        if outcome[0] == "mismatch":
-            raise ValidationFailed(
-                "Idempotency-Key was already used with a different request body",
-                errors={"Idempotency-Key": ["Reused with a different body."]},
-            )
-        return Created(task_record(outcome[1]), replayed=outcome[0] == "replay")
+        return Created(_task(reply), replayed=reply["outcome"] == "replay")
 
     def get(self, task_id: str) -> dict:
         """One task as of now; 404 when unknown or expired."""
-        flat = self.scripts.run("get_task", ids.check_task_id(task_id))
-        if not flat:
-            raise NotFound("Task not found")
-        return task_record(flat)
+        return _task(self.scripts.get_task(task_id=ids.check_task_id(task_id)))
 
     def list(
         self,
@@ -141,37 +131,34 @@ class TaskStore:
         assigned_to: str | None = None,
     ):
         """One page, newest first, and the cursor of the next page (None at the end)."""
-        seq = decode_cursor(cursor) if cursor else ""
-        reply = self.scripts.run(
-            "list_tasks",
-            seq,
-            limit,
-            status or "",
-            task_type or "",
-            assigned_to or "",
-            LIST_SCAN_BUDGET,
+        reply = self.scripts.list_tasks(
+            after_seq=decode_cursor(cursor) if cursor else None,
+            limit=limit,
+            status=status or None,
+            task_type=task_type or None,
+            assigned_to=assigned_to or None,
+            scan_budget=LIST_SCAN_BUDGET,
         )
-        return [task_record(flat) for flat in reply[1:]], encode_cursor(reply[0])
+        tasks = [task_record(task) for task in rows(reply["tasks"])]
+        return tasks, encode_cursor(reply.get("next_seq"))
 
     def claim(self, agent: str, principal: str, lease_seconds: int | None = None) -> dict | None:
         """Hand the agent's best ready task to the caller with a lease; None when idle."""
-        lease_ms = (lease_seconds or self.settings.lease_seconds) * 1000
-        flat = self.scripts.run("claim_task", agent, lease_ms, principal)
-        return task_record(flat) if flat else None
+        reply = self.scripts.claim_task(
+            agent=agent,
+            lease_ms=(lease_seconds or self.settings.lease_seconds) * 1000,
+            principal=principal,
+        )
+        return None if reply["outcome"] == "empty" else _task(reply)
 
     def heartbeat(self, task_id: str, principal: str, lease_seconds: int | None = None) -> dict:
         """Extend the lease of a task the caller claimed (by the claim's lease by default)."""
-        lease_ms = lease_seconds * 1000 if lease_seconds else ""
-        reply = self.scripts.run(
-            "heartbeat_task",
-            ids.check_task_id(task_id),
-            lease_ms,
-            principal,
-            self.settings.lease_seconds * 1000,
+        reply = self.scripts.heartbeat_task(
+            task_id=ids.check_task_id(task_id),
+            principal=principal,
+            lease_ms=lease_seconds * 1000 if lease_seconds else None,
         )
-        if reply[0] == "forbidden":
-            raise Forbidden("Only the principal that claimed this task may extend its lease")
-        return self._unwrap(reply, "heartbeat")
+        return _task(reply, "heartbeat")
 
     def set_status(
         self,
@@ -187,18 +174,14 @@ class TaskStore:
         Completing or failing a running task is for the principal holding it (or, with
         `for_any_holder`, an admin): 403 otherwise.
         """
-        reply = self.scripts.run(
-            "set_task_status",
-            ids.check_task_id(task_id),
-            status,
-            error or "",
-            principal,
-            self.settings.lease_seconds * 1000,
-            "1" if for_any_holder else "0",
+        reply = self.scripts.set_task_status(
+            task_id=ids.check_task_id(task_id),
+            status=status,
+            principal=principal,
+            error=error or None,
+            for_any_holder=for_any_holder,
         )
-        if reply[0] == "forbidden":
-            raise Forbidden("This task is running under another principal's lease")
-        return self._unwrap(reply, status)
+        return _task(reply, status)
 
     def cancel(self, task_id: str, principal: str, reason: str | None = None) -> dict:
         """Cancel a task that has not finished."""
@@ -206,14 +189,31 @@ class TaskStore:
 
     def sweep(self, budget: int = 1000) -> int:
         """Apply what fell due; returns how much is still due."""
-        return int(self.scripts.run("sweep", budget))
+        return int(self.scripts.sweep(budget=budget)["still_due"])
 
-    @staticmethod
-    def _unwrap(reply: list, wanted: str) -> dict:
-        if reply[0] == "not_found":
-            raise NotFound("Task not found")
-        if reply[0] == "conflict":
-            current = reply[1]
-            action = "extend its lease" if wanted == "heartbeat" else f"move it to {wanted}"
-            raise Conflict(f"Task is {current}; cannot {action}", extra={"current_status": current})
-        return task_record(reply[1])
+
+def _task(reply: dict, wanted: str = "") -> dict:
+    """The task a script answered with, or the error its outcome stands for.
+
+    `wanted` is the refused action: "heartbeat" or the status asked for.
+    """
+    if wanted == "heartbeat":
+        action = "extend its lease"
+        holder_only = "Only the principal that claimed this task may extend its lease"
+    else:
+        action = f"move it to {wanted}"
+        holder_only = "This task is running under another principal's lease"
+    outcome = reply["outcome"]
+    if outcome == "not_found":
+        raise NotFound("Task not found")
+    if outcome == "conflict":
+        current = reply["status"]
+        raise Conflict(f"Task is {current}; cannot {action}", extra={"current_status": current})
+    if outcome == "forbidden":
+        raise Forbidden(holder_only)
+    if outcome == "mismatch":
+        raise ValidationFailed(
+            "Idempotency-Key was already used with a different request body",
+            errors={"Idempotency-Key": ["Reused with a different body."]},
+        )
+    return task_record(reply["task"])

@@ -1,25 +1,29 @@
 -- create_task: write a new task, route it and (when gated) open its approval, atomically.
--- ARGV[3] task fields as a JSON object of strings (task_id, type, priority, ...)
--- ARGV[4] approval JSON {approval_id, reason, requested_by} or '' when not gated
--- ARGV[5] idempotency key ('' for none)   ARGV[6] request fingerprint   ARGV[7] its TTL (s)
--- ARGV[8] SLA target (ms) to set sla.deadline from the creation time, '' = deadline given
--- Returns {'created', task_flat} | {'replay', snapshot_json} | {'mismatch'}.
+-- A.task             the task's fields, an object of strings (task_id, type, priority, ...)
+-- A.approval         {approval_id, reason, requested_by}; absent when the task is not gated
+-- A.idempotency_key  the idempotency record's key; absent for none
+-- A.fingerprint      the request's fingerprint, kept with that record
+-- A.sla_target_ms    set sla.deadline to the creation time + this; absent = deadline given
+-- Returns {outcome = 'created' | 'replay', task} | {outcome = 'mismatch'} (the key was
+-- used with another request body).
 -- Guarantees: a repeated idempotency key never creates a second task; the task, its
 -- queue entry or approval, its counters and its events appear together or not at all.
 settle()
-local fields = cjson.decode(ARGV[3])
-local idem_key = ARGV[5]
-if idem_key ~= '' then
+local fields = A.task
+local idem_key = A.idempotency_key
+if idem_key then
   local seen = redis.call('GET', idem_key)
   if seen then
     local record = cjson.decode(seen)
-    if record.fingerprint ~= ARGV[6] then return {'mismatch'} end
-    return {'replay', record.snapshot}
+    if record.fingerprint ~= A.fingerprint then
+      return cjson.encode({outcome = 'mismatch'})
+    end
+    return cjson.encode({outcome = 'replay', task = as_map(record.snapshot)})
   end
 end
-if ARGV[8] ~= '' then
+if A.sla_target_ms then
   local sla = cjson.decode(fields.sla)
-  sla.deadline = iso(NOW + tonumber(ARGV[8]))
+  sla.deadline = iso(NOW + A.sla_target_ms)
   fields.sla = cjson.encode(sla)
 end
 local id = fields.task_id
@@ -28,7 +32,7 @@ local seq = redis.call('INCR', key('seq'))
 local out = {'seq', tostring(seq), 'created_at', NOW_ISO, 'updated_at', NOW_ISO,
   'retry_count', '0'}
 for name, value in pairs(fields) do out[#out + 1] = name; out[#out + 1] = value end
-local gate = ARGV[4] ~= '' and cjson.decode(ARGV[4]) or nil
+local gate = A.approval
 if gate then out[#out + 1] = 'approval_id'; out[#out + 1] = gate.approval_id end
 redis.call('HSET', k, unpack(out))
 redis.call('ZADD', key('tasks'), seq, id)
@@ -43,16 +47,18 @@ if gate then
     'task_type', task.type, 'priority', task.priority, 'reason', gate.reason,
     'status', 'pending', 'requested_by', gate.requested_by, 'requested_at', NOW_ISO,
     'expires_at', iso(expires))
-  redis.call('ZADD', key('approvals', 'pending'), seq, aid)
-  redis.call('ZADD', key('approvals', 'deadlines'), expires, aid)
+  redis.call('ZADD', key('approvals_pending'), seq, aid)
+  redis.call('ZADD', key('approvals_deadlines'), expires, aid)
   emit('approval.requested', task, {approval_id = aid, task_id = id, reason = gate.reason,
     requested_by = gate.requested_by, expires_at = iso(expires)})
 else
   task = move(id, task, 'assigned')
 end
-local _, flat = hgetall(k)
-if idem_key ~= '' then
-  redis.call('SET', idem_key, cjson.encode({fingerprint = ARGV[6], snapshot = flat}),
-    'EX', tonumber(ARGV[7]))
+local stored, flat = hgetall(k)
+if idem_key then
+  -- The snapshot stays the flat HGETALL list it has always been, so a record replays
+  -- across a rolling deploy whichever release wrote it.
+  redis.call('SET', idem_key, cjson.encode({fingerprint = A.fingerprint, snapshot = flat}),
+    'EX', IDEMPOTENCY_TTL_SECONDS)
 end
-return {'created', flat}
+return cjson.encode({outcome = 'created', task = stored})

@@ -1,5 +1,9 @@
--- get_task: one task as of now (its expired lease requeued, an expired task gone).
--- ARGV[3] task id.  Returns task_flat (empty when unknown).
+-- get_task: one task as of now.
+-- A.task_id
+-- Returns {outcome = 'ok', task} | {outcome = 'not_found'} (unknown or expired).
+-- Guarantees: the task is shown as of now whatever settle() reached: its expired lease
+-- is requeued first, and a task past its TTL is purged and reported not_found.
 settle()
-local _, flat = fresh_task(ARGV[3])
-return flat
+local task = fresh_task(A.task_id)
+if not task.status then return cjson.encode({outcome = 'not_found'}) end
+return cjson.encode({outcome = 'ok', task = task})

@@ -1,18 +1,27 @@
--- Shared prelude of every script (scripts.py prepends it).
--- ARGV[1] = key prefix, ARGV[2] = JSON settings {task_ttl, approval_timeout, history_ttl,
--- max_history, maxlen}; a script's own arguments start at ARGV[3].
+-- Shared prelude of every script (scripts.py prepends it, after the constants it
+-- generates from model.py and keys.py: LAYOUT, TERMINAL, ALLOWED, PRIORITY_RANK,
+-- EVENT_PRIORITY, DEFAULT_EVENT_PRIORITY, DEFAULT_MAX_RETRIES, IDEMPOTENCY_TTL_SECONDS).
+-- ARGV[1] = key prefix; ARGV[2] = JSON settings {task_ttl, approval_timeout, history_ttl,
+-- max_history, maxlen, lease_ms (the default lease)}; ARGV[3] = the call's named
+-- arguments as one JSON object, read as A.<name>. An argument the caller left out is nil
+-- (Python never sends null, which cjson would decode to a truthy cjson.null).
+-- Every script answers cjson.encode({outcome = ..., ...}).
 -- Keys are built here from the prefix because a task's keys (its queue, its approval)
 -- are only known inside the script; the service therefore needs a single Redis node.
 -- Time is Redis' own clock (TIME), so every worker and instance agrees on leases
 -- and deadlines.
 local P = ARGV[1]
 local CFG = cjson.decode(ARGV[2])
+local A = cjson.decode(ARGV[3])
 local _time = redis.call('TIME')
 local NOW = tonumber(_time[1]) * 1000 + math.floor(tonumber(_time[2]) / 1000)
 local SETTLE_BUDGET = 100
 
-local function key(...)
-  return P .. ':' .. table.concat({...}, ':')
+-- A key of one of the kinds in keys.py's LAYOUT, its placeholders filled in order.
+local function key(kind, ...)
+  local pattern = LAYOUT[kind]
+  if not pattern then error('unknown key kind: ' .. tostring(kind)) end
+  return P .. ':' .. string.format(pattern, ...)
 end
 
 -- Epoch milliseconds to ISO 8601 UTC (days-from-civil inverse, H. Hinnant).
@@ -36,11 +45,16 @@ local function iso(ms)
 end
 local NOW_ISO = iso(NOW)
 
-local function hgetall(k)
-  local flat = redis.call('HGETALL', k)
+-- {k1, v1, k2, v2, ...} -> {k1 = v1, ...}
+local function as_map(flat)
   local map = {}
   for i = 1, #flat, 2 do map[flat[i]] = flat[i + 1] end
-  return map, flat
+  return map
+end
+
+local function hgetall(k)
+  local flat = redis.call('HGETALL', k)
+  return as_map(flat), flat
 end
 
 -- Events: one stream entry plus two pub/sub messages, so the stored log and the
@@ -49,27 +63,22 @@ local function emit_raw(event_type, task_id, source_agent, data)
   local id = redis.call('XADD', key('events'), 'MAXLEN', '~', CFG.maxlen, '*',
     'type', event_type, 'task_id', task_id, 'source_agent', source_agent, 'data', data)
   local message = '{"event_id":"' .. id .. '",' .. string.sub(data, 2)
-  redis.call('PUBLISH', key('events', event_type), message)
-  redis.call('PUBLISH', key('events', '*'), message)
+  redis.call('PUBLISH', key('event_channel', event_type), message)
+  redis.call('PUBLISH', key('event_channel', '*'), message)
   return id
 end
-
-local EVENT_PRIORITY = {P0 = 'critical', P1 = 'high', P2 = 'medium', P3 = 'low'}
 
 local function emit(event_type, task, payload)
   local envelope = {
     event_type = event_type, source_agent = 'orchestrator', task_id = task.task_id,
     trace_id = task.trace_id or cjson.null,
-    priority = EVENT_PRIORITY[task.priority] or 'medium',
+    priority = EVENT_PRIORITY[task.priority] or DEFAULT_EVENT_PRIORITY,
     payload = payload, metadata = {}, timestamp = NOW_ISO,
   }
   return emit_raw(event_type, task.task_id or '', 'orchestrator', cjson.encode(envelope))
 end
 
 -- Tasks ------------------------------------------------------------------------
-local TERMINAL = {completed = true, failed = true, cancelled = true}
-local PRIORITY_RANK = {P0 = 0, P1 = 1, P2 = 2, P3 = 3}
-
 -- Priority first, then creation order: rank * 1e15 + seq stays an exact double.
 local function enqueue(id, task)
   local score = PRIORITY_RANK[task.priority] * 1e15 + tonumber(task.seq)
@@ -126,7 +135,7 @@ local function expire_lease(id)
     return
   end
   local retries = tonumber(task.retry_count or '0') + 1
-  if retries > tonumber(task.max_retries or '3') then
+  if retries > (tonumber(task.max_retries) or DEFAULT_MAX_RETRIES) then
     move(id, task, 'failed', {'error', 'lease expired'})
   else
     move(id, task, 'assigned', {'retry_count', tostring(retries)}, 'task.requeued')
@@ -152,7 +161,7 @@ end
 
 -- Approvals --------------------------------------------------------------------
 local function add_to_history(aid)
-  local history = key('approvals', 'history')
+  local history = key('approvals_history')
   -- Scored by decision time, kept strictly increasing so decisions within the same
   -- millisecond still list newest first (a tie would fall back to id order).
   local score = NOW
@@ -173,8 +182,8 @@ local function close_approval(aid, status, decided_by, fields)
   if decided_by then out[#out + 1] = 'decided_by'; out[#out + 1] = decided_by end
   for _, v in ipairs(fields or {}) do out[#out + 1] = v end
   redis.call('HSET', ak, unpack(out))
-  redis.call('ZREM', key('approvals', 'pending'), aid)
-  redis.call('ZREM', key('approvals', 'deadlines'), aid)
+  redis.call('ZREM', key('approvals_pending'), aid)
+  redis.call('ZREM', key('approvals_deadlines'), aid)
   add_to_history(aid)
   local approval = hgetall(ak)
   emit('approval.' .. status, hgetall(key('task', approval.task_id)), {
@@ -188,8 +197,8 @@ end
 local function timeout_approval(aid)
   local approval = hgetall(key('approval', aid))
   if approval.status ~= 'pending' then
-    redis.call('ZREM', key('approvals', 'pending'), aid)
-    redis.call('ZREM', key('approvals', 'deadlines'), aid)
+    redis.call('ZREM', key('approvals_pending'), aid)
+    redis.call('ZREM', key('approvals_deadlines'), aid)
     return
   end
   close_approval(aid, 'timeout', nil)
@@ -202,7 +211,7 @@ end
 -- Time out one approval if its deadline has passed, whatever settle()'s budget reached:
 -- a read or decision on this approval must never see it pending past its expiry.
 local function settle_approval(aid)
-  local deadline = redis.call('ZSCORE', key('approvals', 'deadlines'), aid)
+  local deadline = redis.call('ZSCORE', key('approvals_deadlines'), aid)
   if deadline and tonumber(deadline) <= NOW then timeout_approval(aid) end
 end
 
@@ -218,7 +227,7 @@ local function settle(budget)
       'LIMIT', 0, budget)) do
     purge_task(id)
   end
-  for _, aid in ipairs(redis.call('ZRANGEBYSCORE', key('approvals', 'deadlines'), '-inf',
+  for _, aid in ipairs(redis.call('ZRANGEBYSCORE', key('approvals_deadlines'), '-inf',
       NOW, 'LIMIT', 0, budget)) do
     timeout_approval(aid)
   end

@@ -1,8 +1,12 @@
 -- publish_event: append a client's event to the stream and fan it out on pub/sub.
--- ARGV[3] event_type  ARGV[4] task_id ('' = none)  ARGV[5] source_agent
--- ARGV[6] envelope JSON object without event_id and timestamp.
--- Returns {event id (the stream id), timestamp}. The timestamp comes from Redis' clock,
--- like the id, so stored order and timestamps agree across workers and instances.
+-- A.event_type  A.source_agent  A.task_id (absent = none)
+-- A.data: the envelope without event_id and timestamp, as JSON text, not an object, so
+-- the client's payload is stored exactly as sent (cjson would re-encode its numbers to
+-- 14 digits and its empty arrays as objects).
+-- Returns {outcome = 'ok', event_id (the stream id), timestamp}. The timestamp comes from
+-- Redis' clock, like the id, so stored order and timestamps agree across workers and
+-- instances.
 -- Guarantees: the stream entry and both pub/sub messages happen in this one call.
-local data = string.sub(ARGV[6], 1, -2) .. ',"timestamp":"' .. NOW_ISO .. '"}'
-return {emit_raw(ARGV[3], ARGV[4], ARGV[5], data), NOW_ISO}
+local data = string.sub(A.data, 1, -2) .. ',"timestamp":"' .. NOW_ISO .. '"}'
+local id = emit_raw(A.event_type, A.task_id or '', A.source_agent, data)
+return cjson.encode({outcome = 'ok', event_id = id, timestamp = NOW_ISO})

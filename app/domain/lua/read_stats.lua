@@ -1,12 +1,14 @@
 -- read_stats: every counter /health and /stats show, after settling what fell due.
--- ARGV[3] settle budget. Returns a JSON object {counts, totals, agents, pending_approvals,
--- now}. Counters are kept exact by the scripts that move tasks, so nothing is recounted.
-settle(tonumber(ARGV[3]))
-local counts = hgetall(key('counts'))
-local totals = hgetall(key('totals'))
+-- A.settle_budget
+-- Returns {outcome = 'ok', counts, totals, agents (queued per agent), pending_approvals,
+-- now (Redis' clock)}.
+-- Guarantees: the counters are exact (the scripts that move tasks keep them), so
+-- nothing is recounted; at most A.settle_budget entries of each kind are settled first.
+settle(A.settle_budget)
 local agents = {}
 for _, agent in ipairs(redis.call('SMEMBERS', key('agents'))) do
   agents[agent] = redis.call('ZCARD', key('queue', agent))
 end
-return cjson.encode({counts = counts, totals = totals, agents = agents,
-  pending_approvals = redis.call('ZCARD', key('approvals', 'pending')), now = NOW_ISO})
+return cjson.encode({outcome = 'ok', counts = hgetall(key('counts')),
+  totals = hgetall(key('totals')), agents = agents,
+  pending_approvals = redis.call('ZCARD', key('approvals_pending')), now = NOW_ISO})

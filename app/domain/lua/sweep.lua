@@ -1,7 +1,11 @@
 -- sweep: apply everything that fell due (expired leases, expired tasks, approval
--- timeouts) in bounded rounds, for a cron job. ARGV[3] budget per kind.
--- Returns the number of entries still due afterwards (call again while it is > 0).
-settle(tonumber(ARGV[3]))
-return redis.call('ZCOUNT', key('leases'), '-inf', NOW)
+-- timeouts) in bounded rounds, for a cron job.
+-- A.budget (entries per kind)
+-- Returns {outcome = 'ok', still_due}: the entries still due afterwards (call again
+-- while it is > 0).
+-- Guarantees: bounded work per call (A.budget per kind), applied oldest first.
+settle(A.budget)
+local still_due = redis.call('ZCOUNT', key('leases'), '-inf', NOW)
   + redis.call('ZCOUNT', key('expiring'), '-inf', NOW)
-  + redis.call('ZCOUNT', key('approvals', 'deadlines'), '-inf', NOW)
+  + redis.call('ZCOUNT', key('approvals_deadlines'), '-inf', NOW)
+return cjson.encode({outcome = 'ok', still_due = still_due})
