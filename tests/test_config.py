@@ -11,7 +11,7 @@ import time
 import pytest
 
 from app.config import DEFAULT_ROUTES, ConfigError, Settings
-from tests.support import ROOT, free_port
+from harness import ROOT, free_port
 
 SECRET = "s" * 40
 KEY = "k" * 20

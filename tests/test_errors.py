@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.support import free_port
+from harness import free_port
 
 TASK_ID = "4b1c2f0e-8a3d-4c5e-9f6a-1b2c3d4e5f60"  # well-formed UUID4, never created
 APPROVAL_ID = f"apr-{TASK_ID}"

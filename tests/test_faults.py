@@ -21,8 +21,8 @@ import pytest
 import requests
 
 from app import create_app
+from harness import wait_until
 from tests.conftest import API_KEYS
-from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 

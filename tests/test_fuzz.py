@@ -26,7 +26,6 @@ from schemathesis.specs.openapi.checks import (
 
 from app import create_app
 from tests.conftest import API_KEYS, base_env
-from tests.support import LiveServer
 
 ADMIN = {"X-API-Key": API_KEYS["admin"]}
 AGENT = {"X-API-Key": API_KEYS["agent"]}
@@ -74,12 +73,9 @@ schema.config.generation.update(
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(redis_server, tmp_path_factory):
+def fuzz_server(module_live_server):
     """gunicorn with two workers on the session Redis, shared by every operation's test."""
-    log = tmp_path_factory.mktemp("fuzz") / "gunicorn.log"
-    server = LiveServer(base_env(redis_server.url), 2, log).start()
-    yield server
-    server.stop()
+    return module_live_server(workers=2)
 
 
 def status_code_is_listed(ctx, response, case) -> None:

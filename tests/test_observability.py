@@ -36,14 +36,8 @@ def _log_lines(server) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def metrics_server(tmp_path_factory, redis_server):
-    from tests.conftest import base_env
-    from tests.support import LiveServer
-
-    env = base_env(redis_server.url, ORCHESTRATOR_METRICS_TOKEN="scrape-token-0123456789")
-    server = LiveServer(env, 3, tmp_path_factory.mktemp("metrics") / "gunicorn.log").start()
-    yield server
-    server.stop()
+def metrics_server(module_live_server):
+    return module_live_server(workers=3, ORCHESTRATOR_METRICS_TOKEN="scrape-token-0123456789")
 
 
 def test_counters_add_up_across_workers(metrics_server):

@@ -8,8 +8,8 @@ import time
 import pytest
 import requests
 
-from tests.conftest import API_KEYS, base_env
-from tests.support import LiveServer
+from harness import LiveServer
+from tests.conftest import API_KEYS
 
 RATE_VARIABLES = ("TASKS", "EVENTS", "APPROVALS", "STATS", "DEFAULT")
 USER = {"X-API-Key": API_KEYS["user"]}
@@ -119,41 +119,30 @@ def test_redis_down_is_503_not_500(make_app, own_redis):
 LIMIT = 3
 
 
-def start(redis_server, tmp_path_factory, **env: str) -> LiveServer:
-    overrides = limits(TASKS=str(LIMIT), STATS=str(LIMIT))
-    server = LiveServer(
-        base_env(redis_server.url, **overrides, **env),
-        3,
-        tmp_path_factory.mktemp("live") / "gunicorn.log",
-    ).start()
+def start(module_live_server, **env: str) -> LiveServer:
+    server = module_live_server(workers=3, **limits(TASKS=str(LIMIT), STATS=str(LIMIT)), **env)
     assert len(server.worker_pids()) == 3
     return server
 
 
 @pytest.fixture(scope="module")
-def direct(redis_server, tmp_path_factory):
+def direct(module_live_server):
     """Clients reach gunicorn directly: no trusted proxy hop; apikey:ops is exempt."""
-    server = start(
-        redis_server,
-        tmp_path_factory,
+    return start(
+        module_live_server,
         ORCHESTRATOR_TRUSTED_PROXIES="0",
         ORCHESTRATOR_RATE_LIMIT_EXEMPT="apikey:ops",
     )
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
-def proxied(redis_server, tmp_path_factory):
+def proxied(module_live_server):
     """One trusted proxy hop (Render); loopback itself is an exempt network."""
-    server = start(
-        redis_server,
-        tmp_path_factory,
+    return start(
+        module_live_server,
         ORCHESTRATOR_TRUSTED_PROXIES="1",
         ORCHESTRATOR_RATE_LIMIT_EXEMPT="127.0.0.1/32",
     )
-    yield server
-    server.stop()
 
 
 @pytest.fixture

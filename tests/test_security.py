@@ -17,7 +17,6 @@ from flask_jwt_extended import create_refresh_token
 from app import create_app
 from app.config import ConfigError, Settings
 from tests.conftest import API_KEYS, JWT_SECRET, base_env, mint_token
-from tests.support import LiveServer
 
 MISSING_TASK = str(uuid.uuid4())
 MISSING_APPROVAL = f"apr-{uuid.uuid4()}"
@@ -689,12 +688,9 @@ def test_no_secret_in_bodies_or_logs(client, caplog):
 
 
 @pytest.fixture(scope="module")
-def live(redis_server, tmp_path_factory):
+def live(module_live_server):
     """One real gunicorn for the tests that need the wire (chunked bodies, its own logs)."""
-    env = base_env(redis_server.url, ORCHESTRATOR_MAX_BODY_BYTES="1024", LOG_LEVEL="DEBUG")
-    server = LiveServer(env, 1, tmp_path_factory.mktemp("live") / "gunicorn.log").start()
-    yield server
-    server.stop()
+    return module_live_server(workers=1, ORCHESTRATOR_MAX_BODY_BYTES="1024", LOG_LEVEL="DEBUG")
 
 
 def test_no_secret_in_the_live_server_log(live):
