@@ -1,4 +1,5 @@
-"""Shared fixtures: a private Redis, app factories, clients, credentials and live servers."""
+"""Shared fixtures: a private Redis, app factories, clients, credentials, the `api` helper
+and live servers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from app import create_app
 from harness import LiveServer, RedisServer
+from tests.helpers import Api
 
 JWT_SECRET = "test-secret-" + "s" * 40
 API_KEYS = {
@@ -18,6 +20,8 @@ API_KEYS = {
     "user": "user-key-0123456789abcdef",
     "ops": "ops-key-0123456789abcdef",
 }
+# X-API-Key headers per name; `ops` is a second agent principal (for four eyes).
+HEADERS = {name: {"X-API-Key": key} for name, key in API_KEYS.items()}
 PRINCIPALS = {
     "admin": "apikey:admin",
     "agent": "apikey:agent",
@@ -94,7 +98,13 @@ def runner(app):
 @pytest.fixture
 def keys():
     """X-API-Key headers per role; `ops` is a second agent (for four-eyes)."""
-    return {name: {"X-API-Key": key} for name, key in API_KEYS.items()}
+    return {name: dict(headers) for name, headers in HEADERS.items()}
+
+
+@pytest.fixture
+def api(client, keys):
+    """The API as a role: `api.create(as_="agent")`, `api.approve(approval_id, as_="ops")`."""
+    return Api(client, keys)
 
 
 def mint_token(

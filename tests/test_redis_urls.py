@@ -7,13 +7,10 @@ import pytest
 from harness import RedisServer
 
 
-def _create_and_read(client, keys) -> None:
-    created = client.post("/tasks", json={"type": "faq"}, headers=keys["agent"])
-    assert created.status_code == 201
-    task_id = created.json["task_id"]
-    read = client.get(f"/tasks/{task_id}", headers=keys["user"])
-    assert read.status_code == 200 and read.json["task"]["status"] == "assigned"
-    assert client.get("/health").json["redis"] == "connected"
+def _create_and_read(api) -> None:
+    task_id = api.create(type="faq")["task_id"]
+    assert api.task(task_id)["status"] == "assigned"
+    assert api.health()["redis"] == "connected"
 
 
 @pytest.fixture
@@ -22,10 +19,10 @@ def unix_redis(tmp_path):
         yield server.url
 
 
-def test_unix_socket_url(make_app, keys, unix_redis):
+def test_unix_socket_url(make_app, keys, api, unix_redis):
     app = make_app(redis_url=unix_redis, ORCHESTRATOR_RATE_LIMIT_TASKS="100")
     client = app.test_client()
-    _create_and_read(client, keys)
+    _create_and_read(api.using(client))
     limited = client.get("/tasks", headers=keys["user"])  # the limiter uses the socket too
     assert limited.headers["X-RateLimit-Limit"] == "100"
 
@@ -44,6 +41,7 @@ def test_rediss_verifies_certificates_by_default(make_app, tls_redis):
     assert response.json["redis"] == "disconnected"
 
 
-def test_rediss_without_verification_when_asked(make_app, keys, tls_redis):
-    client = make_app(redis_url=tls_redis, REDIS_TLS_VERIFY="false").test_client()
-    _create_and_read(client, keys)
+def test_rediss_without_verification_when_asked(make_app, api, tls_redis):
+    _create_and_read(
+        api.using(make_app(redis_url=tls_redis, REDIS_TLS_VERIFY="false").test_client())
+    )
