@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from app.config import DEFAULT_ROUTES
 from app.docs import STATIC
+from app.domain.model import DEFAULT_ROUTES
 
-# SPEC §4: every endpoint, as (method, OpenAPI path).
+# Every endpoint (README.md, API in one table), as (method, OpenAPI path).
 SPEC_ENDPOINTS = [
     ("get", "/"),
     ("get", "/health"),

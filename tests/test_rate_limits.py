@@ -10,6 +10,7 @@ import requests
 
 from harness import LiveServer
 from tests.conftest import API_KEYS
+from tests.helpers import redis_keys
 
 RATE_VARIABLES = ("TASKS", "EVENTS", "APPROVALS", "STATS", "DEFAULT")
 USER = {"X-API-Key": API_KEYS["user"]}
@@ -36,7 +37,7 @@ def limits(**overrides: str) -> dict[str, str]:
 
 
 def assert_refused(response, limit: int) -> None:
-    """A 429 as SPEC §5 describes it: {"detail"}, Retry-After and the X-RateLimit-* set."""
+    """A 429 as the service answers it: {"detail"}, Retry-After and the X-RateLimit-* set."""
     assert response.status_code == 429
     body = response.json() if callable(response.json) else response.json  # requests or Flask
     assert body == {"detail": f"Rate limit exceeded: {limit} per 60 s"}
@@ -151,8 +152,7 @@ def fresh(redis_server):
 
     def clear(server: LiveServer) -> LiveServer:
         client = redis_server.client()
-        prefix = server.env["ORCHESTRATOR_QUEUE_PREFIX"]
-        for key in client.scan_iter(f"{prefix}:ratelimit*"):
+        for key in client.scan_iter(redis_keys(server.env).name("rate_limits") + "*"):
             client.delete(key)
         return server
 
