@@ -47,7 +47,7 @@ UNLISTED_STATUSES = {405}
 # Schema-valid requests that are still rightly refused with 422, by rules no OpenAPI
 # schema can express:
 VALID_BUT_REFUSED = (
-    # A cursor is opaque: only one the service issued is valid (SPEC §4).
+    # A cursor is opaque: only one the service issued is valid (README.md, GET /tasks).
     {"cursor": ["Malformed cursor."]},
     # An Idempotency-Key already used with another body (schemathesis reuses short keys).
     {"Idempotency-Key": ["Reused with a different body."]},
@@ -91,7 +91,7 @@ def status_code_is_listed(ctx, response, case) -> None:
 
 
 def refused_by_gunicorn(response) -> bool:
-    """SPEC §4: an over-long request line may be refused by gunicorn itself (400/414)."""
+    """An over-long request line may be refused by gunicorn itself (400/414)."""
     line = f"{response.request.method} {response.request.path_url} HTTP/1.1"
     if len(line) <= GUNICORN_REQUEST_LINE_LIMIT:
         return False
