@@ -12,7 +12,7 @@ import pytest
 
 from app.domain.model import DEFAULT_ROUTES, PRIORITIES
 from tests.conftest import PRINCIPALS
-from tests.helpers import PLAIN_TASK, parse_time
+from tests.helpers import PLAIN_TASK, parse_time, redis_keys
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
@@ -239,6 +239,14 @@ def test_idempotency_key_with_a_different_body_is_422(client, keys):
         "errors": {"Idempotency-Key": ["Reused with a different body."]},
     }
     assert list_ids(client, keys["user"]) == [first.json["task_id"]]
+
+
+def test_idempotency_record_is_kept_for_24_hours(app, client, keys, redis_server):
+    """A retry within a day replays the first answer (README.md, POST /tasks)."""
+    headers = {**keys["agent"], "Idempotency-Key": "order-44"}
+    assert client.post("/tasks", json=PLAIN_TASK, headers=headers).status_code == 201
+    record = redis_keys(app).idempotency(PRINCIPALS["agent"], "order-44")
+    assert 86400 - 60 <= redis_server.client().ttl(record) <= 86400
 
 
 def test_idempotency_keys_belong_to_one_principal(client, keys):
