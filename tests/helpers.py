@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from app.domain.keys import Keys
@@ -106,6 +107,19 @@ def stream_types(redis_client, app, task_id: str) -> list[str]:
     """Event types stored for one task, oldest first, read straight from the stream."""
     entries = redis_client.xrange(redis_keys(app).name("events"))
     return [fields["type"] for _, fields in entries if fields.get("task_id") == task_id]
+
+
+def metric_sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        match = re.match(r"^([a-zA-Z_:]+)(?:\{(.*)\})? (\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        found = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
+        if found == wanted:
+            return float(match.group(3))
+    return 0.0
 
 
 def parse_time(stamp: str) -> datetime:

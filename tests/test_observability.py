@@ -10,19 +10,7 @@ import requests
 from prometheus_client import REGISTRY
 
 from tests.conftest import API_KEYS, JWT_SECRET
-
-
-def _sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text format (0 when absent)."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        match = re.match(r"^([a-zA-Z_:]+)(?:\{(.*)\})? (\S+)$", line)
-        if not match or match.group(1) != name:
-            continue
-        found = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
-        if found == wanted:
-            return float(match.group(3))
-    return 0.0
+from tests.helpers import metric_sample
 
 
 def _log_lines(server) -> list[dict]:
@@ -59,15 +47,18 @@ def test_counters_add_up_across_workers(metrics_server):
     assert scrape.status_code == 200
     assert scrape.headers["Content-Type"].startswith("text/plain")
     text = scrape.text
-    assert _sample(text, "orchestrator_tasks_created_total", type="kb_update", priority="P3") == 12
     assert (
-        _sample(
+        metric_sample(text, "orchestrator_tasks_created_total", type="kb_update", priority="P3")
+        == 12
+    )
+    assert (
+        metric_sample(
             text, "orchestrator_http_requests_total", method="POST", endpoint="/tasks", status="201"
         )
         == 12
     )
-    assert _sample(text, "orchestrator_queue_depth", agent="faq_agent") == 12
-    assert _sample(text, "orchestrator_redis_up") == 1
+    assert metric_sample(text, "orchestrator_queue_depth", agent="faq_agent") == 12
+    assert metric_sample(text, "orchestrator_redis_up") == 1
     assert "orchestrator_http_request_duration_seconds_bucket" in text
     assert len({line["pid"] for line in _worker_boot_lines(metrics_server)}) >= 2
 
