@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import time
 
 import pytest
 import requests
@@ -70,6 +72,38 @@ def _worker_boot_lines(server) -> list[dict]:
         if match:
             lines.append({"pid": int(match.group(1))})
     return lines
+
+
+def test_metrics_without_a_token_are_open_and_add_up_across_workers(live_server):
+    server = live_server(workers=2)  # base_env sets no ORCHESTRATOR_METRICS_TOKEN
+    assert len(server.worker_pids()) == 2
+    # A request that has sent only part of its headers holds one sync worker, so the
+    # requests after it are all served by the other: both workers count some.
+    held = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    held.sendall(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    time.sleep(0.3)
+    for _ in range(5):
+        other = requests.get(f"{server.url}/stats", headers={"Connection": "close"}, timeout=5)
+        assert other.status_code == 200
+    held.sendall(b"Connection: close\r\n\r\n")
+    assert held.makefile("rb").readline().startswith(b"HTTP/1.1 200")
+    held.close()
+
+    scrape = requests.get(f"{server.url}/metrics", timeout=5)
+    assert scrape.status_code == 200
+    assert scrape.headers["Content-Type"].startswith("text/plain; version=")
+    assert "# TYPE orchestrator_http_requests_total counter" in scrape.text
+    # Whichever worker answers the scrape, it counts the other one's requests too.
+    assert (
+        metric_sample(
+            scrape.text,
+            "orchestrator_http_requests_total",
+            method="GET",
+            endpoint="/stats",
+            status="200",
+        )
+        == 6
+    )
 
 
 def test_metrics_token_is_required_when_set(metrics_server):
