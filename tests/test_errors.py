@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -126,12 +125,11 @@ def app_without_redis(make_app):
 
 @pytest.mark.parametrize(("method", "path"), GARBAGE)
 def test_garbage_id_is_404_without_asking_redis(app_without_redis, keys, method, path):
-    started = time.monotonic()
     response = getattr(app_without_redis.test_client(), method)(path, headers=keys["admin"])
-    elapsed = time.monotonic() - started
-    assert_json_error(response, 404)
-    # Any Redis call would have raised ConnectionError (503) after connect retries.
-    assert elapsed < 0.25
+    # Any Redis call would have answered 503; the route matched, so the 404 names the
+    # resource rather than saying no route exists.
+    detail = "Approval not found" if path.startswith("/approvals/") else "Task not found"
+    assert assert_json_error(response, 404)["detail"] == detail
 
 
 @pytest.mark.parametrize("path", [f"/tasks/{TASK_ID}", f"/approvals/{APPROVAL_ID}"])

@@ -675,7 +675,20 @@ def assert_no_secret_in(text: str) -> None:
     assert API_KEYS["admin"][:-1] not in text  # not even the near miss
 
 
-def test_no_secret_in_bodies_or_logs(client, caplog):
+def test_no_secret_in_bodies_or_logs(app, client, caplog):
+    def explode():
+        raise RuntimeError("boom while holding credentials")
+
+    app.add_url_rule("/_boom", "boom", explode)
+    # gunicorn's access line is made of what the app leaves in the WSGI environ: keep it.
+    environs, serve = [], app.wsgi_app
+
+    def keep_environ(environ, start_response):
+        environs.append(environ)
+        return serve(environ, start_response)
+
+    app.wsgi_app = keep_environ
+
     def send(method, path, headers, body=None):
         if isinstance(body, bytes):
             return client.open(path, method=method, headers=headers, data=body)
@@ -683,11 +696,19 @@ def test_no_secret_in_bodies_or_logs(client, caplog):
 
     with caplog.at_level(logging.DEBUG):
         responses = requests_carrying_secrets(send)
+        # In process only the app's own records are written (gunicorn writes the access
+        # line, see the live test below): an unexpected error logs its traceback.
+        responses.append(send("GET", "/_boom", {"X-API-Key": API_KEYS["admin"]}))
     statuses = [r.status_code for r in responses]
-    assert statuses == [200, 401, 403, 422, 400, 404, 401, 401, 401, 403, 200, 200]
-    for response in responses:
+    assert statuses == [200, 401, 403, 422, 400, 404, 401, 401, 401, 403, 200, 200, 500]
+    access = [{k: v for k, v in e.items() if k.startswith("orchestrator.")} for e in environs]
+    assert access[0]["orchestrator.principal"] == "apikey:user"
+    assert access[1]["orchestrator.principal"] == "-"  # the near miss named nobody
+    for response, line in zip(responses, access, strict=True):
         assert_no_secret_in(response.get_data(as_text=True))
         assert_no_secret_in(str(response.headers))
+        assert_no_secret_in(str(line))
+    assert "unhandled error" in caplog.text and "boom while holding credentials" in caplog.text
     assert_no_secret_in(caplog.text)
     assert_no_secret_in(" ".join(str(r.__dict__) for r in caplog.records))
 
