@@ -22,14 +22,14 @@ import requests
 
 from app import create_app
 from harness import wait_until
-from tests.conftest import API_KEYS
+from tests.conftest import HEADERS
 from tests.helpers import redis_keys
 
 pytestmark = pytest.mark.slow
 
-AGENT = {"X-API-Key": API_KEYS["agent"]}
-OPS = {"X-API-Key": API_KEYS["ops"]}
-USER = {"X-API-Key": API_KEYS["user"]}
+AGENT = HEADERS["agent"]
+OPS = HEADERS["ops"]
+USER = HEADERS["user"]
 HEALTH_CHECK_TIMEOUT = 1.0
 BOUND = HEALTH_CHECK_TIMEOUT + 1.0
 CLIENT_SLACK = 0.5  # the client's own share: connect, send, read on a loaded machine

@@ -25,11 +25,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app import create_app
-from tests.conftest import API_KEYS, base_env
+from tests.conftest import HEADERS, base_env
 
-ADMIN = {"X-API-Key": API_KEYS["admin"]}
-AGENT = {"X-API-Key": API_KEYS["agent"]}
-OPS = {"X-API-Key": API_KEYS["ops"]}
+ADMIN = HEADERS["admin"]
+AGENT = HEADERS["agent"]
+OPS = HEADERS["ops"]
 MAX_EXAMPLES = 40  # per operation and phase: bounded, so the module runs in ~20 s
 HYPOTHESIS = settings(
     max_examples=MAX_EXAMPLES,

@@ -9,10 +9,10 @@ import pytest
 import requests
 
 from app.config import ConfigError, Settings
-from tests.conftest import API_KEYS, JWT_SECRET
+from tests.conftest import HEADERS, JWT_SECRET
 from tests.helpers import redis_keys
 
-AGENT = {"X-API-Key": API_KEYS["agent"]}
+AGENT = HEADERS["agent"]
 
 
 def next_message(pubsub, timeout: float = 2.0) -> dict | None:

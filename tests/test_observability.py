@@ -11,7 +11,7 @@ import pytest
 import requests
 from prometheus_client import REGISTRY
 
-from tests.conftest import API_KEYS, JWT_SECRET
+from tests.conftest import API_KEYS, HEADERS, JWT_SECRET
 from tests.helpers import metric_sample
 
 
@@ -31,7 +31,7 @@ def metrics_server(module_live_server):
 
 
 def test_counters_add_up_across_workers(metrics_server):
-    agent = {"X-API-Key": API_KEYS["agent"]}
+    agent = HEADERS["agent"]
     for _ in range(12):  # a new connection each time: spread over the three workers
         with requests.Session() as session:
             created = session.post(

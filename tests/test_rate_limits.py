@@ -9,12 +9,12 @@ import pytest
 import requests
 
 from harness import LiveServer
-from tests.conftest import API_KEYS
+from tests.conftest import HEADERS
 from tests.helpers import redis_keys
 
 RATE_VARIABLES = ("TASKS", "EVENTS", "APPROVALS", "STATS", "DEFAULT")
-USER = {"X-API-Key": API_KEYS["user"]}
-AGENT = {"X-API-Key": API_KEYS["agent"]}
+USER = HEADERS["user"]
+AGENT = HEADERS["agent"]
 
 # (variable that governs it, method, path, headers, status when allowed)
 ENDPOINTS = [
@@ -210,7 +210,7 @@ def test_health_is_never_limited_live(direct, fresh):
 def test_exempt_principal_is_never_limited(direct, fresh):
     server = fresh(direct)
     for _ in range(LIMIT * 2):
-        response = get(server, "/tasks", {"X-API-Key": API_KEYS["ops"]})
+        response = get(server, "/tasks", HEADERS["ops"])
         assert response.status_code == 200 and response.json()["success"] is True
         assert "X-RateLimit-Limit" not in response.headers
     # The same key's neighbours are not exempt.

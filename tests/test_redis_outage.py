@@ -12,11 +12,11 @@ import time
 import pytest
 import requests
 
-from tests.conftest import API_KEYS
+from tests.conftest import HEADERS
 
 HEALTH_CHECK_TIMEOUT = 1.0
 BOUND = HEALTH_CHECK_TIMEOUT + 1.0
-AGENT = {"X-API-Key": API_KEYS["agent"]}
+AGENT = HEADERS["agent"]
 NEW_TASK = {"type": "bugfix", "priority": "P3"}
 
 

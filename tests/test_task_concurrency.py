@@ -12,11 +12,11 @@ import requests
 
 from app import create_app
 from app.domain.model import STATUSES
-from tests.conftest import API_KEYS
+from tests.conftest import HEADERS
 from tests.helpers import redis_keys
 
-AGENT = {"X-API-Key": API_KEYS["agent"]}
-OPS = {"X-API-Key": API_KEYS["ops"]}
+AGENT = HEADERS["agent"]
+OPS = HEADERS["ops"]
 
 _local = threading.local()
 
