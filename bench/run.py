@@ -24,9 +24,8 @@ from pathlib import Path
 import redis
 import requests
 
-from tests.support import LiveServer, RedisServer
+from harness import ROOT, LiveServer, RedisServer
 
-ROOT = Path(__file__).resolve().parent.parent
 BENCH_KEY = "bench-agent-key-0123456789abcdef"
 # Commands a client sends itself; everything else in commandstats ran inside a script.
 CLIENT_COMMANDS = {

@@ -1,4 +1,5 @@
-"""Shared fixtures: a private Redis, app factories, clients, credentials and live servers."""
+"""Shared fixtures: a private Redis, app factories, clients, credentials, the `api` helper
+and live servers."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import jwt as pyjwt
 import pytest
 
 from app import create_app
-from tests.support import LiveServer, RedisServer
+from harness import LiveServer, RedisServer
+from tests.helpers import Api
 
 JWT_SECRET = "test-secret-" + "s" * 40
 API_KEYS = {
@@ -18,6 +20,8 @@ API_KEYS = {
     "user": "user-key-0123456789abcdef",
     "ops": "ops-key-0123456789abcdef",
 }
+# X-API-Key headers per name; `ops` is a second agent principal (for four eyes).
+HEADERS = {name: {"X-API-Key": key} for name, key in API_KEYS.items()}
 PRINCIPALS = {
     "admin": "apikey:admin",
     "agent": "apikey:agent",
@@ -94,7 +98,13 @@ def runner(app):
 @pytest.fixture
 def keys():
     """X-API-Key headers per role; `ops` is a second agent (for four-eyes)."""
-    return {name: {"X-API-Key": key} for name, key in API_KEYS.items()}
+    return {name: dict(headers) for name, headers in HEADERS.items()}
+
+
+@pytest.fixture
+def api(client, keys):
+    """The API as a role: `api.create(as_="agent")`, `api.approve(approval_id, as_="ops")`."""
+    return Api(client, keys)
 
 
 def mint_token(
@@ -115,17 +125,39 @@ def tokens():
     }
 
 
+class LiveServers:
+    """Starts the real service under gunicorn, each with its own key prefix; stops them all."""
+
+    def __init__(self, redis_url: str, directory):
+        self.redis_url = redis_url
+        self.directory = directory
+        self.started: list[LiveServer] = []
+
+    def __call__(self, workers: int = 2, redis_url: str | None = None, **overrides: str):
+        """A started server: workers, a REDIS_URL other than the session's, env overrides."""
+        env = base_env(redis_url or self.redis_url, **overrides)
+        log = self.directory / f"gunicorn-{len(self.started)}.log"
+        server = LiveServer(env, workers, log)
+        self.started.append(server)
+        return server.start()
+
+    def stop(self) -> None:
+        """Stop every server started here."""
+        for server in self.started:
+            server.stop()
+
+
 @pytest.fixture
 def live_server(redis_server, tmp_path):
     """Start the real service under gunicorn: live_server(workers=3, ORCHESTRATOR_X="1")."""
-    started: list[LiveServer] = []
+    servers = LiveServers(redis_server.url, tmp_path)
+    yield servers
+    servers.stop()
 
-    def factory(workers: int = 2, redis_url: str | None = None, **overrides: str) -> LiveServer:
-        env = base_env(redis_url or redis_server.url, **overrides)
-        server = LiveServer(env, workers, tmp_path / f"gunicorn-{len(started)}.log").start()
-        started.append(server)
-        return server
 
-    yield factory
-    for server in started:
-        server.stop()
+@pytest.fixture(scope="module")
+def module_live_server(redis_server, tmp_path_factory):
+    """live_server for servers a module's tests share; stopped after the module."""
+    servers = LiveServers(redis_server.url, tmp_path_factory.mktemp("live"))
+    yield servers
+    servers.stop()

@@ -7,12 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.conftest import API_KEYS, mint_token
+from tests.conftest import HEADERS, mint_token
 
 DECIDERS = 20
 ROUNDS = 5
-CREATOR = {"X-API-Key": API_KEYS["agent"]}  # principal apikey:agent
-READER = {"X-API-Key": API_KEYS["user"]}
+CREATOR = HEADERS["agent"]  # principal apikey:agent
+READER = HEADERS["user"]
 # Twenty distinct agent principals, none of them the creator.
 DECIDER_HEADERS = [
     {"Authorization": f"Bearer {mint_token(f'decider-{i}', 'agent')}"} for i in range(DECIDERS)

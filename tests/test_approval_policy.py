@@ -1,4 +1,4 @@
-"""The HITL policy: which tasks need a second principal's approval, and why (SPEC §4)."""
+"""The HITL policy: which tasks need a second principal's approval, and why."""
 
 from __future__ import annotations
 

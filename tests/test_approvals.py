@@ -2,154 +2,114 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime
 
 import pytest
 
 from tests.conftest import PRINCIPALS, mint_token
+from tests.helpers import redis_keys
 
 CREATOR, APPROVER = PRINCIPALS["agent"], PRINCIPALS["ops"]
 UNKNOWN = "apr-00000000-0000-4000-8000-000000000000"
-APPROVAL_FIELDS = {
-    "approval_id",
-    "task_id",
-    "task_type",
-    "priority",
-    "reason",
-    "status",
-    "requested_by",
-    "requested_at",
-    "expires_at",
-    "decided_by",
-    "decided_at",
-    "rejection_reason",
-    "comment",
-    "approved_by",
-    "approved_at",
-}
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)$")
 
 
-def gated(client, keys, **body) -> tuple[str, str]:
+def gated(api, **body) -> tuple[str, str]:
     """Create a P0 task as `agent` (so `ops` may decide it); returns (task_id, approval_id)."""
-    response = client.post(
-        "/tasks", json={"type": "bugfix", "priority": "P0", **body}, headers=keys["agent"]
-    )
-    assert response.status_code == 201, response.json
-    assert response.json["task"]["status"] == "awaiting_approval"
-    return response.json["task_id"], response.json["approval_id"]
+    created = api.create(**{"priority": "P0", **body})
+    assert created["task"]["status"] == "awaiting_approval"
+    return created["task_id"], created["approval_id"]
 
 
-def approval(client, keys, approval_id) -> dict:
-    response = client.get(f"/approvals/{approval_id}", headers=keys["user"])
-    assert response.status_code == 200, response.json
-    return response.json
+def event_types(api, task_id) -> list[str]:
+    return [event["event_type"] for event in api.events(task_id=task_id, order="asc")["events"]]
 
 
-def task(client, keys, task_id) -> dict:
-    response = client.get(f"/tasks/{task_id}", headers=keys["user"])
-    assert response.status_code == 200, response.json
-    return response.json["task"]
-
-
-def event_types(client, keys, task_id) -> list[str]:
-    response = client.get(f"/events?task_id={task_id}&order=asc", headers=keys["user"])
-    assert response.status_code == 200, response.json
-    return [event["event_type"] for event in response.json["events"]]
-
-
-def listed(client, keys, which: str, **query) -> list[str]:
-    response = client.get(f"/approvals/{which}", query_string=query, headers=keys["user"])
-    assert response.status_code == 200, response.json
-    assert response.json["count"] == len(response.json["approvals"])
-    return [entry["approval_id"] for entry in response.json["approvals"]]
-
-
-def claim(client, keys):
-    return client.post("/tasks/claim", json={"agent": "dev_agent"}, headers=keys["ops"])
-
-
-def decide(client, headers, approval_id, verb, **kwargs):
-    return client.post(f"/approvals/{approval_id}/{verb}", headers=headers, **kwargs)
+def listed(api, which: str, **query) -> list[str]:
+    body = api.call("GET", f"/approvals/{which}", query_string=query)
+    assert body["count"] == len(body["approvals"])
+    return [entry["approval_id"] for entry in body["approvals"]]
 
 
 def raw(app, redis_server, kind: str, ident: str) -> dict:
     """A record straight from Redis, without any script settling it first."""
-    prefix = app.extensions["orchestrator.settings"].queue_prefix
-    return redis_server.client().hgetall(f"{prefix}:{kind}:{ident}")
+    return redis_server.client().hgetall(redis_keys(app).name(kind, ident))
 
 
 # --- the record -----------------------------------------------------------------------
 
 
-def test_gated_create_opens_a_complete_approval_record(client, keys):
-    task_id, approval_id = gated(client, keys, type="deploy", priority="P1")
-    record = approval(client, keys, approval_id)
-    assert set(record) == APPROVAL_FIELDS
-    assert record["approval_id"] == approval_id == f"apr-{task_id}"
-    assert (record["task_id"], record["task_type"], record["priority"]) == (task_id, "deploy", "P1")
-    assert record["reason"] == "priority P1; deploy to production"
-    assert (record["status"], record["requested_by"]) == ("pending", CREATOR)
+def test_gated_create_opens_a_complete_approval_record(api):
+    task_id, approval_id = gated(api, type="deploy", priority="P1")
+    record = api.approval(approval_id)
+    assert approval_id == f"apr-{task_id}"
+    # Every field, and no other: the two times are checked on their own.
+    assert record | {"requested_at": None, "expires_at": None} == {
+        "approval_id": approval_id,
+        "task_id": task_id,
+        "task_type": "deploy",
+        "priority": "P1",
+        "reason": "priority P1; deploy to production",
+        "status": "pending",
+        "requested_by": CREATOR,
+        "requested_at": None,
+        "expires_at": None,
+        "decided_by": None,
+        "decided_at": None,
+        "rejection_reason": None,
+        "comment": None,
+        "approved_by": None,
+        "approved_at": None,
+    }
     requested = datetime.fromisoformat(record["requested_at"])
     assert (datetime.fromisoformat(record["expires_at"]) - requested).total_seconds() == 86400
-    assert all(
-        record[name] is None
-        for name in (
-            "decided_by",
-            "decided_at",
-            "rejection_reason",
-            "comment",
-            "approved_by",
-            "approved_at",
-        )
-    )
-    assert task(client, keys, task_id)["approval_id"] == approval_id
-    assert event_types(client, keys, task_id) == [
+    assert api.task(task_id)["approval_id"] == approval_id
+    assert event_types(api, task_id) == [
         "task.created",
         "task.awaiting_approval",
         "approval.requested",
     ]
 
 
-def test_pending_lists_oldest_first(client, keys):
-    created = [gated(client, keys)[1] for _ in range(3)]
-    client.post("/tasks", json={"type": "bugfix"}, headers=keys["agent"])  # not gated
-    assert listed(client, keys, "pending") == created
+def test_pending_lists_oldest_first(api):
+    created = [gated(api)[1] for _ in range(3)]
+    api.create()  # not gated
+    assert listed(api, "pending") == created
 
 
-def test_idempotent_replay_opens_no_second_approval(client, keys):
+def test_idempotent_replay_opens_no_second_approval(client, keys, api):
     headers = {**keys["agent"], "Idempotency-Key": "gate-once"}
     first = client.post("/tasks", json={"type": "deploy"}, headers=headers)
     again = client.post("/tasks", json={"type": "deploy"}, headers=headers)
     assert first.status_code == again.status_code == 201
     assert again.json["approval_id"] == first.json["approval_id"]
-    assert listed(client, keys, "pending") == [first.json["approval_id"]]
+    assert listed(api, "pending") == [first.json["approval_id"]]
 
 
 # --- the gate holds ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("status", ["in_progress", "completed", "failed", "assigned"])
-def test_gated_task_can_be_neither_claimed_nor_moved(client, keys, status):
-    task_id, approval_id = gated(client, keys)
-    assert claim(client, keys).status_code == 204
+def test_gated_task_can_be_neither_claimed_nor_moved(api, status):
+    task_id, approval_id = gated(api)
+    api.claim(as_="ops", expect=204)
     for kwargs in ({"query_string": {"status": status}}, {"json": {"status": status}}):
-        response = client.patch(f"/tasks/{task_id}/status", headers=keys["ops"], **kwargs)
-        assert response.status_code == 409
-        assert response.json["current_status"] == "awaiting_approval"
-    assert task(client, keys, task_id)["status"] == "awaiting_approval"
-    assert approval(client, keys, approval_id)["status"] == "pending"
-    assert claim(client, keys).status_code == 204
+        path = f"/tasks/{task_id}/status"
+        refused = api.call("PATCH", path, as_="ops", expect=409, **kwargs)
+        assert refused["current_status"] == "awaiting_approval"
+    assert api.task(task_id)["status"] == "awaiting_approval"
+    assert api.approval(approval_id)["status"] == "pending"
+    api.claim(as_="ops", expect=204)
 
 
 # --- decisions ---------------------------------------------------------------------------
 
 
-def test_approve_queues_the_task(client, keys):
-    task_id, approval_id = gated(client, keys)
-    response = decide(client, keys["ops"], approval_id, "approve", json={"comment": "lgtm"})
-    assert response.status_code == 200, response.json
-    body = response.json
+def test_approve_queues_the_task(api):
+    task_id, approval_id = gated(api)
+    body = api.approve(approval_id, as_="ops", comment="lgtm")
     assert body["success"] is True
     assert body["task"]["status"] == "assigned"
     record = body["approval"]
@@ -158,14 +118,13 @@ def test_approve_queues_the_task(client, keys):
         APPROVER,
         "lgtm",
     )
-    assert record["rejection_reason"] is None and record["decided_at"]
-    assert approval(client, keys, approval_id) == record
-    assert listed(client, keys, "pending") == []
-    assert listed(client, keys, "history") == [approval_id]
-    claimed = claim(client, keys)
-    assert claimed.status_code == 200
-    assert (claimed.json["task_id"], claimed.json["task"]["status"]) == (task_id, "in_progress")
-    assert event_types(client, keys, task_id) == [
+    assert record["rejection_reason"] is None and ISO_UTC.match(record["decided_at"])
+    assert api.approval(approval_id) == record
+    assert listed(api, "pending") == []
+    assert listed(api, "history") == [approval_id]
+    claimed = api.claim(as_="ops")
+    assert (claimed["task_id"], claimed["task"]["status"]) == (task_id, "in_progress")
+    assert event_types(api, task_id) == [
         "task.created",
         "task.awaiting_approval",
         "approval.requested",
@@ -176,17 +135,16 @@ def test_approve_queues_the_task(client, keys):
 
 
 @pytest.mark.parametrize("where", ["query", "json"])
-def test_reject_cancels_the_task_with_the_reason(client, keys, where):
-    task_id, approval_id = gated(client, keys)
+def test_reject_cancels_the_task_with_the_reason(api, where):
+    task_id, approval_id = gated(api)
     reason = "too risky on a Friday"
     kwargs = (
         {"query_string": {"reason": reason}}
         if where == "query"
         else {"json": {"reason": reason, "comment": "see #42"}}
     )
-    response = decide(client, keys["ops"], approval_id, "reject", **kwargs)
-    assert response.status_code == 200, response.json
-    record, cancelled = response.json["approval"], response.json["task"]
+    body = api.call("POST", f"/approvals/{approval_id}/reject", as_="ops", **kwargs)
+    record, cancelled = body["approval"], body["task"]
     assert (record["status"], record["decided_by"], record["rejection_reason"]) == (
         "rejected",
         APPROVER,
@@ -194,26 +152,22 @@ def test_reject_cancels_the_task_with_the_reason(client, keys, where):
     )
     assert record["comment"] == ("see #42" if where == "json" else None)
     assert cancelled["status"] == "cancelled" and reason in cancelled["error"]
-    assert task(client, keys, task_id) == cancelled
-    assert claim(client, keys).status_code == 204
-    assert event_types(client, keys, task_id)[-2:] == ["approval.rejected", "task.cancelled"]
+    assert api.task(task_id) == cancelled
+    api.claim(as_="ops", expect=204)
+    assert event_types(api, task_id)[-2:] == ["approval.rejected", "task.cancelled"]
 
 
-def test_reject_without_reason_says_so(client, keys):
-    task_id, approval_id = gated(client, keys)
-    response = decide(client, keys["ops"], approval_id, "reject")
-    assert response.status_code == 200
-    assert response.json["approval"]["rejection_reason"] == "no reason given"
-    assert task(client, keys, task_id)["error"] == "approval rejected: no reason given"
+def test_reject_without_reason_says_so(api):
+    task_id, approval_id = gated(api)
+    assert api.reject(approval_id)["approval"]["rejection_reason"] == "no reason given"
+    assert api.task(task_id)["error"] == "approval rejected: no reason given"
 
 
-def test_comment_from_query_on_approve(client, keys):
-    _, approval_id = gated(client, keys)
-    response = decide(
-        client, keys["ops"], approval_id, "approve", query_string={"comment": "ship it"}
-    )
-    assert response.status_code == 200
-    assert approval(client, keys, approval_id)["comment"] == "ship it"
+def test_comment_from_query_on_approve(api):
+    _, approval_id = gated(api)
+    path = f"/approvals/{approval_id}/approve"
+    api.call("POST", path, as_="ops", query_string={"comment": "ship it"})
+    assert api.approval(approval_id)["comment"] == "ship it"
 
 
 @pytest.mark.parametrize(
@@ -225,63 +179,52 @@ def test_comment_from_query_on_approve(client, keys):
         ("approve", "comment", "json"),
     ],
 )
-def test_text_over_1000_characters_is_422(client, keys, verb, field, where):
-    _, approval_id = gated(client, keys)
-    kwargs = {"query_string" if where == "query" else "json": {field: "x" * 1001}}
-    response = decide(client, keys["ops"], approval_id, verb, **kwargs)
-    assert response.status_code == 422
-    assert field in response.json["errors"]
-    assert approval(client, keys, approval_id)["status"] == "pending"
-    kwargs = {"query_string" if where == "query" else "json": {field: "x" * 1000}}
-    assert decide(client, keys["ops"], approval_id, verb, **kwargs).status_code == 200
+def test_text_over_1000_characters_is_422(api, verb, field, where):
+    _, approval_id = gated(api)
+    path = f"/approvals/{approval_id}/{verb}"
+    where = "query_string" if where == "query" else "json"
+    refused = api.call("POST", path, as_="ops", expect=422, **{where: {field: "x" * 1001}})
+    assert field in refused["errors"]
+    assert api.approval(approval_id)["status"] == "pending"
+    api.call("POST", path, as_="ops", **{where: {field: "x" * 1000}})
 
 
-def test_approve_rejects_unknown_fields(client, keys):
-    _, approval_id = gated(client, keys)
-    response = decide(client, keys["ops"], approval_id, "approve", json={"approver": "me"})
-    assert response.status_code == 422
-    assert "approver" in response.json["errors"]
+def test_approve_rejects_unknown_fields(api):
+    _, approval_id = gated(api)
+    assert "approver" in api.approve(approval_id, expect=422, approver="me")["errors"]
 
 
 @pytest.mark.parametrize("decision", ["approve", "reject"])
-def test_approved_by_and_approved_at_alias_the_decision(client, keys, decision):
-    _, approval_id = gated(client, keys)
-    record = decide(client, keys["ops"], approval_id, decision).json["approval"]
+def test_approved_by_and_approved_at_alias_the_decision(api, decision):
+    _, approval_id = gated(api)
+    record = api.decide(approval_id, decision)["approval"]
+    assert record["decided_by"] == APPROVER and ISO_UTC.match(record["decided_at"])
     if decision == "approve":
-        assert (
-            (record["approved_by"], record["approved_at"])
-            == (record["decided_by"], record["decided_at"])
-            == (APPROVER, record["decided_at"])
-        )
+        assert (record["approved_by"], record["approved_at"]) == (APPROVER, record["decided_at"])
     else:
         assert record["approved_by"] is None and record["approved_at"] is None
-        assert record["decided_by"] == APPROVER
 
 
 # --- who may decide ----------------------------------------------------------------------
 
 
-def test_creator_cannot_approve_but_may_withdraw(client, keys):
-    task_id, approval_id = gated(client, keys)
-    refused = decide(client, keys["agent"], approval_id, "approve")
-    assert refused.status_code == 403
-    assert "four-eyes" in refused.json["detail"]
-    assert approval(client, keys, approval_id)["status"] == "pending"
-    assert task(client, keys, task_id)["status"] == "awaiting_approval"
-    withdrawn = decide(
-        client, keys["agent"], approval_id, "reject", json={"reason": "filed by mistake"}
-    )
-    assert withdrawn.status_code == 200
-    assert withdrawn.json["approval"]["decided_by"] == CREATOR
-    assert withdrawn.json["task"]["status"] == "cancelled"
+def test_creator_cannot_approve_but_may_withdraw(api):
+    task_id, approval_id = gated(api)
+    refused = api.approve(approval_id, as_="agent", expect=403)
+    assert "four-eyes" in refused["detail"]
+    assert api.approval(approval_id)["status"] == "pending"
+    assert api.task(task_id)["status"] == "awaiting_approval"
+    withdrawn = api.reject(approval_id, as_="agent", reason="filed by mistake")
+    assert withdrawn["approval"]["decided_by"] == CREATOR
+    assert withdrawn["task"]["status"] == "cancelled"
 
 
-def test_creator_is_the_principal_not_the_credential(client, keys, tokens):
+def test_creator_is_the_principal_not_the_credential(api, tokens):
     """A token for the creator's own principal is still the creator."""
-    _, approval_id = gated(client, keys)
+    _, approval_id = gated(api)
     same_principal = {"Authorization": f"Bearer {mint_token(CREATOR, 'admin')}"}
-    assert decide(client, same_principal, approval_id, "approve").status_code == 403
-    assert decide(client, tokens["agent"], approval_id, "approve").status_code == 200
+    api.approve(approval_id, as_=same_principal, expect=403)
+    api.approve(approval_id, as_=tokens["agent"])
 
 
 @pytest.mark.parametrize(
@@ -296,21 +239,18 @@ def test_creator_is_the_principal_not_the_credential(client, keys, tokens):
 )
 @pytest.mark.parametrize("verb", ["approve", "reject"])
 def test_approver_role_sets_the_lowest_role_that_decides(
-    make_app, keys, approver_role, who, status, verb
+    make_app, api, approver_role, who, status, verb
 ):
-    client = make_app(ORCHESTRATOR_APPROVER_ROLE=approver_role).test_client()
-    _, approval_id = gated(client, keys)
-    response = decide(client, keys[who], approval_id, verb)
-    assert response.status_code == status, response.json
+    api = api.using(make_app(ORCHESTRATOR_APPROVER_ROLE=approver_role).test_client())
+    _, approval_id = gated(api)
+    api.decide(approval_id, verb, as_=who, expect=status)
     decided = {"approve": "approved", "reject": "rejected"}[verb]
-    assert approval(client, keys, approval_id)["status"] == (
-        "pending" if status == 403 else decided
-    )
+    assert api.approval(approval_id)["status"] == ("pending" if status == 403 else decided)
 
 
-def test_deciding_needs_credentials(client, keys):
-    _, approval_id = gated(client, keys)
-    response = decide(client, {}, approval_id, "approve")
+def test_deciding_needs_credentials(client, api):
+    _, approval_id = gated(api)
+    response = client.post(f"/approvals/{approval_id}/approve")
     assert response.status_code == 401
     assert "WWW-Authenticate" in response.headers
 
@@ -320,37 +260,32 @@ def test_deciding_needs_credentials(client, keys):
 
 @pytest.mark.parametrize("first", ["approve", "reject"])
 @pytest.mark.parametrize("second", ["approve", "reject"])
-def test_second_decision_is_409_with_current_state(client, keys, first, second):
-    task_id, approval_id = gated(client, keys)
-    assert decide(client, keys["ops"], approval_id, first).status_code == 200
-    before = task(client, keys, task_id)
-    response = decide(client, keys["admin"], approval_id, second)
-    assert response.status_code == 409
+def test_second_decision_is_409_with_current_state(api, first, second):
+    task_id, approval_id = gated(api)
+    api.decide(approval_id, first)
+    before = api.task(task_id)
+    refused = api.decide(approval_id, second, as_="admin", expect=409)
     status = {"approve": "approved", "reject": "rejected"}[first]
-    assert response.json["current_status"] == status
-    assert response.json["approval"]["status"] == status
-    assert response.json["approval"]["decided_by"] == APPROVER
-    assert task(client, keys, task_id) == before
+    assert refused["current_status"] == status
+    assert refused["approval"]["status"] == status
+    assert refused["approval"]["decided_by"] == APPROVER
+    assert api.task(task_id) == before
 
 
-def test_cancelling_a_gated_task_withdraws_its_approval(client, keys):
-    task_id, approval_id = gated(client, keys)
-    response = client.post(
-        f"/tasks/{task_id}/cancel", json={"reason": "no longer needed"}, headers=keys["ops"]
-    )
-    assert response.status_code == 200
-    assert response.json["task"]["status"] == "cancelled"
-    assert listed(client, keys, "pending") == []
-    assert listed(client, keys, "history") == [approval_id]
-    record = approval(client, keys, approval_id)
+def test_cancelling_a_gated_task_withdraws_its_approval(api):
+    task_id, approval_id = gated(api)
+    cancelled = api.cancel(task_id, as_="ops", reason="no longer needed")
+    assert cancelled["task"]["status"] == "cancelled"
+    assert listed(api, "pending") == []
+    assert listed(api, "history") == [approval_id]
+    record = api.approval(approval_id)
     assert (record["status"], record["decided_by"], record["rejection_reason"]) == (
         "rejected",
         APPROVER,
         "no longer needed",
     )
-    late = decide(client, keys["admin"], approval_id, "approve")
-    assert (late.status_code, late.json["current_status"]) == (409, "rejected")
-    assert event_types(client, keys, task_id)[-2:] == ["approval.rejected", "task.cancelled"]
+    assert api.approve(approval_id, as_="admin", expect=409)["current_status"] == "rejected"
+    assert event_types(api, task_id)[-2:] == ["approval.rejected", "task.cancelled"]
 
 
 # --- not found ------------------------------------------------------------------------
@@ -384,29 +319,27 @@ def test_unknown_or_malformed_id_is_404(client, keys, approval_id, method, suffi
 # --- expiry --------------------------------------------------------------------------------
 
 
-def _touch_approve(client, keys, app, approval_id):
-    response = decide(client, keys["ops"], approval_id, "approve")
-    assert (response.status_code, response.json["current_status"]) == (409, "timeout")
+def _touch_approve(api, app, approval_id):
+    assert api.approve(approval_id, expect=409)["current_status"] == "timeout"
 
 
-def _touch_reject(client, keys, app, approval_id):
-    response = decide(client, keys["ops"], approval_id, "reject", json={"reason": "late"})
-    assert (response.status_code, response.json["current_status"]) == (409, "timeout")
+def _touch_reject(api, app, approval_id):
+    assert api.reject(approval_id, expect=409, reason="late")["current_status"] == "timeout"
 
 
-def _touch_get(client, keys, app, approval_id):
-    assert approval(client, keys, approval_id)["status"] == "timeout"
+def _touch_get(api, app, approval_id):
+    assert api.approval(approval_id)["status"] == "timeout"
 
 
-def _touch_pending(client, keys, app, approval_id):
-    assert listed(client, keys, "pending") == []
+def _touch_pending(api, app, approval_id):
+    assert listed(api, "pending") == []
 
 
-def _touch_stats(client, keys, app, approval_id):
-    assert client.get("/stats").json["approvals"] == {"pending": 0}
+def _touch_stats(api, app, approval_id):
+    assert api.stats()["approvals"] == {"pending": 0}
 
 
-def _touch_sweep(client, keys, app, approval_id):
+def _touch_sweep(api, app, approval_id):
     result = app.test_cli_runner().invoke(args=["sweep"])
     assert result.exit_code == 0, result.output
     assert "0 still due" in result.output
@@ -424,68 +357,65 @@ def _touch_sweep(client, keys, app, approval_id):
     ],
     ids=lambda touch: touch.__name__.removeprefix("_touch_"),
 )
-def test_expiry_applies_on_whatever_comes_first(make_app, redis_server, keys, first_touch):
+def test_expiry_applies_on_whatever_comes_first(make_app, redis_server, api, first_touch):
     app = make_app(ORCHESTRATOR_APPROVAL_TIMEOUT="1")
-    client = app.test_client()
-    task_id, approval_id = gated(client, keys)
+    api = api.using(app.test_client())
+    task_id, approval_id = gated(api)
     time.sleep(1.1)
     # Nothing runs in the background: until something touches Redis it is still pending.
     assert raw(app, redis_server, "approval", approval_id)["status"] == "pending"
-    first_touch(client, keys, app, approval_id)
+    first_touch(api, app, approval_id)
     stored = raw(app, redis_server, "approval", approval_id)
     assert stored["status"] == "timeout" and "decided_by" not in stored
     assert raw(app, redis_server, "task", task_id)["status"] == "cancelled"
 
-    record = approval(client, keys, approval_id)
-    assert record["status"] == "timeout" and record["decided_at"]
-    expired = task(client, keys, task_id)
+    record = api.approval(approval_id)
+    assert record["status"] == "timeout" and ISO_UTC.match(record["decided_at"])
+    expired = api.task(task_id)
     assert (expired["status"], expired["error"]) == ("cancelled", "approval timed out")
-    late = decide(client, keys["ops"], approval_id, "approve")
-    assert (late.status_code, late.json["current_status"]) == (409, "timeout")
-    assert claim(client, keys).status_code == 204
-    assert listed(client, keys, "history") == [approval_id]
-    assert event_types(client, keys, task_id)[-2:] == ["approval.timeout", "task.cancelled"]
+    assert api.approve(approval_id, expect=409)["current_status"] == "timeout"
+    api.claim(as_="ops", expect=204)
+    assert listed(api, "history") == [approval_id]
+    assert event_types(api, task_id)[-2:] == ["approval.timeout", "task.cancelled"]
 
 
-def test_expiry_beyond_one_settle_round_is_still_applied(make_app, keys):
+def test_expiry_beyond_one_settle_round_is_still_applied(make_app, api):
     """More approvals fall due than one request settles (100): the one asked about and
     every one listed are timed out all the same."""
-    client = make_app(ORCHESTRATOR_APPROVAL_TIMEOUT="1").test_client()
-    approval_ids = [gated(client, keys)[1] for _ in range(105)]
+    api = api.using(make_app(ORCHESTRATOR_APPROVAL_TIMEOUT="1").test_client())
+    approval_ids = [gated(api)[1] for _ in range(105)]
     time.sleep(1.1)
-    late = decide(client, keys["ops"], approval_ids[-1], "approve")
-    assert (late.status_code, late.json["current_status"]) == (409, "timeout")
-    assert listed(client, keys, "pending") == []
-    assert approval(client, keys, approval_ids[-2])["status"] == "timeout"
+    assert api.approve(approval_ids[-1], expect=409)["current_status"] == "timeout"
+    assert listed(api, "pending") == []
+    assert api.approval(approval_ids[-2])["status"] == "timeout"
 
 
 # --- history ---------------------------------------------------------------------------
 
 
-def test_history_is_newest_first_capped_and_limited(make_app, keys):
-    client = make_app(ORCHESTRATOR_MAX_APPROVAL_HISTORY="3").test_client()
+def test_history_is_newest_first_capped_and_limited(make_app, api):
+    api = api.using(make_app(ORCHESTRATOR_MAX_APPROVAL_HISTORY="3").test_client())
     decided = []
     for i in range(5):
-        _, approval_id = gated(client, keys)
-        verb = "approve" if i % 2 else "reject"
-        assert decide(client, keys["ops"], approval_id, verb).status_code == 200
+        _, approval_id = gated(api)
+        api.decide(approval_id, "approve" if i % 2 else "reject")
         decided.append(approval_id)
     newest_first = decided[::-1]
-    assert listed(client, keys, "history") == newest_first[:3]
-    assert listed(client, keys, "history", limit=2) == newest_first[:2]
-    assert listed(client, keys, "history", limit=1000) == newest_first[:3]
+    assert listed(api, "history") == newest_first[:3]
+    assert listed(api, "history", limit=2) == newest_first[:2]
+    assert listed(api, "history", limit=1000) == newest_first[:3]
     # Entries beyond the cap are gone entirely, not only from the listing.
-    assert client.get(f"/approvals/{decided[0]}", headers=keys["user"]).status_code == 404
-    assert approval(client, keys, decided[2])["status"] == "rejected"
+    api.call("GET", f"/approvals/{decided[0]}", expect=404)
+    assert api.approval(decided[2])["status"] == "rejected"
 
 
-def test_history_default_limit_is_100(client, keys):
+def test_history_default_limit_is_100(api):
     decided = []
     for _ in range(101):
-        _, approval_id = gated(client, keys)
-        decide(client, keys["ops"], approval_id, "reject")
+        _, approval_id = gated(api)
+        api.reject(approval_id)
         decided.append(approval_id)
-    assert listed(client, keys, "history") == decided[::-1][:100]
+    assert listed(api, "history") == decided[::-1][:100]
 
 
 @pytest.mark.parametrize("limit", ["0", "-1", "abc"])
@@ -495,15 +425,15 @@ def test_history_limit_must_be_a_positive_number(client, keys, limit):
     assert "limit" in response.json["errors"]
 
 
-def test_history_entries_expire_after_their_ttl(make_app, keys):
-    client = make_app(ORCHESTRATOR_APPROVAL_HISTORY_TTL="1").test_client()
-    task_id, approval_id = gated(client, keys)
-    decide(client, keys["ops"], approval_id, "approve")
-    assert listed(client, keys, "history") == [approval_id]
+def test_history_entries_expire_after_their_ttl(make_app, api):
+    api = api.using(make_app(ORCHESTRATOR_APPROVAL_HISTORY_TTL="1").test_client())
+    task_id, approval_id = gated(api)
+    api.approve(approval_id)
+    assert listed(api, "history") == [approval_id]
     time.sleep(1.1)
-    assert client.get(f"/approvals/{approval_id}", headers=keys["user"]).status_code == 404
-    assert listed(client, keys, "history") == []
-    assert task(client, keys, task_id)["status"] == "assigned"  # the task lives on
+    api.call("GET", f"/approvals/{approval_id}", expect=404)
+    assert listed(api, "history") == []
+    assert api.task(task_id)["status"] == "assigned"  # the task lives on
 
 
 # --- readers and counters ----------------------------------------------------------------
@@ -522,46 +452,46 @@ def test_reading_needs_credentials(client, path):
     assert response.status_code == 401
 
 
-def test_stats_and_health_count_pending_approvals(client, keys):
-    _, first = gated(client, keys)
-    gated(client, keys, type="deploy")
-    client.post("/tasks", json={"type": "bugfix"}, headers=keys["agent"])
-    stats = client.get("/stats").json
+def test_stats_and_health_count_pending_approvals(api):
+    _, first = gated(api)
+    gated(api, type="deploy")
+    api.create()
+    stats = api.stats()
     assert stats["approvals"] == {"pending": 2}
     assert stats["tasks"]["awaiting_approval"] == 2
     assert (stats["queue"]["awaiting_approval"], stats["queue"]["pending"]) == (2, 1)
-    health = client.get("/health").json
+    health = api.health()
     assert (health["queue_stats"]["awaiting_approval"], health["approvals_pending"]) == (2, 2)
-    decide(client, keys["ops"], first, "approve")
-    stats = client.get("/stats").json
+    api.approve(first)
+    stats = api.stats()
     assert stats["approvals"] == {"pending": 1}
     assert (stats["queue"]["awaiting_approval"], stats["queue"]["pending"]) == (1, 2)
-    health = client.get("/health").json
+    health = api.health()
     assert (health["queue_stats"]["awaiting_approval"], health["approvals_pending"]) == (1, 1)
 
 
 # --- across instances and restarts --------------------------------------------------------
 
 
-def test_instances_sharing_redis_share_the_gate(make_app, keys):
+def test_instances_sharing_redis_share_the_gate(make_app, api):
     prefix = "shared-gate-" + str(time.time_ns())
-    one = make_app(ORCHESTRATOR_QUEUE_PREFIX=prefix).test_client()
-    two = make_app(ORCHESTRATOR_QUEUE_PREFIX=prefix).test_client()
-    task_id, approval_id = gated(one, keys)
-    assert claim(two, keys).status_code == 204
-    assert listed(two, keys, "pending") == [approval_id]
-    assert decide(two, keys["ops"], approval_id, "approve").status_code == 200
-    assert decide(one, keys["admin"], approval_id, "reject").status_code == 409
-    assert claim(one, keys).json["task_id"] == task_id
+    one = api.using(make_app(ORCHESTRATOR_QUEUE_PREFIX=prefix).test_client())
+    two = api.using(make_app(ORCHESTRATOR_QUEUE_PREFIX=prefix).test_client())
+    task_id, approval_id = gated(one)
+    two.claim(as_="ops", expect=204)
+    assert listed(two, "pending") == [approval_id]
+    two.approve(approval_id)
+    one.reject(approval_id, as_="admin", expect=409)
+    assert one.claim(as_="ops")["task_id"] == task_id
 
 
-def test_gate_survives_a_redis_restart(make_app, own_redis, keys):
-    client = make_app(redis_url=own_redis.url).test_client()
-    task_id, approval_id = gated(client, keys)
+def test_gate_survives_a_redis_restart(make_app, own_redis, api):
+    api = api.using(make_app(redis_url=own_redis.url).test_client())
+    task_id, approval_id = gated(api)
     own_redis.stop()
     own_redis.start()
-    assert claim(client, keys).status_code == 204
-    assert task(client, keys, task_id)["status"] == "awaiting_approval"
-    assert listed(client, keys, "pending") == [approval_id]
-    assert decide(client, keys["ops"], approval_id, "approve").status_code == 200
-    assert claim(client, keys).json["task_id"] == task_id
+    api.claim(as_="ops", expect=204)
+    assert api.task(task_id)["status"] == "awaiting_approval"
+    assert listed(api, "pending") == [approval_id]
+    api.approve(approval_id)
+    assert api.claim(as_="ops")["task_id"] == task_id

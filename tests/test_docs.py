@@ -14,7 +14,7 @@ import pytest
 from app.docs import STATIC
 from app.domain.model import DEFAULT_ROUTES
 
-# SPEC §4: every endpoint, as (method, OpenAPI path).
+# Every endpoint (README.md, API in one table), as (method, OpenAPI path).
 SPEC_ENDPOINTS = [
     ("get", "/"),
     ("get", "/health"),

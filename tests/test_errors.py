@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.support import free_port
+from harness import free_port
 
 TASK_ID = "4b1c2f0e-8a3d-4c5e-9f6a-1b2c3d4e5f60"  # well-formed UUID4, never created
 APPROVAL_ID = f"apr-{TASK_ID}"
@@ -126,7 +126,9 @@ def app_without_redis(make_app):
 @pytest.mark.parametrize(("method", "path"), GARBAGE)
 def test_garbage_id_is_404(client, keys, method, path):
     response = getattr(client, method)(path, headers=keys["admin"])
-    assert assert_json_error(response, 404)["detail"] in ("Task not found", "Approval not found")
+    # The route matched, so the 404 names the resource rather than saying no route exists.
+    detail = "Approval not found" if path.startswith("/approvals/") else "Task not found"
+    assert assert_json_error(response, 404)["detail"] == detail
 
 
 @pytest.mark.parametrize("path", [f"/tasks/{TASK_ID}", f"/approvals/{APPROVAL_ID}"])

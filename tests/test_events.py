@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from app.domain.events import WELL_KNOWN_TYPES
+from tests.helpers import redis_keys
 
 EVENT_ID = re.compile(r"^\d+-\d+$")
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -29,12 +30,8 @@ RICH_PAYLOAD = {
 }
 
 
-def prefix_of(app) -> str:
-    return app.extensions["orchestrator.settings"].queue_prefix
-
-
 def stream_len(app) -> int:
-    return app.extensions["orchestrator.redis"].xlen(f"{prefix_of(app)}:events")
+    return app.extensions["orchestrator.redis"].xlen(redis_keys(app).name("events"))
 
 
 def publish(client, headers, **body):
@@ -185,11 +182,12 @@ def subscriber(app, redis_server):
     def listen(*channels: str, patterns: tuple[str, ...] = ()):
         pubsub = redis_server.client().pubsub()
         opened.append(pubsub)
-        full = [f"{prefix_of(app)}:events:{c}" for c in channels]
+        channel = redis_keys(app).event_channel
+        full = [channel(c) for c in channels]
         if full:
             pubsub.subscribe(*full)
         if patterns:
-            pubsub.psubscribe(*(f"{prefix_of(app)}:events:{p}" for p in patterns))
+            pubsub.psubscribe(*(channel(p) for p in patterns))
         for _ in range(len(full) + len(patterns)):  # wait until every subscription holds
             confirmation = pubsub.get_message(timeout=5)
             assert confirmation and confirmation["type"] in ("subscribe", "psubscribe")
@@ -226,11 +224,8 @@ def test_subscriber_gets_the_stored_envelope_on_both_channels(app, client, keys,
     stored = read(client, keys["user"])["events"][0]
 
     messages = drain(pubsub, 2)  # nothing on deploy.failed
-    prefix = prefix_of(app)
-    assert sorted(m["channel"] for m in messages) == [
-        f"{prefix}:events:*",
-        f"{prefix}:events:deploy.succeeded",
-    ]
+    channel = redis_keys(app).event_channel
+    assert sorted(m["channel"] for m in messages) == [channel("*"), channel("deploy.succeeded")]
     for message in messages:
         assert message["type"] == "message"
         live = json.loads(message["data"])

@@ -3,7 +3,7 @@
 Real redis-server (append-only, fsync always) and a real gunicorn with three workers.
 Several client threads keep the service busy while the test injects the fault; the
 assertions are about what clients saw and what the store holds afterwards. The one wall
-time assertion is SPEC §4's correctness bound (503 within HEALTH_CHECK_TIMEOUT + 1 s).
+time assertion is the README's correctness bound (503 within HEALTH_CHECK_TIMEOUT + 1 s).
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ import pytest
 import requests
 
 from app import create_app
-from tests.conftest import API_KEYS
-from tests.support import wait_until
+from harness import wait_until
+from tests.conftest import HEADERS
+from tests.helpers import redis_keys
 
 pytestmark = pytest.mark.slow
 
-AGENT = {"X-API-Key": API_KEYS["agent"]}
-OPS = {"X-API-Key": API_KEYS["ops"]}
-USER = {"X-API-Key": API_KEYS["user"]}
+AGENT = HEADERS["agent"]
+OPS = HEADERS["ops"]
+USER = HEADERS["user"]
 HEALTH_CHECK_TIMEOUT = 1.0
 BOUND = HEALTH_CHECK_TIMEOUT + 1.0
 CLIENT_SLACK = 0.5  # the client's own share: connect, send, read on a loaded machine
@@ -149,16 +150,20 @@ class StreamLog:
         self.lost: list[str] = []  # the request whose connection died in flight
         self.unexpected: list[tuple[int, str]] = []  # anything else (asserted empty)
 
+    def send(self, what: str, method: str, url: str, **kwargs) -> requests.Response | None:
+        """One request; None, with `what` noted as lost, if its connection died in flight."""
+        try:
+            return requests.request(method, url, timeout=10, **kwargs)
+        except requests.RequestException:  # refused, reset, or cut off mid-body
+            self.lost.append(what)
+            return None
+
 
 def produce(server, log: StreamLog, producing: threading.Event) -> None:
     """A client creating dev_agent tasks while `producing` is set."""
     while producing.is_set():
-        try:
-            created = requests.post(
-                f"{server.url}/tasks", json=RETRIABLE, headers=AGENT, timeout=10
-            )
-        except requests.RequestException:  # refused, reset, or cut off mid-body
-            log.lost.append("create")
+        created = log.send("create", "POST", f"{server.url}/tasks", json=RETRIABLE, headers=AGENT)
+        if created is None:
             continue
         if created.status_code == 201:
             log.created.append(created.json()["task_id"])
@@ -169,15 +174,11 @@ def produce(server, log: StreamLog, producing: threading.Event) -> None:
 def claim_and_complete(server, headers, log: StreamLog, done: threading.Event) -> None:
     """An agent: claim a dev_agent task with a short lease and complete it at once."""
     while not done.is_set():
-        try:
-            claimed = requests.post(
-                f"{server.url}/tasks/claim",
-                json={"agent": "dev_agent", "lease_seconds": LEASE_SECONDS},
-                headers=headers,
-                timeout=10,
-            )
-        except requests.RequestException:
-            log.lost.append("claim")
+        claim = {"agent": "dev_agent", "lease_seconds": LEASE_SECONDS}
+        claimed = log.send(
+            "claim", "POST", f"{server.url}/tasks/claim", json=claim, headers=headers
+        )
+        if claimed is None:
             continue
         if claimed.status_code == 204:
             time.sleep(0.02)  # stranded tasks come back when their lease runs out
@@ -187,15 +188,9 @@ def claim_and_complete(server, headers, log: StreamLog, done: threading.Event) -
             continue
         task = claimed.json()["task"]
         log.claims.append(task)
-        try:
-            finished = requests.patch(
-                f"{server.url}/tasks/{task['task_id']}/status",
-                json={"status": "completed"},
-                headers=headers,
-                timeout=10,
-            )
-        except requests.RequestException:
-            log.lost.append("complete")
+        url = f"{server.url}/tasks/{task['task_id']}/status"
+        finished = log.send("complete", "PATCH", url, json={"status": "completed"}, headers=headers)
+        if finished is None:
             continue
         if finished.status_code == 200:
             log.completed.append(task["task_id"])
@@ -275,7 +270,7 @@ def test_workers_killed_mid_stream_lose_no_task_and_never_hand_one_out_twice(
     assert requeued(server) >= 1, f"no task was stranded in {kills} kills"
 
     # Nothing lost: every task ever created, acknowledged or not, ended completed, once.
-    events = redis_server.client().xrange(server.env["ORCHESTRATOR_QUEUE_PREFIX"] + ":events")
+    events = redis_server.client().xrange(redis_keys(server.env).name("events"))
     created = {fields["task_id"] for _, fields in events if fields["type"] == "task.created"}
     completions = Counter(
         fields["task_id"] for _, fields in events if fields["type"] == "task.completed"

@@ -25,12 +25,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app import create_app
-from tests.conftest import API_KEYS, base_env
-from tests.support import LiveServer
+from tests.conftest import HEADERS, base_env
 
-ADMIN = {"X-API-Key": API_KEYS["admin"]}
-AGENT = {"X-API-Key": API_KEYS["agent"]}
-OPS = {"X-API-Key": API_KEYS["ops"]}
+ADMIN = HEADERS["admin"]
+AGENT = HEADERS["agent"]
+OPS = HEADERS["ops"]
 MAX_EXAMPLES = 40  # per operation and phase: bounded, so the module runs in ~20 s
 HYPOTHESIS = settings(
     max_examples=MAX_EXAMPLES,
@@ -48,7 +47,7 @@ UNLISTED_STATUSES = {405}
 # Schema-valid requests that are still rightly refused with 422, by rules no OpenAPI
 # schema can express:
 VALID_BUT_REFUSED = (
-    # A cursor is opaque: only one the service issued is valid (SPEC §4).
+    # A cursor is opaque: only one the service issued is valid (README.md, GET /tasks).
     {"cursor": ["Malformed cursor."]},
     # An Idempotency-Key already used with another body (schemathesis reuses short keys).
     {"Idempotency-Key": ["Reused with a different body."]},
@@ -74,12 +73,9 @@ schema.config.generation.update(
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(redis_server, tmp_path_factory):
+def fuzz_server(module_live_server):
     """gunicorn with two workers on the session Redis, shared by every operation's test."""
-    log = tmp_path_factory.mktemp("fuzz") / "gunicorn.log"
-    server = LiveServer(base_env(redis_server.url), 2, log).start()
-    yield server
-    server.stop()
+    return module_live_server(workers=2)
 
 
 def status_code_is_listed(ctx, response, case) -> None:
@@ -95,7 +91,7 @@ def status_code_is_listed(ctx, response, case) -> None:
 
 
 def refused_by_gunicorn(response) -> bool:
-    """SPEC §4: an over-long request line may be refused by gunicorn itself (400/414)."""
+    """An over-long request line may be refused by gunicorn itself (400/414)."""
     line = f"{response.request.method} {response.request.path_url} HTTP/1.1"
     if len(line) <= GUNICORN_REQUEST_LINE_LIMIT:
         return False

@@ -3,130 +3,137 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
+
+from tests.helpers import metric_sample, parse_time, redis_keys, stream_types
 
 LEASE_OVER = 1.1  # a 1-second lease (or TTL) has surely run out after this long
 
 
-def create(client, keys, **body):
-    response = client.post(
-        "/tasks", json={"type": "bugfix", "priority": "P3", **body}, headers=keys["agent"]
-    )
-    assert response.status_code == 201
-    return response.json["task_id"]
-
-
-def claim(client, headers, lease_seconds=1):
-    return client.post(
-        "/tasks/claim", json={"agent": "dev_agent", "lease_seconds": lease_seconds}, headers=headers
-    )
-
-
-def get(client, keys, task_id):
-    return client.get(f"/tasks/{task_id}", headers=keys["user"])
-
-
-def parse(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def prefix_of(app) -> str:
-    return app.extensions["orchestrator.settings"].queue_prefix
-
-
-def stored_events(redis_server, app, task_id):
-    entries = redis_server.client().xrange(f"{prefix_of(app)}:events")
-    return [fields["type"] for _, fields in entries if fields.get("task_id") == task_id]
-
-
-def test_expired_lease_is_requeued_on_a_plain_read(app, client, keys, redis_server):
-    task_id = create(client, keys, max_retries=2)
-    claimed = claim(client, keys["agent"])
-    assert claimed.json["task"]["status"] == "in_progress"
+def test_expired_lease_is_requeued_on_a_plain_read(app, api, redis_server):
+    task_id = api.create(max_retries=2)["task_id"]
+    assert api.claim(lease_seconds=1)["task"]["status"] == "in_progress"
     time.sleep(LEASE_OVER)
-    task = get(client, keys, task_id).json["task"]
+    task = api.task(task_id)
     assert (task["status"], task["retry_count"], task["lease_expires_at"]) == ("assigned", 1, None)
     assert task["claimed_by"] is None  # nobody holds it now
     assert task["error"] is None
-    assert stored_events(redis_server, app, task_id)[-1] == "task.requeued"
-    stats = client.get("/stats").json
+    assert stream_types(redis_server.client(), app, task_id)[-1] == "task.requeued"
+    stats = api.stats()
     assert stats["tasks"]["assigned"] == 1 and stats["tasks"]["in_progress"] == 0
     assert stats["agents"] == {"dev_agent": 1}
-    late = client.post(f"/tasks/{task_id}/heartbeat", headers=keys["agent"])
-    assert (late.status_code, late.json["current_status"]) == (409, "assigned")
+    assert api.heartbeat(task_id, expect=409)["current_status"] == "assigned"
 
 
-def test_claim_after_expiry_hands_the_task_out_again(client, keys):
-    task_id = create(client, keys, max_retries=2)
-    assert claim(client, keys["agent"]).json["task_id"] == task_id
-    assert claim(client, keys["ops"]).status_code == 204
+# Each reader of the counters applies what fell due before it counts (README.md, Task
+# life cycle), so the one request made after the lease ran out already sees the task
+# back in its queue: (queued for dev_agent, running).
+def _counted_by_stats(api):
+    stats = api.stats()
+    return stats["agents"]["dev_agent"], stats["queue"]["in_progress"]
+
+
+def _counted_by_health(api):
+    counters = api.health()["queue_stats"]
+    return counters["pending"], counters["in_progress"]
+
+
+def _counted_by_metrics(api):
+    scrape = api.client.get("/metrics")
+    assert scrape.status_code == 200
+    text = scrape.get_data(as_text=True)
+    return (
+        metric_sample(text, "orchestrator_queue_depth", agent="dev_agent"),
+        metric_sample(text, "orchestrator_tasks_in_progress"),
+    )
+
+
+@pytest.mark.parametrize(
+    "count",
+    [
+        pytest.param(_counted_by_stats, id="stats"),
+        pytest.param(_counted_by_health, id="health"),
+        pytest.param(_counted_by_metrics, id="metrics"),
+    ],
+)
+def test_counters_requeue_an_expired_lease_first(api, count):
+    api.create()
+    assert api.claim(lease_seconds=1)["task"]["status"] == "in_progress"
+    time.sleep(LEASE_OVER)
+    assert count(api) == (1, 0)
+
+
+def test_claim_requeues_an_expired_lease_before_taking_from_the_queue(api):
+    """The expired P2 task outranks the P3 one queued meanwhile: it is handed out again."""
+    expired = api.create(priority="P2")["task_id"]
+    assert api.claim(lease_seconds=1)["task_id"] == expired
+    api.create(priority="P3")
+    time.sleep(LEASE_OVER)
+    again = api.claim(as_="ops")
+    assert (again["task_id"], again["task"]["retry_count"]) == (expired, 1)
+
+
+def test_claim_after_expiry_hands_the_task_out_again(api):
+    task_id = api.create(max_retries=2)["task_id"]
+    assert api.claim(lease_seconds=1)["task_id"] == task_id
+    api.claim(as_="ops", expect=204)
     time.sleep(LEASE_OVER)
     # No read in between: the claim script itself requeues the expired lease.
-    again = claim(client, keys["ops"], lease_seconds=60)
-    assert again.status_code == 200
-    task = again.json["task"]
+    task = api.claim(as_="ops", lease_seconds=60)["task"]
     assert (task["task_id"], task["retry_count"], task["claimed_by"]) == (task_id, 1, "apikey:ops")
     # The first holder's lease is gone: it can neither extend nor be handed the task.
-    stale = client.post(f"/tasks/{task_id}/heartbeat", headers=keys["agent"])
-    assert stale.status_code == 403
+    api.heartbeat(task_id, expect=403)
 
 
-def test_past_max_retries_the_task_fails(client, keys):
+def test_past_max_retries_the_task_fails(api):
     max_retries = 1
-    task_id = create(client, keys, max_retries=max_retries)
+    task_id = api.create(max_retries=max_retries)["task_id"]
     for attempt in range(max_retries + 1):
-        claimed = claim(client, keys["agent"])
-        assert claimed.status_code == 200
-        assert claimed.json["task"]["retry_count"] == attempt
+        assert api.claim(lease_seconds=1)["task"]["retry_count"] == attempt
         time.sleep(LEASE_OVER)
-    task = get(client, keys, task_id).json["task"]
+    task = api.task(task_id)
     assert (task["status"], task["error"], task["retry_count"]) == (
         "failed",
         "lease expired",
         max_retries,
     )
     assert task["completed_at"] is not None
-    assert claim(client, keys["agent"]).status_code == 204
-    stats = client.get("/stats").json
+    api.claim(expect=204)
+    stats = api.stats()
     assert stats["tasks"]["failed"] == 1 and stats["queue"]["failed"] == 1
     assert stats["queue"]["pending"] == stats["queue"]["in_progress"] == 0
 
 
-def test_heartbeat_keeps_a_task_past_its_first_lease(client, keys):
-    task_id = create(client, keys)
-    first = claim(client, keys["agent"]).json["task"]["lease_expires_at"]
+def test_heartbeat_keeps_a_task_past_its_first_lease(api):
+    task_id = api.create()["task_id"]
+    first = api.claim(lease_seconds=1)["task"]["lease_expires_at"]
     time.sleep(0.6)
-    beat = client.post(
-        f"/tasks/{task_id}/heartbeat", json={"lease_seconds": 2}, headers=keys["agent"]
-    )
-    assert beat.status_code == 200
-    assert beat.json["task"]["lease_expires_at"] > first
-    assert beat.json["message"] == f"Lease extended until {beat.json['task']['lease_expires_at']}"
+    beat = api.heartbeat(task_id, lease_seconds=2)
+    assert beat["task"]["lease_expires_at"] > first
+    assert beat["message"] == f"Lease extended until {beat['task']['lease_expires_at']}"
     time.sleep(0.6)  # past the original lease, within the extended one
-    task = get(client, keys, task_id).json["task"]
+    task = api.task(task_id)
     assert (task["status"], task["retry_count"]) == ("in_progress", 0)
-    assert claim(client, keys["ops"]).status_code == 204
+    api.claim(as_="ops", expect=204)
 
 
-def test_heartbeat_renews_the_lease_the_claim_chose(client, keys):
-    task_id = create(client, keys)
-    claim(client, keys["agent"], lease_seconds=45)
-    for body, seconds in ((None, 45), ({"lease_seconds": 90}, 90), (None, 90)):
-        task = client.post(f"/tasks/{task_id}/heartbeat", json=body, headers=keys["agent"]).json[
-            "task"
-        ]
-        lease = parse(task["lease_expires_at"]) - parse(task["updated_at"])
+def test_heartbeat_renews_the_lease_the_claim_chose(api):
+    task_id = api.create()["task_id"]
+    api.claim(lease_seconds=45)
+    for body, seconds in (({}, 45), ({"lease_seconds": 90}, 90), ({}, 90)):
+        task = api.heartbeat(task_id, **body)["task"]
+        lease = parse_time(task["lease_expires_at"]) - parse_time(task["updated_at"])
         assert lease == timedelta(seconds=seconds)
 
 
-def test_listing_shows_every_expired_lease_requeued(client, keys):
+def test_listing_shows_every_expired_lease_requeued(client, keys, api):
     # More expired leases than one request settles in passing (100): the listing must
     # still show each row as of now.
-    created = [create(client, keys, max_retries=1) for _ in range(105)]
+    created = [api.create(max_retries=1)["task_id"] for _ in range(105)]
     for _ in created:
-        assert claim(client, keys["agent"]).status_code == 200
+        api.claim(lease_seconds=1)
     time.sleep(LEASE_OVER)
     running = client.get("/tasks?status=in_progress", headers=keys["user"]).json
     assert running["tasks"] == []
@@ -135,56 +142,48 @@ def test_listing_shows_every_expired_lease_requeued(client, keys):
     assert {task["retry_count"] for task in queued["tasks"]} == {1}
 
 
-def test_heartbeat_belongs_to_the_claimer(client, keys):
-    task_id = create(client, keys)
-    claim(client, keys["agent"], lease_seconds=60)
-    other = client.post(f"/tasks/{task_id}/heartbeat", headers=keys["ops"])
-    assert other.status_code == 403
-    assert other.json == {
+def test_heartbeat_belongs_to_the_claimer(api):
+    task_id = api.create()["task_id"]
+    api.claim(lease_seconds=60)
+    assert api.heartbeat(task_id, as_="ops", expect=403) == {
         "detail": "Only the principal that claimed this task may extend its lease"
     }
-    reader = client.post(f"/tasks/{task_id}/heartbeat", headers=keys["user"])
-    assert reader.status_code == 403
+    api.heartbeat(task_id, as_="user", expect=403)
 
 
 @pytest.mark.parametrize("state", ["assigned", "completed"])
-def test_heartbeat_on_a_task_not_in_progress_is_409(client, keys, state):
-    task_id = create(client, keys)
+def test_heartbeat_on_a_task_not_in_progress_is_409(api, state):
+    task_id = api.create()["task_id"]
     if state == "completed":
-        client.patch(f"/tasks/{task_id}/status?status=completed", headers=keys["agent"])
-    response = client.post(f"/tasks/{task_id}/heartbeat", headers=keys["agent"])
-    assert response.status_code == 409
-    assert response.json == {
+        api.status(task_id, "completed")
+    assert api.heartbeat(task_id, expect=409) == {
         "detail": f"Task is {state}; cannot extend its lease",
         "current_status": state,
     }
 
 
 @pytest.mark.parametrize("lease_seconds", [0, 43201, "soon"])
-def test_heartbeat_lease_is_validated(client, keys, lease_seconds):
-    task_id = create(client, keys)
-    claim(client, keys["agent"], lease_seconds=60)
-    response = client.post(
-        f"/tasks/{task_id}/heartbeat", json={"lease_seconds": lease_seconds}, headers=keys["agent"]
-    )
-    assert response.status_code == 422
-    assert list(response.json["errors"]) == ["lease_seconds"]
+def test_heartbeat_lease_is_validated(api, lease_seconds):
+    task_id = api.create()["task_id"]
+    api.claim(lease_seconds=60)
+    refused = api.heartbeat(task_id, expect=422, lease_seconds=lease_seconds)
+    assert list(refused["errors"]) == ["lease_seconds"]
 
 
-def test_terminal_tasks_expire_after_the_task_ttl(make_app, keys, redis_server):
+def test_terminal_tasks_expire_after_the_task_ttl(make_app, api, redis_server):
     app = make_app(ORCHESTRATOR_TASK_TTL="1")
-    client = app.test_client()
-    done = create(client, keys)
-    client.patch(f"/tasks/{done}/status?status=completed", headers=keys["agent"])
-    running = create(client, keys)
-    assert claim(client, keys["agent"], lease_seconds=60).json["task_id"] == running
-    queued = create(client, keys)
-    gated = create(client, keys, priority="P0")
+    api = api.using(app.test_client())
+    done = api.create()["task_id"]
+    api.status(done, "completed")
+    running = api.create()["task_id"]
+    assert api.claim(lease_seconds=60)["task_id"] == running
+    queued = api.create()["task_id"]
+    gated = api.create(priority="P0")["task_id"]
     time.sleep(LEASE_OVER)
-    assert get(client, keys, done).status_code == 404
-    listed = client.get("/tasks", headers=keys["user"]).json
+    api.call("GET", f"/tasks/{done}", expect=404)
+    listed = api.call("GET", "/tasks")
     assert [task["task_id"] for task in listed["tasks"]] == [gated, queued, running]
-    stats = client.get("/stats").json
+    stats = api.stats()
     assert stats["tasks"] == {
         "awaiting_approval": 1,
         "assigned": 1,
@@ -194,56 +193,48 @@ def test_terminal_tasks_expire_after_the_task_ttl(make_app, keys, redis_server):
         "cancelled": 0,
     }
     assert stats["queue"]["completed"] == 1  # the total reached stays
-    assert redis_server.client().exists(f"{prefix_of(app)}:task:{done}") == 0
+    assert redis_server.client().exists(redis_keys(app).task(done)) == 0
     for task_id, status in (
         (running, "in_progress"),
         (queued, "assigned"),
         (gated, "awaiting_approval"),
     ):
-        assert get(client, keys, task_id).json["task"]["status"] == status
+        assert api.task(task_id)["status"] == status
 
 
-def test_sweep_command_settles_without_any_read(make_app, keys, redis_server):
+def test_sweep_command_settles_without_any_read(make_app, api, redis_server):
     app = make_app(ORCHESTRATOR_TASK_TTL="1")
-    client = app.test_client()
-    leased = create(client, keys)
-    claim(client, keys["agent"])
-    done = create(client, keys)
-    client.post(f"/tasks/{done}/cancel", headers=keys["agent"])
-    raw, prefix = redis_server.client(), prefix_of(app)
+    api = api.using(app.test_client())
+    leased = api.create()["task_id"]
+    api.claim(lease_seconds=1)
+    done = api.create()["task_id"]
+    api.cancel(done)
+    raw, key = redis_server.client(), redis_keys(app)
     time.sleep(LEASE_OVER)
     # Nothing happens by itself: the lease is still held, the finished task still stored.
-    assert raw.hget(f"{prefix}:task:{leased}", "status") == "in_progress"
-    assert raw.exists(f"{prefix}:task:{done}") == 1
+    assert raw.hget(key.task(leased), "status") == "in_progress"
+    assert raw.exists(key.task(done)) == 1
     result = app.test_cli_runner().invoke(args=["sweep"])
     assert result.exit_code == 0
     assert "0 still due" in result.output
-    assert raw.hmget(f"{prefix}:task:{leased}", "status", "retry_count") == ["assigned", "1"]
-    assert raw.zcard(f"{prefix}:leases") == 0
-    assert raw.zrange(f"{prefix}:queue:dev_agent", 0, -1) == [leased]
-    assert raw.exists(f"{prefix}:task:{done}") == 0
-    assert raw.zscore(f"{prefix}:tasks", done) is None
-    assert raw.zcard(f"{prefix}:expiring") == 0
-    assert raw.hmget(f"{prefix}:counts", "cancelled", "assigned") == ["0", "1"]
+    assert raw.hmget(key.task(leased), "status", "retry_count") == ["assigned", "1"]
+    assert raw.zcard(key.name("leases")) == 0
+    assert raw.zrange(key.queue("dev_agent"), 0, -1) == [leased]
+    assert raw.exists(key.task(done)) == 0
+    assert raw.zscore(key.name("tasks"), done) is None
+    assert raw.zcard(key.name("expiring")) == 0
+    assert raw.hmget(key.name("counts"), "cancelled", "assigned") == ["0", "1"]
 
 
-def test_claim_requeues_a_backlog_of_expired_leases_before_answering_none(make_app, keys):
+def test_claim_requeues_a_backlog_of_expired_leases_before_answering_none(api):
     """More expired leases than one request settles: claim still finds its agent's task."""
-    client = make_app().test_client()
     for _ in range(130):  # other agents' running tasks, all expiring at once
-        client.post("/tasks", json={"type": "faq", "priority": "P3"}, headers=keys["agent"])
+        api.create(type="faq")
     for _ in range(130):
-        claimed = client.post(
-            "/tasks/claim", json={"agent": "faq_agent", "lease_seconds": 1}, headers=keys["agent"]
-        )
-        assert claimed.status_code == 200
-    mine = client.post("/tasks", json={"type": "bugfix"}, headers=keys["agent"]).json
-    claimed = client.post(
-        "/tasks/claim", json={"agent": "dev_agent", "lease_seconds": 1}, headers=keys["agent"]
-    )
-    assert claimed.status_code == 200 and claimed.json["task_id"] == mine["task_id"]
-    time.sleep(1.1)
+        api.claim("faq_agent", lease_seconds=1)
+    mine = api.create()["task_id"]
+    assert api.claim(lease_seconds=1)["task_id"] == mine
+    time.sleep(LEASE_OVER)
     # 131 leases are due; the dev_agent task's is the newest, beyond the first 100.
-    again = client.post("/tasks/claim", json={"agent": "dev_agent"}, headers=keys["ops"])
-    assert again.status_code == 200 and again.json["task_id"] == mine["task_id"]
-    assert again.json["task"]["retry_count"] == 1
+    again = api.claim(as_="ops")
+    assert (again["task_id"], again["task"]["retry_count"]) == (mine, 1)

@@ -9,9 +9,10 @@ import pytest
 import requests
 
 from app.config import ConfigError, Settings
-from tests.conftest import API_KEYS, JWT_SECRET
+from tests.conftest import HEADERS, JWT_SECRET
+from tests.helpers import redis_keys
 
-AGENT = {"X-API-Key": API_KEYS["agent"]}
+AGENT = HEADERS["agent"]
 
 
 def next_message(pubsub, timeout: float = 2.0) -> dict | None:
@@ -34,7 +35,7 @@ def test_memory_mode_works_end_to_end(memory_app):
     settings = memory_app.extensions["orchestrator.settings"]
     assert settings.uses_memory_redis
     live = memory_app.extensions["orchestrator.redis"].pubsub(ignore_subscribe_messages=True)
-    live.subscribe(f"{settings.queue_prefix}:events:deploy.succeeded")
+    live.subscribe(redis_keys(memory_app).event_channel("deploy.succeeded"))
 
     created = client.post("/tasks", json={"type": "bugfix", "priority": "P3"}, headers=AGENT)
     assert created.status_code == 201

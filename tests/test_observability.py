@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import time
 
 import pytest
 import requests
 from prometheus_client import REGISTRY
 
-from tests.conftest import API_KEYS, JWT_SECRET
-
-
-def _sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text format (0 when absent)."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        match = re.match(r"^([a-zA-Z_:]+)(?:\{(.*)\})? (\S+)$", line)
-        if not match or match.group(1) != name:
-            continue
-        found = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
-        if found == wanted:
-            return float(match.group(3))
-    return 0.0
+from tests.conftest import API_KEYS, HEADERS, JWT_SECRET
+from tests.helpers import metric_sample
 
 
 def _log_lines(server) -> list[dict]:
@@ -36,18 +26,12 @@ def _log_lines(server) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def metrics_server(tmp_path_factory, redis_server):
-    from tests.conftest import base_env
-    from tests.support import LiveServer
-
-    env = base_env(redis_server.url, ORCHESTRATOR_METRICS_TOKEN="scrape-token-0123456789")
-    server = LiveServer(env, 3, tmp_path_factory.mktemp("metrics") / "gunicorn.log").start()
-    yield server
-    server.stop()
+def metrics_server(module_live_server):
+    return module_live_server(workers=3, ORCHESTRATOR_METRICS_TOKEN="scrape-token-0123456789")
 
 
 def test_counters_add_up_across_workers(metrics_server):
-    agent = {"X-API-Key": API_KEYS["agent"]}
+    agent = HEADERS["agent"]
     for _ in range(12):  # a new connection each time: spread over the three workers
         with requests.Session() as session:
             created = session.post(
@@ -65,15 +49,18 @@ def test_counters_add_up_across_workers(metrics_server):
     assert scrape.status_code == 200
     assert scrape.headers["Content-Type"].startswith("text/plain")
     text = scrape.text
-    assert _sample(text, "orchestrator_tasks_created_total", type="kb_update", priority="P3") == 12
     assert (
-        _sample(
+        metric_sample(text, "orchestrator_tasks_created_total", type="kb_update", priority="P3")
+        == 12
+    )
+    assert (
+        metric_sample(
             text, "orchestrator_http_requests_total", method="POST", endpoint="/tasks", status="201"
         )
         == 12
     )
-    assert _sample(text, "orchestrator_queue_depth", agent="faq_agent") == 12
-    assert _sample(text, "orchestrator_redis_up") == 1
+    assert metric_sample(text, "orchestrator_queue_depth", agent="faq_agent") == 12
+    assert metric_sample(text, "orchestrator_redis_up") == 1
     assert "orchestrator_http_request_duration_seconds_bucket" in text
     assert len({line["pid"] for line in _worker_boot_lines(metrics_server)}) >= 2
 
@@ -85,6 +72,38 @@ def _worker_boot_lines(server) -> list[dict]:
         if match:
             lines.append({"pid": int(match.group(1))})
     return lines
+
+
+def test_metrics_without_a_token_are_open_and_add_up_across_workers(live_server):
+    server = live_server(workers=2)  # base_env sets no ORCHESTRATOR_METRICS_TOKEN
+    assert len(server.worker_pids()) == 2
+    # A request that has sent only part of its headers holds one sync worker, so the
+    # requests after it are all served by the other: both workers count some.
+    held = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    held.sendall(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    time.sleep(0.3)
+    for _ in range(5):
+        other = requests.get(f"{server.url}/stats", headers={"Connection": "close"}, timeout=5)
+        assert other.status_code == 200
+    held.sendall(b"Connection: close\r\n\r\n")
+    assert held.makefile("rb").readline().startswith(b"HTTP/1.1 200")
+    held.close()
+
+    scrape = requests.get(f"{server.url}/metrics", timeout=5)
+    assert scrape.status_code == 200
+    assert scrape.headers["Content-Type"].startswith("text/plain; version=")
+    assert "# TYPE orchestrator_http_requests_total counter" in scrape.text
+    # Whichever worker answers the scrape, it counts the other one's requests too.
+    assert (
+        metric_sample(
+            scrape.text,
+            "orchestrator_http_requests_total",
+            method="GET",
+            endpoint="/stats",
+            status="200",
+        )
+        == 6
+    )
 
 
 def test_metrics_token_is_required_when_set(metrics_server):

@@ -8,12 +8,13 @@ import time
 import pytest
 import requests
 
-from tests.conftest import API_KEYS, base_env
-from tests.support import LiveServer
+from harness import LiveServer
+from tests.conftest import HEADERS
+from tests.helpers import redis_keys
 
 RATE_VARIABLES = ("TASKS", "EVENTS", "APPROVALS", "STATS", "DEFAULT")
-USER = {"X-API-Key": API_KEYS["user"]}
-AGENT = {"X-API-Key": API_KEYS["agent"]}
+USER = HEADERS["user"]
+AGENT = HEADERS["agent"]
 
 # (variable that governs it, method, path, headers, status when allowed)
 ENDPOINTS = [
@@ -36,7 +37,7 @@ def limits(**overrides: str) -> dict[str, str]:
 
 
 def assert_refused(response, limit: int) -> None:
-    """A 429 as SPEC §5 describes it: {"detail"}, Retry-After and the X-RateLimit-* set."""
+    """A 429 as the service answers it: {"detail"}, Retry-After and the X-RateLimit-* set."""
     assert response.status_code == 429
     body = response.json() if callable(response.json) else response.json  # requests or Flask
     assert body == {"detail": f"Rate limit exceeded: {limit} per 60 s"}
@@ -119,41 +120,30 @@ def test_redis_down_is_503_not_500(make_app, own_redis):
 LIMIT = 3
 
 
-def start(redis_server, tmp_path_factory, **env: str) -> LiveServer:
-    overrides = limits(TASKS=str(LIMIT), STATS=str(LIMIT))
-    server = LiveServer(
-        base_env(redis_server.url, **overrides, **env),
-        3,
-        tmp_path_factory.mktemp("live") / "gunicorn.log",
-    ).start()
+def start(module_live_server, **env: str) -> LiveServer:
+    server = module_live_server(workers=3, **limits(TASKS=str(LIMIT), STATS=str(LIMIT)), **env)
     assert len(server.worker_pids()) == 3
     return server
 
 
 @pytest.fixture(scope="module")
-def direct(redis_server, tmp_path_factory):
+def direct(module_live_server):
     """Clients reach gunicorn directly: no trusted proxy hop; apikey:ops is exempt."""
-    server = start(
-        redis_server,
-        tmp_path_factory,
+    return start(
+        module_live_server,
         ORCHESTRATOR_TRUSTED_PROXIES="0",
         ORCHESTRATOR_RATE_LIMIT_EXEMPT="apikey:ops",
     )
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
-def proxied(redis_server, tmp_path_factory):
+def proxied(module_live_server):
     """One trusted proxy hop (Render); loopback itself is an exempt network."""
-    server = start(
-        redis_server,
-        tmp_path_factory,
+    return start(
+        module_live_server,
         ORCHESTRATOR_TRUSTED_PROXIES="1",
         ORCHESTRATOR_RATE_LIMIT_EXEMPT="127.0.0.1/32",
     )
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -162,8 +152,7 @@ def fresh(redis_server):
 
     def clear(server: LiveServer) -> LiveServer:
         client = redis_server.client()
-        prefix = server.env["ORCHESTRATOR_QUEUE_PREFIX"]
-        for key in client.scan_iter(f"{prefix}:ratelimit*"):
+        for key in client.scan_iter(redis_keys(server.env).name("rate_limits") + "*"):
             client.delete(key)
         return server
 
@@ -221,7 +210,7 @@ def test_health_is_never_limited_live(direct, fresh):
 def test_exempt_principal_is_never_limited(direct, fresh):
     server = fresh(direct)
     for _ in range(LIMIT * 2):
-        response = get(server, "/tasks", {"X-API-Key": API_KEYS["ops"]})
+        response = get(server, "/tasks", HEADERS["ops"])
         assert response.status_code == 200 and response.json()["success"] is True
         assert "X-RateLimit-Limit" not in response.headers
     # The same key's neighbours are not exempt.

@@ -16,14 +16,13 @@ from flask_jwt_extended import create_refresh_token
 
 from app import create_app
 from app.config import ConfigError, Settings
+from app.domain.model import ROLE_RANK, ROLES
 from tests.conftest import API_KEYS, JWT_SECRET, base_env, mint_token
-from tests.support import LiveServer
 
 MISSING_TASK = str(uuid.uuid4())
 MISSING_APPROVAL = f"apr-{uuid.uuid4()}"
 WWW_AUTHENTICATE = 'Bearer, ApiKey header="X-API-Key"'
-ROLES = ("user", "agent", "admin")
-RANK = {None: -1, "user": 0, "agent": 1, "admin": 2}
+RANK = {None: -1, **ROLE_RANK}
 EVENT = {"event_type": "deploy.succeeded", "source_agent": "ops_agent", "payload": {"n": 1}}
 
 
@@ -110,7 +109,7 @@ def expected_denial(kind: str | None, role: str | None, path: str, needed: str |
     if kind is None:
         return 401
     if path == "/auth/token" and kind == "jwt" and role != "admin":
-        return 403  # SPEC §3: tokens are traded for API keys; only admins re-mint
+        return 403  # tokens are traded for API keys; only an admin's token mints another
     return 403 if RANK[role] < RANK[needed] else None
 
 
@@ -492,15 +491,23 @@ def header_set(value: str) -> set[str]:
     return {item.strip().lower() for item in value.split(",")}
 
 
-@pytest.mark.parametrize(("origin", "allowed"), ORIGINS)
-def test_cors_echoes_only_configured_origins(cors_api, origin, allowed):
-    response = cors_api.get("/tasks", headers={"Origin": origin, "X-API-Key": API_KEYS["user"]})
+def assert_cors_for(response, origin: str, allowed: bool) -> None:
+    """A 200 that echoes `origin` with credentials when it is allowed, and no CORS header
+    at all when it is not."""
     assert response.status_code == 200
     if not allowed:
         assert cors_headers(response) == {}
         return
     assert response.headers["Access-Control-Allow-Origin"] == origin
     assert response.headers["Access-Control-Allow-Credentials"] == "true"
+
+
+@pytest.mark.parametrize(("origin", "allowed"), ORIGINS)
+def test_cors_echoes_only_configured_origins(cors_api, origin, allowed):
+    response = cors_api.get("/tasks", headers={"Origin": origin, "X-API-Key": API_KEYS["user"]})
+    assert_cors_for(response, origin, allowed)
+    if not allowed:
+        return
     assert "origin" in header_set(response.headers["Vary"])
     assert header_set(response.headers["Access-Control-Expose-Headers"]) >= {
         "x-ratelimit-limit",
@@ -532,12 +539,9 @@ def test_cors_preflight(cors_api, origin, allowed):
             "Access-Control-Request-Headers": PREFLIGHT_HEADERS,
         },
     )
-    assert response.status_code == 200
+    assert_cors_for(response, origin, allowed)
     if not allowed:
-        assert cors_headers(response) == {}
         return
-    assert response.headers["Access-Control-Allow-Origin"] == origin
-    assert response.headers["Access-Control-Allow-Credentials"] == "true"
     assert header_set(response.headers["Access-Control-Allow-Headers"]) >= {
         "authorization",
         "x-api-key",
@@ -671,7 +675,20 @@ def assert_no_secret_in(text: str) -> None:
     assert API_KEYS["admin"][:-1] not in text  # not even the near miss
 
 
-def test_no_secret_in_bodies_or_logs(client, caplog):
+def test_no_secret_in_bodies_or_logs(app, client, caplog):
+    def explode():
+        raise RuntimeError("boom while holding credentials")
+
+    app.add_url_rule("/_boom", "boom", explode)
+    # gunicorn's access line is made of what the app leaves in the WSGI environ: keep it.
+    environs, serve = [], app.wsgi_app
+
+    def keep_environ(environ, start_response):
+        environs.append(environ)
+        return serve(environ, start_response)
+
+    app.wsgi_app = keep_environ
+
     def send(method, path, headers, body=None):
         if isinstance(body, bytes):
             return client.open(path, method=method, headers=headers, data=body)
@@ -679,22 +696,27 @@ def test_no_secret_in_bodies_or_logs(client, caplog):
 
     with caplog.at_level(logging.DEBUG):
         responses = requests_carrying_secrets(send)
+        # In process only the app's own records are written (gunicorn writes the access
+        # line, see the live test below): an unexpected error logs its traceback.
+        responses.append(send("GET", "/_boom", {"X-API-Key": API_KEYS["admin"]}))
     statuses = [r.status_code for r in responses]
-    assert statuses == [200, 401, 403, 422, 400, 404, 401, 401, 401, 403, 200, 200]
-    for response in responses:
+    assert statuses == [200, 401, 403, 422, 400, 404, 401, 401, 401, 403, 200, 200, 500]
+    access = [{k: v for k, v in e.items() if k.startswith("orchestrator.")} for e in environs]
+    assert access[0]["orchestrator.principal"] == "apikey:user"
+    assert access[1]["orchestrator.principal"] == "-"  # the near miss named nobody
+    for response, line in zip(responses, access, strict=True):
         assert_no_secret_in(response.get_data(as_text=True))
         assert_no_secret_in(str(response.headers))
+        assert_no_secret_in(str(line))
+    assert "unhandled error" in caplog.text and "boom while holding credentials" in caplog.text
     assert_no_secret_in(caplog.text)
     assert_no_secret_in(" ".join(str(r.__dict__) for r in caplog.records))
 
 
 @pytest.fixture(scope="module")
-def live(redis_server, tmp_path_factory):
+def live(module_live_server):
     """One real gunicorn for the tests that need the wire (chunked bodies, its own logs)."""
-    env = base_env(redis_server.url, ORCHESTRATOR_MAX_BODY_BYTES="1024", LOG_LEVEL="DEBUG")
-    server = LiveServer(env, 1, tmp_path_factory.mktemp("live") / "gunicorn.log").start()
-    yield server
-    server.stop()
+    return module_live_server(workers=1, ORCHESTRATOR_MAX_BODY_BYTES="1024", LOG_LEVEL="DEBUG")
 
 
 def test_no_secret_in_the_live_server_log(live):

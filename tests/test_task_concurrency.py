@@ -11,11 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from app import create_app
-from tests.conftest import API_KEYS
+from app.domain.model import STATUSES
+from tests.conftest import HEADERS
+from tests.helpers import redis_keys
 
-AGENT = {"X-API-Key": API_KEYS["agent"]}
-OPS = {"X-API-Key": API_KEYS["ops"]}
-STATES = ("awaiting_approval", "assigned", "in_progress", "completed", "failed", "cancelled")
+AGENT = HEADERS["agent"]
+OPS = HEADERS["ops"]
 
 _local = threading.local()
 
@@ -37,13 +38,12 @@ def run_in_threads(threads: int, work, items):
         return list(pool.map(work, items))
 
 
-def recount(redis_server, prefix: str) -> dict[str, int]:
+def recount(redis_server, server) -> dict[str, int]:
     """Tasks by status, counted from the task hashes themselves."""
     client = redis_server.client()
-    found = Counter(
-        client.hget(k, "status") for k in client.scan_iter(f"{prefix}:task:*", count=1000)
-    )
-    return {state: found.get(state, 0) for state in STATES}
+    every_task = redis_keys(server.env).task("*")
+    found = Counter(client.hget(k, "status") for k in client.scan_iter(every_task, count=1000))
+    return {state: found.get(state, 0) for state in STATUSES}
 
 
 def test_concurrent_claims_hand_out_every_task_exactly_once(live_server):
@@ -100,7 +100,7 @@ def test_concurrent_idempotent_creates_make_one_task_per_key(live_server, redis_
     assert len({task_id for _, task_id in answers}) == 800
     stats = requests.get(f"{server.url}/stats", timeout=5).json()
     assert stats["tasks"]["assigned"] == 800
-    assert recount(redis_server, server.env["ORCHESTRATOR_QUEUE_PREFIX"])["assigned"] == 800
+    assert recount(redis_server, server)["assigned"] == 800
 
 
 def test_counters_match_a_recount_after_a_mixed_workload(live_server, redis_server):
@@ -152,7 +152,7 @@ def test_counters_match_a_recount_after_a_mixed_workload(live_server, redis_serv
 
     run_in_threads(6, worker, range(6))
     stats = requests.get(f"{server.url}/stats", timeout=5).json()
-    counted = recount(redis_server, server.env["ORCHESTRATOR_QUEUE_PREFIX"])
+    counted = recount(redis_server, server)
     assert stats["tasks"] == counted
     assert sum(counted.values()) == len(shared)
     for status in ("completed", "failed", "cancelled"):

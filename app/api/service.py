@@ -75,8 +75,11 @@ def prometheus_metrics():
         raise Unauthorized(
             "A valid metrics token is required", headers={"WWW-Authenticate": "Bearer"}
         )
-    body = metrics.render_metrics(lambda: services().stats.read(settle_budget=0))
-    return Response(body, mimetype=CONTENT_TYPE_LATEST)
+    # The gauges settle what fell due first, like /stats: a scrape never shows a task
+    # as running after its lease expired.
+    body = metrics.render_metrics(services().stats.read)
+    # CONTENT_TYPE_LATEST already names the charset; mimetype= would add it twice.
+    return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 
 @stats_blp.route("/stats", methods=["GET"])

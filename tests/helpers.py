@@ -1,0 +1,127 @@
+"""Helpers several test files share: the `api` object, Redis key names, timestamps."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from app.domain.keys import Keys
+
+# P3 bugfix: routed to dev_agent and never gated, the plainest task there is.
+PLAIN_TASK = {"type": "bugfix", "priority": "P3"}
+
+
+class Api:
+    """flaskr's AuthActions for this API: call as a role, assert the status, get the body.
+
+    `as_` names a role of the `keys` fixture ("agent", "ops", "user", "admin"), or is a
+    header dict (a bearer token), or None (anonymous). `expect` is the status the call
+    must answer; pass another to check a refusal, or None to check nothing.
+    """
+
+    def __init__(self, client, headers: dict[str, dict[str, str]]):
+        self.client = client
+        self.headers = headers
+
+    def using(self, client) -> Api:
+        """The same helper on another test client (an app built with make_app)."""
+        return Api(client, self.headers)
+
+    def call(self, method: str, path: str, *, as_="user", expect: int | None = 200, **kwargs):
+        """Any request: the parsed JSON body, or None for an empty one (a 204)."""
+        headers = self.headers[as_] if isinstance(as_, str) else (as_ or {})
+        response = self.client.open(path, method=method, headers=headers, **kwargs)
+        if expect is not None:
+            assert response.status_code == expect, (
+                f"{method} {path} as {as_}: {response.status_code} "
+                f"{response.get_data(as_text=True)[:500]}"
+            )
+        return response.json if response.data else None
+
+    def create(self, *, as_="agent", expect=201, **body) -> dict:
+        """POST /tasks: PLAIN_TASK with `body` on top."""
+        return self.call("POST", "/tasks", as_=as_, expect=expect, json={**PLAIN_TASK, **body})
+
+    def task(self, task_id: str, *, as_="user") -> dict:
+        """GET /tasks/<id>: the task record."""
+        return self.call("GET", f"/tasks/{task_id}", as_=as_)["task"]
+
+    def claim(self, agent="dev_agent", *, as_="agent", expect=200, **body) -> dict | None:
+        """POST /tasks/claim for `agent` (lease_seconds=... in `body`); None for a 204."""
+        json = {"agent": agent, **body}
+        return self.call("POST", "/tasks/claim", as_=as_, expect=expect, json=json)
+
+    def status(self, task_id: str, status: str, *, as_="agent", expect=200, **body) -> dict:
+        """PATCH /tasks/<id>/status with {"status": status, **body}."""
+        path = f"/tasks/{task_id}/status"
+        return self.call("PATCH", path, as_=as_, expect=expect, json={"status": status, **body})
+
+    def cancel(self, task_id: str, *, as_="agent", expect=200, **body) -> dict:
+        """POST /tasks/<id>/cancel (reason=... in `body`)."""
+        path = f"/tasks/{task_id}/cancel"
+        return self.call("POST", path, as_=as_, expect=expect, json=body or None)
+
+    def heartbeat(self, task_id: str, *, as_="agent", expect=200, **body) -> dict:
+        """POST /tasks/<id>/heartbeat (lease_seconds=... in `body`)."""
+        path = f"/tasks/{task_id}/heartbeat"
+        return self.call("POST", path, as_=as_, expect=expect, json=body or None)
+
+    def decide(self, approval_id: str, verb: str, *, as_="ops", expect=200, **body) -> dict:
+        """POST /approvals/<id>/<verb>, verb "approve" or "reject", with `body` as JSON."""
+        path = f"/approvals/{approval_id}/{verb}"
+        return self.call("POST", path, as_=as_, expect=expect, json=body or None)
+
+    def approve(self, approval_id: str, **kwargs) -> dict:
+        """POST /approvals/<id>/approve (comment=...; as_ defaults to "ops")."""
+        return self.decide(approval_id, "approve", **kwargs)
+
+    def reject(self, approval_id: str, **kwargs) -> dict:
+        """POST /approvals/<id>/reject (reason=..., comment=...; as_ defaults to "ops")."""
+        return self.decide(approval_id, "reject", **kwargs)
+
+    def approval(self, approval_id: str, *, as_="user") -> dict:
+        """GET /approvals/<id>: the approval record."""
+        return self.call("GET", f"/approvals/{approval_id}", as_=as_)
+
+    def events(self, *, as_="user", **query) -> dict:
+        """GET /events with `query`: the page."""
+        return self.call("GET", "/events", as_=as_, query_string=query)
+
+    def stats(self) -> dict:
+        """GET /stats."""
+        return self.call("GET", "/stats", as_=None)
+
+    def health(self, *, expect=200) -> dict:
+        """GET /health."""
+        return self.call("GET", "/health", as_=None, expect=expect)
+
+
+def redis_keys(app) -> Keys:
+    """The Redis key names of an app (or of a live server's environment)."""
+    if isinstance(app, dict):
+        return Keys(app["ORCHESTRATOR_QUEUE_PREFIX"])
+    return Keys(app.extensions["orchestrator.settings"].queue_prefix)
+
+
+def stream_types(redis_client, app, task_id: str) -> list[str]:
+    """Event types stored for one task, oldest first, read straight from the stream."""
+    entries = redis_client.xrange(redis_keys(app).name("events"))
+    return [fields["type"] for _, fields in entries if fields.get("task_id") == task_id]
+
+
+def metric_sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        match = re.match(r"^([a-zA-Z_:]+)(?:\{(.*)\})? (\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        found = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
+        if found == wanted:
+            return float(match.group(3))
+    return 0.0
+
+
+def parse_time(stamp: str) -> datetime:
+    """An ISO 8601 UTC stamp as the API writes it (trailing Z) -> an aware datetime."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
