@@ -9,7 +9,7 @@ IMAGE  ?= morningai-orchestrator-api
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint format bench docker-build clean distclean
+.PHONY: help venv run test lint format bench bench-scale docker-build clean distclean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,10 @@ format: venv ## apply ruff fixes and formatting
 bench: venv ## load-test a running service (bench/run.sh)
 	@test -f bench/run.sh || { echo "bench/run.sh not found" >&2; exit 1; }
 	bash bench/run.sh
+
+bench-scale: venv ## load 1,000,000 tasks into a private Redis, then time listings, replay, create, claim (TASKS=N)
+	@mkdir -p bench/results
+	.venv/bin/python -m bench.scale --tasks $${TASKS:-1000000}
 
 docker-build: ## build the production image
 	docker build -t $(IMAGE) .

@@ -1,0 +1,196 @@
+"""`make bench-scale`: does the service stay flat as the store grows?
+
+Loads N tasks (default 1,000,000) with their events into a private redis-server through
+the service's own domain scripts (many threads, not HTTP), leaving a mix of states, then
+measures against a live gunicorn on that Redis: one-filter task listings (latency, and
+how many requests a full page takes), the event replay of the oldest task, create and
+claim throughput (wrk) next to the same on an empty prefix in the same run, the
+slowest Redis call (SLOWLOG) and Redis memory per stored task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+from app import create_app
+from app.services import services
+from bench.run import BENCH_KEY, run_wrk, service_env
+from harness import ROOT, LiveServer, RedisServer
+
+LOADED, EMPTY = "scale", "empty"
+TYPES = ("bugfix", "deploy", "faq", "monitor", "documentation")
+# One task in DONE_EVERY is claimed and completed, one in FAIL_EVERY failed: a listing
+# filtered by `failed` then looks for a rare status, the case that used to scan.
+DONE_EVERY, FAIL_EVERY = 5, 97
+
+
+def load(redis_url: str, tasks: int, threads: int) -> str:
+    """Create `tasks` tasks through the domain scripts; returns the oldest task's id."""
+    env = {**service_env(redis_url), "ORCHESTRATOR_QUEUE_PREFIX": LOADED}
+    env["ORCHESTRATOR_EVENT_STREAM_MAXLEN"] = str(4 * tasks)  # keep every event
+    app = create_app(env)
+    with app.app_context():
+        store = services().tasks
+
+        def one(n: int) -> str:
+            request = {"type": TYPES[n % len(TYPES)], "priority": "P3", "payload": {"n": n}}
+            request["payload"]["environment"] = "staging"  # deploys stay ungated
+            task = store.create(request, "apikey:bench").task
+            if n % DONE_EVERY == 0 or n % FAIL_EVERY == 0:
+                claimed = store.claim(task["assigned_to"], "apikey:bench")
+                if claimed:
+                    outcome = "failed" if n % FAIL_EVERY == 0 else "completed"
+                    store.set_status(claimed["task_id"], outcome, "apikey:bench")
+            return task["task_id"]
+
+        started, first = time.monotonic(), one(0)
+        with ThreadPoolExecutor(threads) as pool:
+            for done, _ in enumerate(pool.map(one, range(1, tasks), chunksize=256), 2):
+                if done % 50000 == 0:
+                    rate = done / (time.monotonic() - started)
+                    print(f"  loaded {done:,} tasks ({rate:,.0f}/s)", flush=True)
+    return first
+
+
+def timed_get(session: requests.Session, url: str) -> tuple[float, dict]:
+    started = time.perf_counter()
+    response = session.get(url, timeout=60)
+    response.raise_for_status()
+    return (time.perf_counter() - started) * 1000, response.json()
+
+
+def listing(session, base: str, query: str, samples: int) -> dict:
+    """Latency of one page and how many requests a full page of 100 takes."""
+    latencies = [timed_get(session, f"{base}/tasks?limit=100&{query}")[0] for _ in range(samples)]
+    requests_needed, found, cursor = 0, 0, None
+    while found < 100 and requests_needed < 50:
+        url = f"{base}/tasks?limit=100&{query}" + (f"&cursor={cursor}" if cursor else "")
+        _, body = timed_get(session, url)
+        requests_needed, found = requests_needed + 1, found + body["count"]
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    return {
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else 0,
+        "requests_for_a_page": requests_needed,
+        "found": found,
+    }
+
+
+def replay(session, base: str, task_id: str) -> dict:
+    """Requests and time to read every event of one task: tail until the cursor stops."""
+    started, count, requests_needed, after = time.perf_counter(), 0, 0, "0-0"
+    while requests_needed < 10000:
+        _, body = timed_get(session, f"{base}/events?task_id={task_id}&after={after}&limit=1000")
+        requests_needed, count = requests_needed + 1, count + body["count"]
+        if not body["next"] or body["next"] == after:
+            break  # the end: no further position to resume from
+        after = body["next"]
+    return {
+        "events": count,
+        "requests": requests_needed,
+        "ms": (time.perf_counter() - started) * 1000,
+    }
+
+
+def throughput(base: str, seconds: int) -> dict:
+    """create and claim req/s at 16 connections."""
+    create = '{"type": "bugfix", "priority": "P3", "payload": {"repo": "x"}}'
+    return {
+        "create": run_wrk(base, "/tasks", 16, seconds, method="POST", body=create, key=BENCH_KEY),
+        "claim": run_wrk(
+            base,
+            "/tasks/claim",
+            16,
+            seconds,
+            method="POST",
+            body='{"agent": "dev_agent"}',
+            key=BENCH_KEY,
+        ),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", type=int, default=1_000_000)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=30)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="scale-", dir=ROOT / "bench" / "results"))
+    redis_server = RedisServer(work / "redis").start()
+    raw = redis_server.client()
+    servers: list[LiveServer] = []
+    try:
+        before = raw.info("memory")["used_memory"]
+        print(f"loading {args.tasks:,} tasks ...", flush=True)
+        oldest = load(redis_server.url, args.tasks, args.threads)
+        per_task = (raw.info("memory")["used_memory"] - before) / args.tasks
+        events = raw.xlen(f"{LOADED}:events")
+        raw.config_set("slowlog-log-slower-than", 1000)  # µs: everything over 1 ms
+        raw.slowlog_reset()
+        for prefix in (LOADED, EMPTY):
+            env = {**service_env(redis_server.url), "ORCHESTRATOR_QUEUE_PREFIX": prefix}
+            env["ORCHESTRATOR_EVENT_STREAM_MAXLEN"] = str(4 * args.tasks)
+            servers.append(LiveServer(env, None, work / f"{prefix}.log").start())
+        loaded, empty = (server.url for server in servers)
+        session = requests.Session()
+        session.headers["X-API-Key"] = BENCH_KEY
+        rows = {
+            f"GET /tasks?{query}": listing(session, loaded, query, args.samples)
+            for query in (
+                "status=failed",
+                "status=completed",
+                "type=deploy",
+                "assigned_to=faq_agent",
+            )
+        }
+        event_replay = replay(session, loaded, oldest)
+        slowest_ms = max((entry["duration"] for entry in raw.slowlog_get(1000)), default=0) / 1000
+        speed = {
+            "loaded": throughput(loaded, args.seconds),
+            "empty": throughput(empty, args.seconds),
+        }
+    finally:
+        for server in servers:
+            server.stop()
+        redis_server.stop()
+    print(render(args.tasks, events, per_task, rows, event_replay, slowest_ms, speed))
+    return 0
+
+
+def render(tasks, events, per_task, rows, event_replay, slowest_ms, speed) -> str:
+    lines = [
+        f"{tasks:,} tasks and {events:,} events stored; Redis memory per task (with its "
+        f"events): {per_task:,.0f} B; slowest Redis call during the reads: {slowest_ms:.1f} ms",
+        "",
+        "| read | p50 ms | p99 ms | requests for a full page | rows found |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | "
+            f"{row['requests_for_a_page']} | {row['found']} |"
+        )
+    lines.append(
+        f"| GET /events?task_id=<oldest> | {event_replay['ms']:.1f} (all) | | "
+        f"{event_replay['requests']} | {event_replay['events']} events |"
+    )
+    lines += ["", "| write | empty store req/s | loaded store req/s | ratio |", "|---|---|---|---|"]
+    for name in ("create", "claim"):
+        empty, loaded = speed["empty"][name]["rps"], speed["loaded"][name]["rps"]
+        lines.append(f"| {name} | {empty:.0f} | {loaded:.0f} | {loaded / empty:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
