@@ -132,9 +132,13 @@ def test_listing_shows_every_expired_lease_requeued(client, keys, api):
     # More expired leases than one request settles in passing (100): the listing must
     # still show each row as of now.
     created = [api.create(max_retries=1)["task_id"] for _ in range(105)]
+    # A lease long enough that none runs out while the 105 claims are still being made
+    # on a busy machine (a re-claimed task would fail past max_retries and skew the count).
+    claimed_at = time.monotonic()
     for _ in created:
-        api.claim(lease_seconds=1)
-    time.sleep(LEASE_OVER)
+        api.claim(lease_seconds=4)
+    assert time.monotonic() - claimed_at < 4, "claims outlasted the lease; nothing to check"
+    time.sleep(4 + (LEASE_OVER - 1))
     running = client.get("/tasks?status=in_progress", headers=keys["user"]).json
     assert running["tasks"] == []
     queued = client.get("/tasks?status=assigned&limit=1000", headers=keys["user"]).json
