@@ -67,6 +67,22 @@ class SlaOutSchema(Schema):
     deadline = fields.String(allow_none=True)
 
 
+class ReceiptSchema(Schema):
+    """What people approved: who, when, and the SHA-256 of the canonical payload JSON."""
+
+    approval_id = fields.String(required=True)
+    approved_by = fields.List(fields.String(), required=True)
+    payload_sha256 = fields.String(
+        required=True,
+        metadata={
+            "description": "sha256 hex of json.dumps(payload, sort_keys=True, "
+            "separators=(',', ':'), ensure_ascii=False) in UTF-8",
+            "example": "5d41402abc4b2a76b9719d911017c592" * 2,
+        },
+    )
+    decided_at = fields.String(required=True, metadata={"format": "date-time"})
+
+
 class TaskSchema(Schema):
     """A task as stored, every field present (null when unset)."""
 
@@ -92,6 +108,11 @@ class TaskSchema(Schema):
     approval_id = fields.String(allow_none=True)
     claimed_by = fields.String(allow_none=True)
     lease_expires_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    approval = fields.Nested(
+        ReceiptSchema,
+        allow_none=True,
+        metadata={"description": "The approval receipt, once people approved the task"},
+    )
 
 
 class TaskCreatedSchema(Schema):
