@@ -148,6 +148,10 @@ class Scripts:
         """One client move: ok (task), not_found, conflict (status) or forbidden."""
         return self._call("set_task_status", locals())
 
+    def explain_task(self, *, task_id: str) -> dict:
+        """Why a task is where it is: ok (task, approval?, queue_rank?, queued?, now)."""
+        return self._call("explain_task", locals())
+
     def sweep(self, *, budget: int) -> dict:
         """Apply what fell due, `budget` per kind: ok (still_due)."""
         return self._call("sweep", locals())
