@@ -57,8 +57,10 @@ def bearer(sub: str, role: str = "agent") -> dict[str, str]:
     return {"Authorization": f"Bearer {mint_token(sub, role)}"}
 
 
-def who(name: str) -> dict[str, str]:
-    """A conftest API key name ("agent", "ops", "admin", "user") or a JWT sub (role agent)."""
+def who(name: str | None) -> dict[str, str]:
+    """A conftest API key name ("agent", "ops", ...), a JWT sub (role agent), or None."""
+    if name is None:
+        return {}
     return dict(HEADERS[name]) if name in HEADERS else bearer(name)
 
 
@@ -75,7 +77,9 @@ class Live:
         self.url = url
         self.session = requests.Session()
 
-    def call(self, method: str, path: str, as_: str = "user", expect: int | None = 200, **kw):
+    def call(
+        self, method: str, path: str, as_: str | None = "user", expect: int | None = 200, **kw
+    ):
         """One request as `as_`; asserts `expect` unless None."""
         response = self.session.request(
             method, f"{self.url}{path}", headers=who(as_), timeout=10, **kw
