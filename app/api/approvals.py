@@ -85,7 +85,10 @@ def _decide(approval_id: str, body: dict | None, approve: bool):
 
 
 @blp.route("/<approval_id>/approve", methods=["POST"])
-@require_role(setting="approver_role", forbidden="Four-eyes rule or role too weak")
+@require_role(
+    setting="approver_role",
+    forbidden="Four-eyes rule (the task's creator), not among `eligible`, or role too weak",
+)
 @blp.arguments(ApproveQuerySchema(), location="query", as_kwargs=False)
 @blp.arguments(ApproveSchema(), required=False)
 @blp.response(200, ApprovalEnvelopeSchema)
@@ -105,7 +108,7 @@ def approve(query, body, approval_id):
 
 
 @blp.route("/<approval_id>/reject", methods=["POST"])
-@require_role(setting="approver_role")
+@require_role(setting="approver_role", forbidden="Not among `eligible`, or role too weak")
 @blp.arguments(RejectSchema(), location="query", as_kwargs=False)
 @blp.arguments(RejectSchema(), required=False)
 @blp.response(200, ApprovalEnvelopeSchema)
