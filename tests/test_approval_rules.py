@@ -146,6 +146,10 @@ def test_principal_and_role_specs(live):
     _, approval_id = gated(live, type="refactor", payload={"environment": "staging"})
     live.approve(approval_id, "ops", 403)  # role:admin and an agent asks
     assert live.approve(approval_id, "admin")["task"]["approval"]["approved_by"] == ["apikey:admin"]
+    # ORCHESTRATOR_GROUP_WEB lists an API-key principal: group:web lets it in, not sre-1.
+    _, approval_id = gated(live, type="feature")
+    live.approve(approval_id, "sre-1", 403)
+    assert live.approve(approval_id, "ops")["approval"]["status"] == "approved"
 
 
 # --- approve with edits --------------------------------------------------------------

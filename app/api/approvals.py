@@ -90,7 +90,22 @@ def _decide(approval_id: str, body: dict | None, approve: bool):
     forbidden="Four-eyes rule (the task's creator), not among `eligible`, or role too weak",
 )
 @blp.arguments(ApproveQuerySchema(), location="query", as_kwargs=False)
-@blp.arguments(ApproveSchema(), required=False)
+@blp.arguments(
+    ApproveSchema(),
+    required=False,
+    examples={
+        "approve": {"value": {"comment": "Checked the rollout plan"}},
+        "approve what I reviewed": {
+            "value": {"payload_sha256": "9b1c0a9e2f5d4c3b" * 4, "comment": "LGTM"}
+        },
+        "approve with edits": {
+            "value": {
+                "payload": {"environment": "production", "version": "1.4.2", "canary": True},
+                "comment": "Ship the patch release, behind a canary",
+            }
+        },
+    },
+)
 @blp.response(200, ApprovalEnvelopeSchema)
 @blp.alt_response(409, schema=ApprovalConflictSchema, description=_DECIDED)
 def approve(query, body, approval_id):
@@ -110,7 +125,11 @@ def approve(query, body, approval_id):
 @blp.route("/<approval_id>/reject", methods=["POST"])
 @require_role(setting="approver_role", forbidden="Not among `eligible`, or role too weak")
 @blp.arguments(RejectSchema(), location="query", as_kwargs=False)
-@blp.arguments(RejectSchema(), required=False)
+@blp.arguments(
+    RejectSchema(),
+    required=False,
+    example={"reason": "Change freeze until Monday", "comment": "Re-request after the freeze"},
+)
 @blp.response(200, ApprovalEnvelopeSchema)
 @blp.alt_response(409, schema=ApprovalConflictSchema, description=_DECIDED)
 def reject(query, body, approval_id):

@@ -44,7 +44,12 @@ class ApprovalSchema(Schema):
     approvals = fields.List(
         fields.Nested(GivenApprovalSchema),
         required=True,
-        metadata={"description": "Approvals of the current payload version, oldest first"},
+        metadata={
+            "description": "Approvals of the current payload version, oldest first",
+            "example": [
+                {"by": "apikey:alice", "at": "2026-12-01T09:12:03.120Z", "comment": "LGTM"}
+            ],
+        },
     )
     eligible = fields.List(
         fields.String(),
