@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from app.domain.approval_policy import ApprovalPolicy
 from app.domain.model import (
     DEFAULT_GATED_PRIORITIES,
     DEFAULT_GATED_TYPES,
@@ -119,6 +120,10 @@ class Settings:
         "ORCHESTRATOR_HITL_TASK_TYPES", DEFAULT_GATED_TYPES, "subset", choices=tuple(DEFAULT_ROUTES)
     )
     approver_role: str = setting("ORCHESTRATOR_APPROVER_ROLE", "agent", "choice", choices=ROLES)
+    # Rules (inline JSON or @file) with the ORCHESTRATOR_GROUP_<NAME> groups they name.
+    approval_policy: ApprovalPolicy = setting(
+        "ORCHESTRATOR_APPROVAL_POLICY", ApprovalPolicy(), "approval_policy"
+    )
     metrics_token: str = setting("ORCHESTRATOR_METRICS_TOKEN", "", "text", secret=True)
 
     @property
@@ -145,6 +150,6 @@ class Settings:
 
 
 def variables() -> tuple[str, ...]:
-    """Every variable Settings reads (ORCHESTRATOR_API_KEY_<NAME> stands for the family)."""
+    """Every variable Settings reads (`<NAME>` stands for a family of variables)."""
     names = [f.metadata["env"] for f in dataclasses.fields(Settings)]
-    return (*dict.fromkeys(names), "ORCHESTRATOR_API_KEY_<NAME>")
+    return (*dict.fromkeys(names), "ORCHESTRATOR_API_KEY_<NAME>", "ORCHESTRATOR_GROUP_<NAME>")

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 
 from app.config import ApiKey, ConfigError, Settings
+from app.domain import approval_policy
 from app.domain.ids import AGENT_NAME, KEY_NAME
 from app.domain.model import DEFAULT_ROUTES, ROLES
 
@@ -177,6 +178,33 @@ class SettingsParser:
                 )
             routes[task_type] = agent
         return routes
+
+    def approval_policy(self, name: str, default):
+        text = self.raw(name)
+        if not text:
+            return default
+        if text.startswith("@"):
+            try:
+                with open(text[1:], encoding="utf-8") as policy_file:
+                    text = policy_file.read()
+            except OSError as error:
+                raise ConfigError(name, f"cannot read {text[1:]!r}: {error.strerror}") from None
+        try:
+            return approval_policy.parse(text, self.groups())
+        except approval_policy.PolicyError as error:
+            raise ConfigError(name, str(error)) from None
+
+    def groups(self) -> dict[str, frozenset[str]]:
+        """ORCHESTRATOR_GROUP_<NAME>=principal,...: group <name lowercased>."""
+        family = "ORCHESTRATOR_GROUP_"
+        groups = {}
+        for variable in sorted(self.env):
+            if variable.startswith(family) and variable != family and self.raw(variable):
+                label = variable.removeprefix(family)
+                if not KEY_NAME.fullmatch(label):
+                    raise ConfigError(variable, "group names use letters, digits and _")
+                groups[label.lower()] = frozenset(self.items(variable))
+        return groups
 
     def api_keys(self, name: str, _default: tuple) -> tuple[ApiKey, ...]:
         keys: list[ApiKey] = []

@@ -12,6 +12,7 @@ from flask import Flask, current_app
 from app.config import Settings
 from app.domain.approvals import ApprovalGate
 from app.domain.events import EventBus
+from app.domain.explain import Explainer
 from app.domain.scripts import Scripts
 from app.domain.stats import StatsReader
 from app.domain.tasks import TaskStore
@@ -31,6 +32,7 @@ class Services:
         self.approvals = ApprovalGate(scripts, settings)
         self.events = EventBus(scripts)
         self.stats = StatsReader(scripts)
+        self.explainer = Explainer(scripts)
 
 
 def init_app(app: Flask, settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from datetime import datetime
@@ -62,6 +63,14 @@ def test_gated_create_opens_a_complete_approval_record(api):
         "comment": None,
         "approved_by": None,
         "approved_at": None,
+        # The policy fields: without a policy, one approval by the approver role.
+        "policy": None,
+        "required_approvals": 1,
+        "approvals": [],
+        "eligible": ["role:agent"],
+        "payload_version": 1,
+        "payload_sha256": hashlib.sha256(b"{}").hexdigest(),
+        "escalated": False,
     }
     requested = datetime.fromisoformat(record["requested_at"])
     assert (datetime.fromisoformat(record["expires_at"]) - requested).total_seconds() == 86400

@@ -15,6 +15,7 @@ from app.schemas.common import ErrorSchema
 from app.schemas.tasks import (
     CancelSchema,
     ClaimSchema,
+    ExplanationSchema,
     HeartbeatSchema,
     StatusUpdateSchema,
     TaskCreatedSchema,
@@ -116,6 +117,19 @@ def claim_task(body):
 def get_task(task_id):
     """One task."""
     return _envelope(services().tasks.get(task_id))
+
+
+@blp.route("/<task_id>/explain", methods=["GET"])
+@require_role("user")
+@blp.response(200, ExplanationSchema)
+def explain_task(task_id):
+    """Why isn't my task running? What it waits for, in one sentence, and the facts.
+
+    `waiting_for` is `approval` (received / required, who can still act, expiry),
+    `agent` (its queue position and how many are ahead), `lease` (holder and expiry), or
+    null once the task ended (`details.outcome`).
+    """
+    return services().explainer.explain(task_id)
 
 
 @blp.route("/<task_id>/status", methods=["PATCH"])

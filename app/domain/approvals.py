@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from app.config import Settings
-from app.domain import ids
+from app.domain import approval_policy, ids
 from app.domain.records import approval_record, task_record
 from app.domain.scripts import Scripts, rows
-from app.errors import Conflict, Forbidden, NotFound
+from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 PENDING_PAGE = 1000
 
@@ -36,20 +37,33 @@ class ApprovalGate:
         self,
         approval_id: str,
         principal: str,
+        role: str,
         *,
         approve: bool,
         reason: str | None = None,
         comment: str | None = None,
+        payload: dict | None = None,
+        expected_sha256: str | None = None,
     ) -> tuple[dict, dict]:
-        """Approve or reject; returns (approval, task). Exactly one decision ever wins."""
+        """Approve (maybe with an edited payload) or reject; returns (approval, task).
+
+        Atomic: approvals count once per principal, the task is released exactly once.
+        """
+        edit = payload is not None and approve
         reply = self.scripts.decide_approval(
             approval_id=ids.check_approval_id(approval_id),
             decision="approved" if approve else "rejected",
             principal=principal,
+            role=role,
+            groups=self.settings.approval_policy.groups_of(principal),
             reason=reason or None,
             comment=comment or None,
+            payload=json.dumps(payload) if edit else None,
+            payload_sha256=approval_policy.canonical_sha256(payload) if edit else None,
+            payload_keys=approval_policy.key_hashes(payload) if edit else None,
+            expected_sha256=expected_sha256 or None,
         )
-        approval = _approval(reply)
+        approval = _approval(reply, principal)
         return approval, task_record(reply["task"]) if reply.get("task") else None
 
     def _list(self, view: Literal["pending", "history"], limit: int) -> list[dict]:
@@ -57,20 +71,35 @@ class ApprovalGate:
         return [approval_record(approval) for approval in rows(reply["approvals"])]
 
 
-def _approval(reply: dict) -> dict:
+_FORBIDDEN = {
+    "four_eyes": "The principal that created a task cannot approve it (four-eyes rule)",
+    "ineligible": "You are not among the approvers this approval names (see its eligible)",
+}
+
+
+def _approval(reply: dict, principal: str = "") -> dict:
     """The approval a script answered with, or the error its outcome stands for."""
     outcome = reply["outcome"]
     if outcome == "not_found":
         raise NotFound("Approval not found")
     if outcome == "conflict":
         # The loser of a race learns who won: the current state comes with the 409.
+        detail = {
+            "repeat": f"{principal} has already approved this payload version",
+            "stale": "The payload changed since you read it; review the new one",
+        }.get(reply.get("why"), f"Approval is already {reply['status']}")
         raise Conflict(
-            f"Approval is already {reply['status']}",
+            detail,
             extra={
                 "current_status": reply["status"],
                 "approval": approval_record(reply["approval"]),
             },
         )
     if outcome == "forbidden":
-        raise Forbidden("The principal that created a task cannot approve it (four-eyes rule)")
+        raise Forbidden(_FORBIDDEN[reply["why"]])
+    if outcome == "reason":
+        raise ValidationFailed(
+            "A rejection needs a reason",
+            errors={"reason": ["Missing data for required field."]},
+        )
     return approval_record(reply["approval"])

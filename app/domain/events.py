@@ -33,6 +33,8 @@ WELL_KNOWN_TYPES = (
     "approval.approved",
     "approval.rejected",
     "approval.timeout",
+    "approval.edited",
+    "approval.escalated",
 )
 ENVELOPE_FIELDS = (
     "event_id",

@@ -27,6 +27,7 @@ TASK_FIELDS = (
     "approval_id",
     "claimed_by",
     "lease_expires_at",
+    "approval",
 )
 APPROVAL_FIELDS = (
     "approval_id",
@@ -42,8 +43,15 @@ APPROVAL_FIELDS = (
     "decided_at",
     "rejection_reason",
     "comment",
+    "policy",
+    "required_approvals",
+    "approvals",
+    "eligible",
+    "payload_version",
+    "payload_sha256",
+    "escalated",
 )
-_JSON = frozenset({"payload", "metadata", "sla"})
+_JSON = frozenset({"payload", "metadata", "sla", "approval"})
 _INT = frozenset({"retry_count", "max_retries"})
 
 
@@ -64,9 +72,18 @@ def task_record(raw: dict) -> dict:
 
 
 def approval_record(raw: dict) -> dict:
-    """An approval; approved_by/approved_at mirror decided_by/decided_at for older clients."""
+    """An approval; approved_by/approved_at mirror decided_by/decided_at for older clients.
+
+    Records written before policies existed read as one approval by any eligible agent.
+    """
     record = {name: raw.get(name) for name in APPROVAL_FIELDS}
     approved = record["status"] == "approved"
     record["approved_by"] = record["decided_by"] if approved else None
     record["approved_at"] = record["decided_at"] if approved else None
+    record["required_approvals"] = int(raw.get("required_approvals") or 1)
+    record["payload_version"] = int(raw.get("payload_version") or 1)
+    record["escalated"] = raw.get("escalated") == "1"
+    # cjson writes an empty list as {}: `or []` reads both as none.
+    record["approvals"] = json.loads(raw.get("approvals") or "[]") or []
+    record["eligible"] = json.loads(raw.get("eligible") or "[]") or []
     return record

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from app.config import Settings
-from app.domain import ids, policy, routing
+from app.domain import approval_policy, ids, policy, routing
 from app.domain.keys import Keys
 from app.domain.model import DEFAULT_MAX_RETRIES
 from app.domain.records import task_record
@@ -95,16 +95,14 @@ class TaskStore:
         }
         if request.get("parent_task_id"):
             fields["parent_task_id"] = request["parent_task_id"]
-        reason = policy.approval_reason(request, self.settings)
-        gate = (
-            {
-                "approval_id": ids.approval_id_for(task_id),
-                "reason": reason,
-                "requested_by": principal,
-            }
-            if reason
-            else None
+        gate = approval_policy.gate(
+            request,
+            self.settings.approval_policy,
+            self.settings.approver_role,
+            policy.approval_reason(request, self.settings),
         )
+        if gate:
+            gate |= {"approval_id": ids.approval_id_for(task_id), "requested_by": principal}
         reply = self.scripts.create_task(
             task=fields,
             approval=gate,

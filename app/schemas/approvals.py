@@ -5,8 +5,16 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from app.domain.model import APPROVAL_STATUSES
-from app.schemas.common import ErrorSchema, Schema, StrictSchema
+from app.schemas.common import ErrorSchema, JsonObject, Schema, StrictSchema
 from app.schemas.tasks import TaskSchema
+
+
+class GivenApprovalSchema(Schema):
+    """One principal's approval of the current payload version."""
+
+    by = fields.String(required=True)
+    at = fields.String(required=True, metadata={"format": "date-time"})
+    comment = fields.String(allow_none=True)
 
 
 class ApprovalSchema(Schema):
@@ -27,6 +35,39 @@ class ApprovalSchema(Schema):
     comment = fields.String(allow_none=True)
     approved_by = fields.String(allow_none=True, metadata={"deprecated": True})
     approved_at = fields.String(allow_none=True, metadata={"deprecated": True})
+    policy = fields.String(
+        allow_none=True, metadata={"description": "The policy rule that gated the task"}
+    )
+    required_approvals = fields.Integer(
+        required=True, metadata={"description": "Distinct eligible approvals needed"}
+    )
+    approvals = fields.List(
+        fields.Nested(GivenApprovalSchema),
+        required=True,
+        metadata={
+            "description": "Approvals of the current payload version, oldest first",
+            "example": [
+                {"by": "apikey:alice", "at": "2026-12-01T09:12:03.120Z", "comment": "LGTM"}
+            ],
+        },
+    )
+    eligible = fields.List(
+        fields.String(),
+        required=True,
+        metadata={
+            "description": "Who may decide: role:<role> (or higher), group:<name>, principal",
+            "example": ["group:sre", "apikey:alice"],
+        },
+    )
+    payload_version = fields.Integer(
+        required=True, metadata={"description": "1, plus one per approval with edits"}
+    )
+    payload_sha256 = fields.String(
+        required=True, metadata={"description": "sha256 hex of the canonical payload JSON"}
+    )
+    escalated = fields.Boolean(
+        required=True, metadata={"description": "Whether the timeout escalation happened"}
+    )
 
 
 class ApprovalConflictSchema(ErrorSchema):
@@ -58,19 +99,41 @@ class HistoryQuerySchema(StrictSchema):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=100000))
 
 
-class ApproveSchema(StrictSchema):
+_COMMENT = fields.String(
+    validate=validate.Length(max=1000),
+    metadata={"description": "Stored with the decision"},
+)
+
+
+class ApproveQuerySchema(StrictSchema):
     """An optional comment stored with the approval."""
 
-    comment = fields.String(
-        validate=validate.Length(max=1000),
-        metadata={"description": "Stored in the approval record"},
+    comment = _COMMENT
+
+
+class ApproveSchema(ApproveQuerySchema):
+    """A comment, an edited payload, and the payload hash the approver reviewed."""
+
+    payload = JsonObject(
+        metadata={
+            "description": "Approve with edits: replaces the task's payload, restarts the "
+            "count (this approval is the first of the new version)",
+            "example": {"environment": "production", "replicas": 3},
+        }
+    )
+    payload_sha256 = fields.String(
+        validate=validate.Regexp(r"^[0-9a-f]{64}$"),
+        metadata={"description": "Approve only if the current payload still has this hash (409)"},
     )
 
 
-class RejectSchema(ApproveSchema):
+class RejectSchema(ApproveQuerySchema):
     """Why the task is rejected (becomes its error) and an optional comment."""
 
     reason = fields.String(
-        validate=validate.Length(max=1000),
-        metadata={"description": "Why; becomes rejection_reason and the task's error"},
+        validate=validate.Length(min=1, max=1000),
+        metadata={
+            "description": "Why; becomes rejection_reason and the task's error. Required "
+            "when a policy rule gated the task"
+        },
     )

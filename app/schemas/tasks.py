@@ -67,6 +67,22 @@ class SlaOutSchema(Schema):
     deadline = fields.String(allow_none=True)
 
 
+class ReceiptSchema(Schema):
+    """What people approved: who, when, and the SHA-256 of the canonical payload JSON."""
+
+    approval_id = fields.String(required=True)
+    approved_by = fields.List(fields.String(), required=True)
+    payload_sha256 = fields.String(
+        required=True,
+        metadata={
+            "description": "sha256 hex of json.dumps(payload, sort_keys=True, "
+            "separators=(',', ':'), ensure_ascii=False) in UTF-8",
+            "example": "5d41402abc4b2a76b9719d911017c592" * 2,
+        },
+    )
+    decided_at = fields.String(required=True, metadata={"format": "date-time"})
+
+
 class TaskSchema(Schema):
     """A task as stored, every field present (null when unset)."""
 
@@ -92,6 +108,11 @@ class TaskSchema(Schema):
     approval_id = fields.String(allow_none=True)
     claimed_by = fields.String(allow_none=True)
     lease_expires_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    approval = fields.Nested(
+        ReceiptSchema,
+        allow_none=True,
+        metadata={"description": "The approval receipt, once people approved the task"},
+    )
 
 
 class TaskCreatedSchema(Schema):
@@ -156,3 +177,46 @@ class HeartbeatSchema(StrictSchema):
     """A new lease length; by default the one the claim chose."""
 
     lease_seconds = fields.Integer(strict=True, validate=validate.Range(min=1, max=43200))
+
+
+class ExplanationSchema(Schema):
+    """Why a task is where it is: what it waits for, in one sentence, and the facts."""
+
+    task_id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    waiting_for = fields.String(
+        required=True,
+        allow_none=True,
+        validate=validate.OneOf(("approval", "schedule", "dependencies", "agent", "lease")),
+        metadata={"description": "What the task waits for; null once it ended"},
+    )
+    summary = fields.String(
+        required=True,
+        metadata={"example": "Waiting for 1 more approval from group sre; expires in 2 h 10 min."},
+    )
+    details = fields.Dict(
+        required=True,
+        metadata={
+            "description": "One section per fact that applies, keyed by name: approval "
+            "(received, required, approved_by, can_act, expires_at, expires_in_seconds, "
+            "escalated, payload_version, payload_sha256), agent (agent, queue_position, "
+            "ahead, queued), lease (holder, expires_at, expires_in_seconds, retry_count, "
+            "max_retries), outcome (status, finished_at, error)",
+            "example": {
+                "approval": {
+                    "approval_id": "apr-1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b",
+                    "status": "pending",
+                    "policy": "production-deploys",
+                    "received": 1,
+                    "required": 2,
+                    "approved_by": ["apikey:alice"],
+                    "can_act": ["group:sre"],
+                    "expires_at": "2026-12-01T06:10:00.000Z",
+                    "expires_in_seconds": 7800,
+                    "escalated": False,
+                    "payload_version": 1,
+                    "payload_sha256": "3f79bb7b435b0532" * 4,
+                }
+            },
+        },
+    )

@@ -1,6 +1,9 @@
 -- create_task: write a new task, route it and (when gated) open its approval, atomically.
 -- A.task             the task's fields, an object of strings (task_id, type, priority, ...)
--- A.approval         {approval_id, reason, requested_by}; absent when the task is not gated
+-- A.approval         the gate: {approval_id, reason, requested_by, required, eligible (specs),
+--                    payload_sha256, payload_keys (top-level key -> hash), and from a
+--                    policy rule: policy, timeout_ms?, escalate_to?, extend_ms?}; absent
+--                    when the task is not gated
 -- A.idempotency_key  the idempotency record's key; absent for none
 -- A.fingerprint      the request's fingerprint, kept with that record
 -- A.sla_target_ms    set sla.deadline to the creation time + this; absent = deadline given
@@ -42,11 +45,19 @@ emit('task.created', task, {task_id = id, type = task.type, priority = task.prio
 if gate then
   task = move(id, task, 'awaiting_approval')
   local aid = gate.approval_id
-  local expires = NOW + CFG.approval_timeout * 1000
-  redis.call('HSET', key('approval', aid), 'approval_id', aid, 'task_id', id,
+  local expires = NOW + (gate.timeout_ms or CFG.approval_timeout * 1000)
+  local record = {'approval_id', aid, 'task_id', id,
     'task_type', task.type, 'priority', task.priority, 'reason', gate.reason,
     'status', 'pending', 'requested_by', gate.requested_by, 'requested_at', NOW_ISO,
-    'expires_at', iso(expires))
+    'expires_at', iso(expires), 'required_approvals', tostring(gate.required),
+    'eligible', cjson.encode(gate.eligible), 'approvals', '[]', 'payload_version', '1',
+    'payload_sha256', gate.payload_sha256, 'payload_keys', cjson.encode(gate.payload_keys),
+    'escalated', '0'}
+  if gate.policy then
+    for _, v in ipairs({'policy', gate.policy, 'escalate_to', cjson.encode(gate.escalate_to
+      or {}), 'extend_ms', tostring(gate.extend_ms or 0)}) do record[#record + 1] = v end
+  end
+  redis.call('HSET', key('approval', aid), unpack(record))
   redis.call('ZADD', key('approvals_pending'), seq, aid)
   redis.call('ZADD', key('approvals_deadlines'), expires, aid)
   emit('approval.requested', task, {approval_id = aid, task_id = id, reason = gate.reason,

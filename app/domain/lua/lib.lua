@@ -1,6 +1,7 @@
 -- Shared prelude of every script (scripts.py prepends it, after the constants it
 -- generates from model.py and keys.py: LAYOUT, TERMINAL, ALLOWED, PRIORITY_RANK,
--- EVENT_PRIORITY, DEFAULT_EVENT_PRIORITY, DEFAULT_MAX_RETRIES, IDEMPOTENCY_TTL_SECONDS).
+-- EVENT_PRIORITY, DEFAULT_EVENT_PRIORITY, DEFAULT_MAX_RETRIES, IDEMPOTENCY_TTL_SECONDS,
+-- ROLE_RANK).
 -- ARGV[1] = key prefix; ARGV[2] = JSON settings {task_ttl, approval_timeout, history_ttl,
 -- max_history, maxlen, lease_ms (the default lease)}; ARGV[3] = the call's named
 -- arguments as one JSON object, read as A.<name>. An argument the caller left out is nil
@@ -194,6 +195,25 @@ local function close_approval(aid, status, decided_by, fields)
   return approval
 end
 
+-- A policy's escalation, once: more people may decide, for `extend` more time. Returns
+-- false when the approval has none (left) and must time out.
+local function escalate_approval(aid, approval)
+  local extra = cjson.decode(approval.escalate_to or '[]')
+  if approval.escalated == '1' or #extra == 0 then return false end
+  local eligible = cjson.decode(approval.eligible)
+  for _, spec in ipairs(extra) do eligible[#eligible + 1] = spec end
+  local expires = tonumber(redis.call('ZSCORE', key('approvals_deadlines'), aid))
+    + tonumber(approval.extend_ms)
+  redis.call('HSET', key('approval', aid), 'eligible', cjson.encode(eligible),
+    'escalated', '1', 'expires_at', iso(expires))
+  redis.call('ZADD', key('approvals_deadlines'), expires, aid)
+  emit('approval.escalated', hgetall(key('task', approval.task_id)), {
+    approval_id = aid, task_id = approval.task_id, escalate_to = extra,
+    eligible = eligible, expires_at = iso(expires),
+  })
+  return true
+end
+
 local function timeout_approval(aid)
   local approval = hgetall(key('approval', aid))
   if approval.status ~= 'pending' then
@@ -201,11 +221,18 @@ local function timeout_approval(aid)
     redis.call('ZREM', key('approvals_deadlines'), aid)
     return
   end
+  if escalate_approval(aid, approval) then return end
   close_approval(aid, 'timeout', nil)
   local task = hgetall(key('task', approval.task_id))
   if task.status == 'awaiting_approval' then
     move(approval.task_id, task, 'cancelled', {'error', 'approval timed out'})
   end
+end
+
+-- Four eyes: whether `principal` is the one who asked for this approval (who may
+-- withdraw it by rejecting, but never approve it).
+local function is_requester(approval, principal)
+  return approval.requested_by == principal
 end
 
 -- Time out one approval if its deadline has passed, whatever settle()'s budget reached:
