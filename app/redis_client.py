@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
+from app import redis_urls
 from app.config import Settings
 
 
@@ -16,7 +19,7 @@ def connection_options(settings: Settings) -> dict:
     a timeout is not retried, so a frozen server costs one timeout, not three.
     """
     timeout = settings.health_check_timeout
-    options: dict = {
+    return {
         "socket_timeout": timeout,
         "socket_connect_timeout": max(0.1, min(timeout, 3.0) / 3),
         "retry": Retry(
@@ -26,19 +29,70 @@ def connection_options(settings: Settings) -> dict:
         "health_check_interval": 30,
         "max_connections": 64,
     }
-    if settings.redis_url.startswith("rediss://"):
-        options["ssl_cert_reqs"] = "required" if settings.redis_tls_verify else "none"
-        options["ssl_check_hostname"] = settings.redis_tls_verify
-    return options
 
 
-def make_redis(settings: Settings) -> redis.Redis:
-    """The one Redis client of this process; `memory://` gives an in-process fakeredis."""
-    if settings.uses_memory_redis:
+def tls_options(settings: Settings) -> dict:
+    """Certificate checks for a TLS connection (REDIS_TLS_VERIFY)."""
+    return {
+        "ssl_cert_reqs": "required" if settings.redis_tls_verify else "none",
+        "ssl_check_hostname": settings.redis_tls_verify,
+    }
+
+
+def make_redis(settings: Settings) -> redis.Redis | RedisCluster:
+    """The one Redis client of this process, for whichever topology REDIS_URL names.
+
+    `memory://` gives an in-process fakeredis; sentinel and cluster clients find the
+    current primary themselves, so a fail-over needs no restart.
+    """
+    target = redis_urls.parse(settings.redis_url)
+    if target.topology == "memory":
         import fakeredis
 
         return fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
-    pool = redis.ConnectionPool.from_url(
-        settings.redis_url, decode_responses=True, **connection_options(settings)
-    )
+    options = connection_options(settings)
+    if target.tls:
+        options |= {"ssl": True, **tls_options(settings)}
+    if target.topology == "sentinel":
+        return _sentinel_primary(target, options)
+    if target.topology == "cluster":
+        return _cluster(target, options)
+    options.pop("ssl", None)  # redis-py reads TLS from the rediss:// scheme itself
+    pool = redis.ConnectionPool.from_url(target.url, decode_responses=True, **options)
     return redis.Redis(connection_pool=pool)
+
+
+def _sentinel_primary(target: redis_urls.RedisTarget, options: dict) -> redis.Redis:
+    # Sentinels are asked with the same timeouts (a dead sentinel must not stall a
+    # request) but their own credentials; the primary's pool re-asks them on every
+    # reconnect, and a demoted primary's READONLY reply counts as a lost connection.
+    sentinel_options = {
+        key: options[key]
+        for key in ("socket_timeout", "socket_connect_timeout", "ssl", "ssl_cert_reqs")
+        if key in options
+    }
+    if target.sentinel_password:
+        sentinel_options["password"] = target.sentinel_password
+    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_options)
+    return sentinel.master_for(
+        target.service,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        decode_responses=True,
+        **options,
+    )
+
+
+def _cluster(target: redis_urls.RedisTarget, options: dict) -> RedisCluster:
+    # The cluster client keeps a pool per node; a moved slot or a failed-over primary
+    # makes it re-read the slot map. Few attempts: a request answers 503 rather than wait.
+    options.pop("health_check_interval")
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+        username=target.username,
+        password=target.password,
+        decode_responses=True,
+        cluster_error_retry_attempts=2,
+        **options,
+    )
