@@ -63,14 +63,12 @@ def make_redis(settings: Settings) -> redis.Redis | RedisCluster:
 
 
 def _sentinel_primary(target: redis_urls.RedisTarget, options: dict) -> redis.Redis:
-    # Sentinels are asked with the same timeouts (a dead sentinel must not stall a
-    # request) but their own credentials; the primary's pool re-asks them on every
-    # reconnect, and a demoted primary's READONLY reply counts as a lost connection.
-    sentinel_options = {
-        key: options[key]
-        for key in ("socket_timeout", "socket_connect_timeout", "ssl", "ssl_cert_reqs")
-        if key in options
-    }
+    # Sentinels are asked with the same timeouts and retries (redis-py's default retry
+    # would spend about 12 s on dead sentinels) but their own credentials; the primary's
+    # pool re-asks them on every reconnect, and a demoted primary's READONLY reply counts
+    # as a lost connection.
+    shared = ("socket_timeout", "socket_connect_timeout", "retry", "ssl", "ssl_cert_reqs")
+    sentinel_options = {key: options[key] for key in shared if key in options}
     if target.sentinel_password:
         sentinel_options["password"] = target.sentinel_password
     sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_options)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from redis.cluster import RedisCluster
 
 from app import redis_urls
 from app.config import Settings
 from app.redis_client import make_redis
+from harness import RedisServer, free_port
 from tests.conftest import base_env
+from tests.helpers import redis_keys
 
 
 def test_sentinel_url_names_sentinels_service_db_and_credentials():
@@ -42,3 +46,44 @@ def test_sentinel_client_is_built_without_reaching_a_sentinel():
     pool = client.connection_pool
     assert pool.service_name == "mymaster" and pool.connection_kwargs["db"] == 1
     assert not isinstance(client, RedisCluster)
+
+
+def test_migrate_keys_moves_the_unbraced_layout_under_the_hash_tag(make_app, redis_server, api):
+    app = make_app()
+    keys = redis_keys(app)
+    client = redis_server.client()
+    old = f"{keys.prefix}:task:legacy"
+    client.hset(old, mapping={"task_id": "legacy"})
+    client.set(f"{keys.prefix}:seq", 41)
+    result = app.test_cli_runner().invoke(args=["migrate-keys"])
+    assert result.exit_code == 0 and "renamed 2 key(s)" in result.output
+    assert client.exists(old) == 0
+    assert client.hget(keys.task("legacy"), "task_id") == "legacy"
+    created = api.using(app.test_client()).create()
+    assert client.hget(keys.task(created["task_id"]), "status") == "assigned"
+    assert client.get(keys.name("seq")) == "42"  # the sequence carries on where it was
+
+
+@pytest.fixture
+def replica(tmp_path):
+    """A read-only replica of a primary of its own: what a demoted primary answers."""
+    with RedisServer(tmp_path / "primary") as primary:
+        options = ("--replicaof", "127.0.0.1", str(primary.port))
+        with RedisServer(tmp_path / "replica", options=options) as server:
+            yield server
+
+
+def test_a_read_only_replica_answers_503_not_500(make_app, keys, replica):
+    client = make_app(redis_url=replica.url).test_client()
+    response = client.post("/tasks", json={"type": "bugfix"}, headers=keys["agent"])
+    assert response.status_code == 503, response.json
+    assert response.json["detail"] == "Redis unavailable"
+
+
+def test_no_sentinel_answers_503_not_500_within_the_bound(make_app, keys):
+    url = f"redis+sentinel://127.0.0.1:{free_port()}/mymaster"
+    client = make_app(redis_url=url, HEALTH_CHECK_TIMEOUT="0.5").test_client()
+    started = time.monotonic()
+    assert client.get("/tasks", headers=keys["user"]).status_code == 503
+    assert time.monotonic() - started <= 0.5 + 1.0  # HEALTH_CHECK_TIMEOUT + 1 s, retries included
+    assert client.get("/health").json["redis"] == "disconnected"

@@ -91,6 +91,18 @@ class Keys:
         return self.name("idempotency", digest)
 
 
+def migrate_unbraced(client, prefix: str) -> int:
+    """Rename every `<prefix>:*` key (the layout before the hash tag) to `{<prefix>}:*`.
+
+    For a single node with the service stopped; a key that exists under both names keeps
+    the new one. Returns how many keys were renamed.
+    """
+    renamed = 0
+    for name in client.scan_iter(match=f"{prefix}:*", count=1000):
+        renamed += bool(client.renamenx(name, f"{hash_tag(prefix)}:{name[len(prefix) + 1 :]}"))
+    return renamed
+
+
 def lua_layout() -> dict[str, str]:
     """LAYOUT as string.format patterns ({placeholders} -> %s), for the scripts' key()."""
     return {
