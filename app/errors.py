@@ -13,8 +13,11 @@ log = logging.getLogger("orchestrator.errors")
 
 # Redis answers that mean "not now" rather than "wrong": unreachable or slow, a primary
 # demoted during a fail-over (READONLY), no primary known yet (MasterNotFoundError is a
-# ConnectionError), a replica still loading, a cluster re-electing or moving slots.
+# ConnectionError), a replica still loading, a cluster re-electing or moving slots, or
+# no cluster node reachable (RedisClusterException, which is not a RedisError; with
+# every key in one slot its other use, keys of several slots, cannot happen here).
 REDIS_UNAVAILABLE = (
+    redis.exceptions.RedisClusterException,
     redis.ConnectionError,
     redis.TimeoutError,
     redis.exceptions.ReadOnlyError,

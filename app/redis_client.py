@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.commands.core import Script
+from redis.connection import Encoder
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -39,7 +43,36 @@ def tls_options(settings: Settings) -> dict:
     }
 
 
-def make_redis(settings: Settings) -> redis.Redis | RedisCluster:
+class LazyCluster:
+    """A RedisCluster built on first use, then every call goes to it."""
+
+    # RedisCluster's constructor reads the slot map: a cluster that is down when a worker
+    # starts must cost a 503 per request, not the worker (and /metrics, /docs with it).
+    def __init__(self, **options):
+        self._options = options
+        self._client: RedisCluster | None = None
+        self._lock = threading.Lock()
+
+    def cluster(self) -> RedisCluster:
+        """The cluster client, built now if it is not yet (RedisClusterException if down)."""
+        with self._lock:
+            if self._client is None:
+                self._client = RedisCluster(**self._options)
+            return self._client
+
+    def get_encoder(self) -> Encoder:
+        """What Script hashes its text with, without reaching the cluster."""
+        return Encoder("utf-8", "strict", decode_responses=True)
+
+    def register_script(self, script: str) -> Script:
+        """A script whose calls go through this client."""
+        return Script(self, script)
+
+    def __getattr__(self, name: str):
+        return getattr(self.cluster(), name)
+
+
+def make_redis(settings: Settings) -> redis.Redis | LazyCluster:
     """The one Redis client of this process, for whichever topology REDIS_URL names.
 
     `memory://` gives an in-process fakeredis; sentinel and cluster clients find the
@@ -82,15 +115,15 @@ def _sentinel_primary(target: redis_urls.RedisTarget, options: dict) -> redis.Re
     )
 
 
-def _cluster(target: redis_urls.RedisTarget, options: dict) -> RedisCluster:
+def _cluster(target: redis_urls.RedisTarget, options: dict) -> LazyCluster:
     # The cluster client keeps a pool per node; a moved slot or a failed-over primary
-    # makes it re-read the slot map. Few attempts: a request answers 503 rather than wait.
+    # makes it re-read the slot map, within the same retry policy as the other clients.
     options.pop("health_check_interval")
-    return RedisCluster(
+    options.pop("retry_on_timeout")  # redis-py's cluster client decides that itself
+    return LazyCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
         username=target.username,
         password=target.password,
         decode_responses=True,
-        cluster_error_retry_attempts=2,
         **options,
     )

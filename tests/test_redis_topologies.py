@@ -87,3 +87,11 @@ def test_no_sentinel_answers_503_not_500_within_the_bound(make_app, keys):
     assert client.get("/tasks", headers=keys["user"]).status_code == 503
     assert time.monotonic() - started <= 0.5 + 1.0  # HEALTH_CHECK_TIMEOUT + 1 s, retries included
     assert client.get("/health").json["redis"] == "disconnected"
+
+
+def test_a_cluster_down_at_start_is_503_and_the_app_still_starts(make_app, keys):
+    url = f"redis+cluster://127.0.0.1:{free_port()}"
+    client = make_app(redis_url=url, HEALTH_CHECK_TIMEOUT="0.5").test_client()  # no raise
+    response = client.post("/tasks", json={"type": "bugfix"}, headers=keys["agent"])
+    assert response.status_code == 503 and response.json["detail"] == "Redis unavailable"
+    assert client.get("/health").status_code == 503

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Literal
 
 import redis
-from redis.cluster import RedisCluster
 
 from app.config import Settings
 from app.domain import keys, model
@@ -89,7 +88,7 @@ def rows(value) -> list:
 class Scripts:
     """The scripts registered on one Redis client; see each lua/<name>.lua for its contract."""
 
-    def __init__(self, client: redis.Redis | RedisCluster, settings: Settings):
+    def __init__(self, client: redis.Redis, settings: Settings):
         self._client = client
         self._scripts = {name: client.register_script(source(name)) for name in NAMES}
         self._route = [keys.hash_tag(settings.queue_prefix)]
@@ -131,7 +130,7 @@ class Scripts:
         one pipeline; on a cluster, through the client of the node holding the slot.
         """
         node = self._client
-        if isinstance(node, RedisCluster):
+        if hasattr(node, "get_node_from_key"):  # a cluster: the node that holds the slot
             node = node.get_redis_connection(node.get_node_from_key(self._route[0]))
         for _attempt in range(2):
             with node.pipeline(transaction=False) as pipe:
