@@ -23,6 +23,7 @@ REDIS_UNAVAILABLE = (
     redis.exceptions.ReadOnlyError,
     redis.exceptions.BusyLoadingError,
     redis.exceptions.ClusterError,
+    redis.exceptions.AskError,  # and MovedError: a slot moving under a node-level call
     redis.exceptions.ClusterDownError,
     redis.exceptions.TryAgainError,
     redis.exceptions.MasterDownError,

@@ -90,3 +90,14 @@ def test_every_key_lives_in_the_slot_of_the_hash_tag(api, server, cluster):
     assert {key_slot(name.encode()) for name in names} == {slot}
     with pytest.raises(redis.ResponseError):  # it really is a cluster: other nodes refuse
         next(n for n in cluster.nodes if n.port not in found).client().get(keys.name("seq"))
+
+
+def test_min_replicas_waits_on_the_node_that_holds_the_slot(cluster, make_app, keys):
+    # These primaries have no replicas: WAIT on the slot's node confirms none, so 503.
+    client = make_app(
+        redis_url=cluster.url, ORCHESTRATOR_REDIS_MIN_REPLICAS="1", HEALTH_CHECK_TIMEOUT="0.5"
+    ).test_client()
+    refused = client.post("/tasks", json={"type": "bugfix"}, headers=keys["agent"])
+    assert refused.status_code == 503
+    assert refused.json["detail"].startswith("Redis replicas did not confirm the write")
+    assert client.get("/health").status_code == 200  # reads do not wait

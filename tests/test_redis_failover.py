@@ -124,3 +124,31 @@ def test_primary_killed_under_creates(tmp_path, live_server, min_replicas, repli
             # The documented window: acknowledged while the replicas lagged, then lost.
             assert lost, "expected the writes acknowledged only by the dead primary to be lost"
             assert all(at["cut"] <= t <= at["killed"] + 1.0 for t, _ in lost)
+
+
+def test_unconfirmed_write_is_503_and_its_idempotency_key_retry_is_safe(tmp_path, make_app, keys):
+    with SentinelGroup(tmp_path / "redis", replicas=1) as group:
+        app = make_app(
+            redis_url=group.url, ORCHESTRATOR_REDIS_MIN_REPLICAS="1", HEALTH_CHECK_TIMEOUT="0.5"
+        )
+        client = app.test_client()
+        assert client.post("/tasks", json=NEW_TASK, headers=keys["agent"]).status_code == 201
+        headers = {**keys["agent"], "Idempotency-Key": "deploy-42"}
+        group.cut_replication()
+        refused = client.post("/tasks", json=NEW_TASK, headers=headers)
+        assert refused.status_code == 503, refused.json
+        assert "same Idempotency-Key is safe" in refused.json["detail"]
+
+        group.restore_replication()
+        retried = wait_until(
+            lambda: (
+                (r := client.post("/tasks", json=NEW_TASK, headers=headers)).status_code == 201
+                and r
+            ),
+            timeout=15,
+            interval=0.2,
+        )
+        # The refused write had reached the primary: the retry replays it, not a second task.
+        assert retried.headers["Idempotent-Replayed"] == "true"
+        listed = client.get("/tasks?limit=100", headers=keys["user"]).json
+        assert listed["count"] == 2

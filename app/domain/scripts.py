@@ -93,9 +93,10 @@ class Scripts:
         self._scripts = {name: client.register_script(source(name)) for name in NAMES}
         self._route = [keys.hash_tag(settings.queue_prefix)]
         self._replicas = settings.redis_min_replicas
-        # WAIT gives up a little before the socket would, so "not confirmed" is a clean
-        # 503 on a connection that stays usable rather than a timeout that drops it.
-        self._wait_ms = max(1, int(settings.health_check_timeout * 900))
+        # WAIT gives up well before the socket would (a quarter of the timeout, for a
+        # loaded machine), so "not confirmed" is a clean 503 on a connection that stays
+        # usable rather than a socket timeout that drops it.
+        self._wait_ms = max(1, int(settings.health_check_timeout * 750))
         self._common = [
             settings.queue_prefix,
             json.dumps(
