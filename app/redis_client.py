@@ -100,7 +100,10 @@ def _sentinel_primary(target: redis_urls.RedisTarget, options: dict) -> redis.Re
     # would spend about 12 s on dead sentinels) but their own credentials; the primary's
     # pool re-asks them on every reconnect, and a demoted primary's READONLY reply counts
     # as a lost connection.
-    shared = ("socket_timeout", "socket_connect_timeout", "retry", "ssl", "ssl_cert_reqs")
+    shared = (
+        *("socket_timeout", "socket_connect_timeout", "retry"),
+        *("ssl", "ssl_cert_reqs", "ssl_check_hostname"),
+    )
     sentinel_options = {key: options[key] for key in shared if key in options}
     if target.sentinel_password:
         sentinel_options["password"] = target.sentinel_password

@@ -95,3 +95,20 @@ def test_a_cluster_down_at_start_is_503_and_the_app_still_starts(make_app, keys)
     response = client.post("/tasks", json={"type": "bugfix"}, headers=keys["agent"])
     assert response.status_code == 503 and response.json["detail"] == "Redis unavailable"
     assert client.get("/health").status_code == 503
+
+
+@pytest.mark.parametrize("verify", ["true", "false"])
+def test_rediss_sentinel_speaks_tls_to_sentinels_and_primary(verify):
+    env = base_env("rediss+sentinel://127.0.0.1:1/mymaster", REDIS_TLS_VERIFY=verify)
+    client = make_redis(Settings.from_env(env))
+    primary = client.connection_pool.connection_kwargs
+    assert client.connection_pool.connection_class.__name__ == "SentinelManagedSSLConnection"
+    assert primary["ssl_cert_reqs"] == ("required" if verify == "true" else "none")
+    sentinel = client.connection_pool.sentinel_manager.sentinels[0].connection_pool
+    assert sentinel.connection_kwargs["ssl_cert_reqs"] == primary["ssl_cert_reqs"]
+    assert sentinel.connection_class.__name__ == "SSLConnection"
+
+
+def test_rediss_cluster_options_ask_for_tls():
+    client = make_redis(Settings.from_env(base_env("rediss+cluster://127.0.0.1:1")))
+    assert client._options["ssl"] is True and client._options["ssl_cert_reqs"] == "required"

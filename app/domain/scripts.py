@@ -1,9 +1,9 @@
 """The Lua scripts, one typed method each: every file in lua/ is one atomic operation.
 
 One calling convention for all of them: KEYS[1] is the `{<prefix>}` hash tag (it routes
-the call on a Redis Cluster; no script reads it), ARGV[1] is the key prefix, ARGV[2] the settings
-as JSON (the same for every call of a Scripts), ARGV[3] the call's named arguments as
-one JSON object (the prelude decodes it into `A`). Every script answers one JSON object
+the call on a Redis Cluster; no script reads it), ARGV[1] is the key prefix, ARGV[2]
+the settings as JSON (the same for every call of a Scripts), ARGV[3] the call's named
+arguments as one JSON object (the prelude decodes it into `A`). Every script answers one JSON object
 with an `outcome` ("ok", "not_found", "conflict", ...), decoded here and only here.
 """
 
