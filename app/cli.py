@@ -1,11 +1,11 @@
-"""`flask` commands for operators: tokens, secrets, API keys and the expiry sweep."""
+"""`flask` commands for operators: tokens, secrets, API keys, the expiry sweep, key migration."""
 
 from __future__ import annotations
 
 import secrets
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from app.domain.ids import KEY_NAME
@@ -77,7 +77,24 @@ def sweep_command() -> None:
     click.echo(f"swept in {rounds} round(s); {remaining} still due")
 
 
+@click.command("migrate-keys")
+@with_appcontext
+def migrate_keys_command() -> None:
+    """Move keys written before the {<prefix>} hash tag to their new names (service stopped)."""
+    from app.domain.keys import migrate_unbraced
+    from app.services import current_settings, redis_client
+
+    renamed = migrate_unbraced(redis_client(current_app), current_settings().queue_prefix)
+    click.echo(f"renamed {renamed} key(s)")
+
+
 def init_app(app: Flask, _settings=None) -> None:
     """Register the commands on the app's CLI."""
-    for command in (token_command, gen_secret_command, gen_api_key_command, sweep_command):
+    for command in (
+        token_command,
+        gen_secret_command,
+        gen_api_key_command,
+        sweep_command,
+        migrate_keys_command,
+    ):
         app.cli.add_command(command)

@@ -71,6 +71,8 @@ class Settings:
     api_keys: tuple[ApiKey, ...] = setting("ORCHESTRATOR_API_KEYS", (), "api_keys")
     redis_url: str = setting("REDIS_URL", "redis://localhost:6379/0", "redis_url", secret=True)
     redis_tls_verify: bool = setting("REDIS_TLS_VERIFY", True, "boolean")
+    # Replicas that must confirm each write (WAIT) before it is acknowledged.
+    redis_min_replicas: int = setting("ORCHESTRATOR_REDIS_MIN_REPLICAS", 0, "min_replicas")
     cors_origins: tuple[str, ...] = setting("ORCHESTRATOR_CORS_ORIGINS", (), "cors_origins")
     rate_limit_tasks: int = per_minute("ORCHESTRATOR_RATE_LIMIT_TASKS", 10)
     rate_limit_events: int = per_minute("ORCHESTRATOR_RATE_LIMIT_EVENTS", 20)

@@ -13,12 +13,12 @@ import ipaddress
 import re
 from collections.abc import Mapping
 
+from app import redis_urls
 from app.config import ApiKey, ConfigError, Settings
 from app.domain import approval_policy
 from app.domain.ids import AGENT_NAME, KEY_NAME
 from app.domain.model import DEFAULT_ROUTES, ROLES
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "memory://")
 _ORIGIN = re.compile(r"^https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _HOW_TO_GENERATE = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
@@ -133,9 +133,17 @@ class SettingsParser:
             return default
         if url.startswith("memory://") and self.production:
             raise ConfigError(name, "memory:// is a single-process demo, not production")
-        if not url.startswith(REDIS_SCHEMES) or url in REDIS_SCHEMES[:3]:
-            raise ConfigError(name, "must start with redis://, rediss:// or unix://")
+        try:
+            redis_urls.parse(url)
+        except ValueError as error:
+            raise ConfigError(name, str(error)) from None
         return url
+
+    def min_replicas(self, name: str, default: int) -> int:
+        value = self.integer(name, default)
+        if value and self.raw("REDIS_URL").startswith("memory://"):
+            raise ConfigError(name, "memory:// has no replicas; leave it 0")
+        return value
 
     def cors_origins(self, name: str, _default: tuple) -> tuple[str, ...]:
         origins = self.items(name)

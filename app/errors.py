@@ -11,6 +11,25 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger("orchestrator.errors")
 
+# Redis answers that mean "not now" rather than "wrong": unreachable or slow, a primary
+# demoted during a fail-over (READONLY), no primary known yet (MasterNotFoundError is a
+# ConnectionError), a replica still loading, a cluster re-electing or moving slots, or
+# no cluster node reachable (RedisClusterException, which is not a RedisError; with
+# every key in one slot its other use, keys of several slots, cannot happen here).
+REDIS_UNAVAILABLE = (
+    redis.exceptions.RedisClusterException,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.AskError,  # and MovedError: a slot moving under a node-level call
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.SlotNotCoveredError,
+)
+
 
 class ApiError(Exception):
     """Base of every error the service answers on purpose."""
@@ -146,8 +165,8 @@ def handle_http_exception(error: HTTPException):
 
 def handle_unexpected(error: BaseException):
     """Redis trouble is 503; anything else a bare 500 — never a traceback in the body."""
-    if isinstance(error, (redis.ConnectionError, redis.TimeoutError)) or isinstance(
-        getattr(error, "__cause__", None), (redis.ConnectionError, redis.TimeoutError)
+    if isinstance(error, REDIS_UNAVAILABLE) or isinstance(
+        getattr(error, "__cause__", None), REDIS_UNAVAILABLE
     ):
         log.warning("redis unavailable: %s", type(error).__name__)
         return error_response(503, "Redis unavailable", headers={"Retry-After": "5"})

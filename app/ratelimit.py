@@ -4,7 +4,8 @@ Which requests count, under which key, and which never do is decided here. Stock
 flask-limiter asks Redis twice per request: once to take a slot and once more, after
 the view, for the X-RateLimit-* headers. OneTripRedisStorage, a `limits` storage
 registered under its own URI scheme (the library's public extension point), takes the
-slot and reads the window in one script and hands that window to the header read.
+slot and reads the window in one script and hands that window to the header read. It
+runs on the app's own client, so it works on whatever topology REDIS_URL names.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 
 from flask import Flask, g, has_request_context, request
 from flask_limiter import Limiter, RateLimitExceeded
-from limits.storage import RedisStorage
+from limits.storage import RedisStorage, Storage
 
 from app import metrics
 from app.auth import authenticate
@@ -53,6 +54,17 @@ class OneTripRedisStorage(RedisStorage):
     """A moving-window storage whose acquire also reads the window, for the headers."""
 
     STORAGE_SCHEME = [STORAGE_SCHEME]
+
+    def __init__(self, uri: str, client, key_prefix: str, wrap_exceptions: bool = False):
+        """Use `client`, the app's (single node, sentinel or cluster), instead of a URL."""
+        # RedisStorage.__init__ would build a client from the URI; the app's factory has
+        # already built the right one, so only the base Storage set-up runs here.
+        Storage.__init__(self, uri, wrap_exceptions=wrap_exceptions)
+        self.key_prefix = key_prefix
+        self.target_server = "redis"
+        self.dependency = self.dependencies["redis"].module
+        self.storage = client
+        self.initialize_storage(uri)
 
     def initialize_storage(self, uri: str) -> None:
         """Register the library's scripts and ours."""
@@ -172,11 +184,11 @@ def _retry_after_only_when_refused(response):
 def _storage(app: Flask, settings: Settings) -> dict:
     if settings.uses_memory_redis:
         return {"storage_uri": "memory://"}
-    # Our scheme picks OneTripRedisStorage; it is handed the app's own pool.
+    # Our scheme picks OneTripRedisStorage; it is handed the app's own client.
     return {
         "storage_uri": f"{STORAGE_SCHEME}://",
         "storage_options": {
-            "connection_pool": redis_client(app).connection_pool,
+            "client": redis_client(app),
             "key_prefix": Keys(settings.queue_prefix).name("rate_limits"),
         },
     }

@@ -1,7 +1,17 @@
-"""Real processes for tests and benchmarks: redis-server, and the service under gunicorn."""
+"""Real processes for tests and benchmarks: redis-server (alone, with sentinels, as a
+cluster), and the service under gunicorn."""
 
 from harness.live_server import LiveServer
 from harness.processes import ROOT, free_port, wait_until
 from harness.redis_server import RedisServer
+from harness.redis_topologies import RedisClusterNodes, SentinelGroup
 
-__all__ = ["ROOT", "LiveServer", "RedisServer", "free_port", "wait_until"]
+__all__ = [
+    "ROOT",
+    "LiveServer",
+    "RedisClusterNodes",
+    "RedisServer",
+    "SentinelGroup",
+    "free_port",
+    "wait_until",
+]

@@ -19,8 +19,16 @@ class RedisServer:
 
     # transport: "tcp" (127.0.0.1, a free port), "unix" (a socket in `directory`, no TCP
     # port) or "tls" (TLS only, self-signed). appendonly: fsync every write, so a SIGKILL
-    # loses nothing that was acknowledged.
-    def __init__(self, directory: Path, *, appendonly: bool = False, transport: str = "tcp"):
+    # loses nothing that was acknowledged. options: more redis-server arguments (a
+    # replica's --replicaof, a cluster node's --cluster-enabled).
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        appendonly: bool = False,
+        transport: str = "tcp",
+        options: tuple[str, ...] = (),
+    ):
         if not shutil.which("redis-server"):
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         if transport not in TRANSPORTS:
@@ -28,6 +36,7 @@ class RedisServer:
         self.directory = directory
         self.appendonly = appendonly
         self.transport = transport
+        self.options = options
         self.port = free_port()
         self.socket_path = directory / "redis.sock"
         self.process: subprocess.Popen | None = None
@@ -44,7 +53,7 @@ class RedisServer:
         """Start it (same port, directory and data as before a stop) and wait for PING."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            ["redis-server", *self._listen_options(), *self._storage_options()],
+            ["redis-server", *self._listen_options(), *self._storage_options(), *self.options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+import requests
+
 from app.domain.keys import Keys
 
 # P3 bugfix: routed to dev_agent and never gated, the plainest task there is.
@@ -94,6 +96,35 @@ class Api:
     def health(self, *, expect=200) -> dict:
         """GET /health."""
         return self.call("GET", "/health", as_=None, expect=expect)
+
+
+class LiveResponse:
+    """A requests response with the test client's attributes Api reads."""
+
+    def __init__(self, response: requests.Response):
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self.data = response.content
+        self.json = response.json() if response.content else None
+
+    def get_data(self, as_text: bool = False):
+        """The body, as text when asked."""
+        return self.data.decode() if as_text else self.data
+
+
+class LiveClient:
+    """The Flask test client's open() over HTTP, so Api drives a live server too."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.session = requests.Session()
+
+    def open(self, path: str, *, method: str, headers=None, json=None, query_string=None):
+        """One request; the answer as a LiveResponse."""
+        response = self.session.request(
+            method, self.url + path, headers=headers, json=json, params=query_string, timeout=10
+        )
+        return LiveResponse(response)
 
 
 def redis_keys(app) -> Keys:

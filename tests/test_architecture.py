@@ -18,7 +18,7 @@ MODULES = sorted(p for p in APP.rglob("*.py"))
 def rendered_layout() -> str:
     rows = ["| kind | key | type | holds |", "|---|---|---|---|"]
     for kind, spec in LAYOUT.items():
-        rows.append(f"| {kind} | `<prefix>:{spec.pattern}` | {spec.type} | {spec.holds} |")
+        rows.append(f"| {kind} | `{{<prefix>}}:{spec.pattern}` | {spec.type} | {spec.holds} |")
     return "\n".join(rows)
 
 

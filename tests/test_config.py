@@ -258,6 +258,12 @@ def test_memory_redis_is_refused_in_production_only():
         "redis://",
         "redis:/localhost",
         "tcp://127.0.0.1:6379",
+        "redis+sentinel://s1:26379",
+        "redis+sentinel://s1:26379,s2/mymaster",
+        "redis+sentinel://s1:26379/mymaster/x",
+        "redis+cluster://",
+        "redis+cluster://c1:7000/3",
+        "valkey+cluster://c1:7000",
     ],
 )
 def test_bad_redis_url_scheme_is_refused(value):
@@ -265,10 +271,30 @@ def test_bad_redis_url_scheme_is_refused(value):
 
 
 @pytest.mark.parametrize(
-    "value", ["redis://cache:6379/1", "rediss://u:p@red.example:6380/0", "unix:///run/redis.sock"]
+    "value",
+    [
+        "redis://cache:6379/1",
+        "rediss://u:p@red.example:6380/0",
+        "unix:///run/redis.sock",
+        "redis+sentinel://s1:26379,s2:26379,s3:26379/mymaster",
+        "rediss+sentinel://:secret@s1:26379/mymaster/2?sentinel_password=other",
+        "redis+cluster://c1:7000,c2:7001",
+        "rediss+cluster://user:pw@c1:7000",
+    ],
 )
 def test_redis_urls_accepted(value):
     assert settings(REDIS_URL=value).redis_url == value
+
+
+def test_min_replicas_defaults_to_zero_and_needs_a_real_redis():
+    assert settings().redis_min_replicas == 0
+    assert settings(ORCHESTRATOR_REDIS_MIN_REPLICAS="2").redis_min_replicas == 2
+    refused("ORCHESTRATOR_REDIS_MIN_REPLICAS", ORCHESTRATOR_REDIS_MIN_REPLICAS="-1")
+    refused(
+        "ORCHESTRATOR_REDIS_MIN_REPLICAS",
+        REDIS_URL="memory://",
+        ORCHESTRATOR_REDIS_MIN_REPLICAS="1",
+    )
 
 
 @pytest.mark.parametrize(

@@ -21,8 +21,8 @@ blp = Blueprint(
     url_prefix="/events",
     description=(
         "Durable, replayable events. Each is stored in a Redis Stream and published on "
-        "`<prefix>:events:<event_type>` and `<prefix>:events:*` (SUBSCRIBE to that literal "
-        "channel for everything; PSUBSCRIBE `<prefix>:events:*` would get each event twice). "
+        "`{<prefix>}:events:<event_type>` and `{<prefix>}:events:*` (SUBSCRIBE to that literal "
+        "channel for everything; PSUBSCRIBE `{<prefix>}:events:*` would get each event twice). "
         "CloudEvents 1.0 mapping (`GET /events?format=cloudevents`): specversion = 1.0, "
         "id = event_id, type = event_type, source = /agents/<source_agent, percent-encoded>, "
         "time = timestamp, data = payload, datacontenttype = application/json; extensions "

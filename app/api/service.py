@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 
-import redis
 from flask import Response, jsonify, request
 from flask_smorest import Blueprint
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app import __version__, metrics
-from app.errors import Unauthorized
+from app.errors import REDIS_UNAVAILABLE, Unauthorized
 from app.schemas.common import ErrorSchema
 from app.schemas.stats import HealthSchema, ServiceSchema, StatsSchema
 from app.services import current_settings, services
@@ -35,7 +34,7 @@ def health():
     settings = current_settings()
     try:
         stats = services().stats.read()
-    except (redis.ConnectionError, redis.TimeoutError) as error:
+    except REDIS_UNAVAILABLE as error:
         log.warning("health check: redis unavailable (%s)", type(error).__name__)
         return {
             "status": "unhealthy",

@@ -2,7 +2,7 @@
 
 LAYOUT is the single table: scripts.py writes it into the Lua prelude (so a script
 can only name keys listed here), ARCHITECTURE.md shows it (a test checks the two
-agree), and every name is `<prefix>:` + the pattern with its {placeholders} filled.
+agree), and every name is `{<prefix>}:` + the pattern with its {placeholders} filled.
 """
 
 from __future__ import annotations
@@ -51,19 +51,27 @@ LAYOUT: dict[str, KeySpec] = {
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
 
+def hash_tag(prefix: str) -> str:
+    """`{<prefix>}`: the part of every key name Redis Cluster hashes to pick the slot."""
+    return "{" + prefix + "}"
+
+
 class Keys:
     """Key names under one deployment's prefix."""
 
     def __init__(self, prefix: str):
         self.prefix = prefix
+        # The hash tag puts every key of a deployment in one Redis Cluster slot, so each
+        # script's keys live on one node; `tag` doubles as the key scripts are routed by.
+        self.tag = hash_tag(prefix)
 
     def name(self, kind: str, *parts: str) -> str:
-        """`<prefix>:` + LAYOUT[kind]'s pattern with `parts` in its placeholders, in order."""
+        """`{<prefix>}:` + LAYOUT[kind]'s pattern with `parts` in its placeholders, in order."""
         pattern = LAYOUT[kind].pattern
         for part in parts:
             start = pattern.index("{")
             pattern = pattern[:start] + part + pattern[pattern.index("}", start) + 1 :]
-        return f"{self.prefix}:{pattern}"
+        return f"{self.tag}:{pattern}"
 
     def task(self, task_id: str) -> str:
         """A task's hash."""
@@ -81,6 +89,18 @@ class Keys:
         """One principal's idempotency record for a key (hashed: keys are client text)."""
         digest = hashlib.sha256(f"{principal}\0{idempotency_key}".encode()).hexdigest()
         return self.name("idempotency", digest)
+
+
+def migrate_unbraced(client, prefix: str) -> int:
+    """Rename every `<prefix>:*` key (the layout before the hash tag) to `{<prefix>}:*`.
+
+    For a single node with the service stopped; a key that exists under both names keeps
+    the new one. Returns how many keys were renamed.
+    """
+    renamed = 0
+    for name in client.scan_iter(match=f"{prefix}:*", count=1000):
+        renamed += bool(client.renamenx(name, f"{hash_tag(prefix)}:{name[len(prefix) + 1 :]}"))
+    return renamed
 
 
 def lua_layout() -> dict[str, str]:

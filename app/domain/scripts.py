@@ -1,8 +1,9 @@
 """The Lua scripts, one typed method each: every file in lua/ is one atomic operation.
 
-One calling convention for all of them: ARGV[1] is the key prefix, ARGV[2] the settings
-as JSON (the same for every call of a Scripts), ARGV[3] the call's named arguments as
-one JSON object (the prelude decodes it into `A`). Every script answers one JSON object
+One calling convention for all of them: KEYS[1] is the `{<prefix>}` hash tag (it routes
+the call on a Redis Cluster; no script reads it), ARGV[1] is the key prefix, ARGV[2]
+the settings as JSON (the same for every call of a Scripts), ARGV[3] the call's named
+arguments as one JSON object (the prelude decodes it into `A`). Every script answers one JSON object
 with an `outcome` ("ok", "not_found", "conflict", ...), decoded here and only here.
 """
 
@@ -18,9 +19,27 @@ import redis
 
 from app.config import Settings
 from app.domain import keys, model
+from app.errors import Unavailable
 
 LUA_DIR = Path(__file__).with_name("lua")
 NAMES = tuple(sorted(path.stem for path in LUA_DIR.glob("*.lua") if path.stem != "lib"))
+# Scripts whose writes a client is told about. The others only settle what fell due,
+# which the next call after a fail-over settles again, so they never wait for replicas.
+WRITES = frozenset(
+    {
+        "create_task",
+        "claim_task",
+        "heartbeat_task",
+        "set_task_status",
+        "decide_approval",
+        "publish_event",
+        "sweep",
+    }
+)
+UNCONFIRMED = (
+    "Redis replicas did not confirm the write in time; it may be lost in a fail-over. "
+    "Retrying with the same Idempotency-Key is safe"
+)
 
 
 def _lua(value) -> str:
@@ -71,7 +90,14 @@ class Scripts:
     """The scripts registered on one Redis client; see each lua/<name>.lua for its contract."""
 
     def __init__(self, client: redis.Redis, settings: Settings):
+        self._client = client
         self._scripts = {name: client.register_script(source(name)) for name in NAMES}
+        self._route = [keys.hash_tag(settings.queue_prefix)]
+        self._replicas = settings.redis_min_replicas
+        # WAIT gives up well before the socket would (a quarter of the timeout, for a
+        # loaded machine), so "not confirmed" is a clean 503 on a connection that stays
+        # usable rather than a socket timeout that drops it.
+        self._wait_ms = max(1, int(settings.health_check_timeout * 750))
         self._common = [
             settings.queue_prefix,
             json.dumps(
@@ -94,8 +120,33 @@ class Scripts:
         """
         # None is left out, never sent as null: cjson.null is truthy in Lua, nil is not.
         named = {k: v for k, v in args.items() if k != "self" and v is not None}
-        encoded = json.dumps(named, ensure_ascii=False)
-        return json.loads(self._scripts[name](keys=[], args=[*self._common, encoded]))
+        argv = [*self._common, json.dumps(named, ensure_ascii=False)]
+        if self._replicas and name in WRITES:
+            return json.loads(self._confirmed(self._scripts[name], argv))
+        return json.loads(self._scripts[name](keys=self._route, args=argv))
+
+    def _confirmed(self, script, argv: list) -> str:
+        """Run a write script, then WAIT on the same connection for the replicas.
+
+        WAIT counts the replicas that have this connection's last write, so both go in
+        one pipeline; on a cluster, through the client of the node holding the slot.
+        """
+        node = self._client
+        if hasattr(node, "get_node_from_key"):  # a cluster: the node that holds the slot
+            node = node.get_redis_connection(node.get_node_from_key(self._route[0]))
+        for _attempt in range(2):
+            with node.pipeline(transaction=False) as pipe:
+                pipe.evalsha(script.sha, 1, *self._route, *argv)
+                pipe.execute_command("WAIT", self._replicas, self._wait_ms)
+                reply, confirmed = pipe.execute(raise_on_error=False)
+            if not isinstance(reply, redis.exceptions.NoScriptError):
+                break
+            node.script_load(script.script)  # a new primary has an empty script cache
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(confirmed, Exception) or int(confirmed) < self._replicas:
+            raise Unavailable(UNCONFIRMED, headers={"Retry-After": "1"})
+        return reply
 
     # Tasks ---------------------------------------------------------------------------
 

@@ -2,13 +2,15 @@
 -- generates from model.py and keys.py: LAYOUT, TERMINAL, ALLOWED, PRIORITY_RANK,
 -- EVENT_PRIORITY, DEFAULT_EVENT_PRIORITY, DEFAULT_MAX_RETRIES, IDEMPOTENCY_TTL_SECONDS,
 -- ROLE_RANK).
+-- KEYS[1] = `{<prefix>}`, the hash tag every key carries: no script reads it, it routes
+-- the call to the node that holds the deployment's one slot.
 -- ARGV[1] = key prefix; ARGV[2] = JSON settings {task_ttl, approval_timeout, history_ttl,
 -- max_history, maxlen, lease_ms (the default lease)}; ARGV[3] = the call's named
 -- arguments as one JSON object, read as A.<name>. An argument the caller left out is nil
 -- (Python never sends null, which cjson would decode to a truthy cjson.null).
 -- Every script answers cjson.encode({outcome = ..., ...}).
 -- Keys are built here from the prefix because a task's keys (its queue, its approval)
--- are only known inside the script; the service therefore needs a single Redis node.
+-- are only known inside the script; the hash tag keeps them all in one cluster slot.
 -- Time is Redis' own clock (TIME), so every worker and instance agrees on leases
 -- and deadlines.
 local P = ARGV[1]
@@ -22,7 +24,7 @@ local SETTLE_BUDGET = 100
 local function key(kind, ...)
   local pattern = LAYOUT[kind]
   if not pattern then error('unknown key kind: ' .. tostring(kind)) end
-  return P .. ':' .. string.format(pattern, ...)
+  return '{' .. P .. '}:' .. string.format(pattern, ...)
 end
 
 -- Epoch milliseconds to ISO 8601 UTC (days-from-civil inverse, H. Hinnant).

@@ -1,0 +1,80 @@
+"""The REDIS_URL grammar, read once: which topology, which nodes, TLS or not.
+
+Settings validation and the client factory (app/redis_client.py) both read a URL
+through parse(), so a URL the configuration accepts is one the factory can build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+SINGLE_SCHEMES = ("redis", "rediss", "unix")
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+SCHEMES = (*SINGLE_SCHEMES, *SENTINEL_SCHEMES, *CLUSTER_SCHEMES, "memory")
+EXPECTED = (
+    "must be redis://, rediss://, unix://, "
+    "redis+sentinel://host:port[,host:port...]/<service>[/db] or "
+    "redis+cluster://host:port[,host:port...] (rediss+ for TLS)"
+)
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """What a REDIS_URL names: a topology and how to reach it."""
+
+    topology: str  # "single", "sentinel", "cluster" or "memory"
+    url: str
+    tls: bool = False
+    nodes: tuple[tuple[str, int], ...] = ()  # sentinels or cluster seed nodes
+    service: str = ""  # the sentinels' name for the primary
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_password: str | None = None  # sentinels often have their own, or none
+
+
+def parse(url: str) -> RedisTarget:
+    """Read a REDIS_URL; ValueError says what is wrong with it."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in SCHEMES:
+        raise ValueError(EXPECTED)
+    if scheme == "memory":
+        return RedisTarget("memory", url)
+    if not rest.strip("/"):
+        raise ValueError(EXPECTED)
+    if scheme in SINGLE_SCHEMES:
+        return RedisTarget("single", url, tls=scheme == "rediss")
+    parts = urlsplit(f"http://{rest}")
+    nodes = tuple(_node(item) for item in parts.netloc.rpartition("@")[2].split(","))
+    path = [segment for segment in parts.path.split("/") if segment]
+    query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+    common = {
+        "tls": scheme.startswith("rediss"),
+        "nodes": nodes,
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+    }
+    if scheme in CLUSTER_SCHEMES:
+        if path not in ([], ["0"]):
+            raise ValueError("a Redis Cluster has only database 0; drop the path")
+        return RedisTarget("cluster", url, **common)
+    if not 1 <= len(path) <= 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError("redis+sentinel:// needs /<service>[/db] after the sentinels")
+    return RedisTarget(
+        "sentinel",
+        url,
+        service=path[0],
+        db=int(path[1]) if len(path) == 2 else 0,
+        sentinel_password=query.get("sentinel_password"),
+        **common,
+    )
+
+
+def _node(item: str) -> tuple[str, int]:
+    host, _, port = item.strip().rpartition(":")
+    host = host.strip("[]")  # an IPv6 literal
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{item!r} is not host:port")
+    return host, int(port)
