@@ -43,6 +43,7 @@ def test_waiting_for_approvals_counts_down(live):
         "expires_at": None,
         "expires_in_seconds": None,
         "escalated": False,
+        "escalation": None,
         "payload_version": 1,
         "payload_sha256": None,
     }
@@ -55,6 +56,20 @@ def test_a_named_principal_leaves_can_act_once_it_approved(live):
     explained = live.explain(created["task_id"])
     assert explained["details"]["approval"]["can_act"] == ["apikey:ops"]
     assert explained["summary"].startswith("Waiting for 1 more approval from apikey:ops; expires")
+
+
+def test_an_escalation_to_come_is_part_of_the_answer(live):
+    created = live.create(type="feature")  # feature-flags: 3 s, then admins for 3 s more
+    explained = live.explain(created["task_id"])
+    assert explained["details"]["approval"]["escalation"] == {
+        "escalate_to": ["role:admin"],
+        "extend_seconds": 3,
+    }
+    assert re.fullmatch(
+        r"Waiting for 1 more approval from group web; expires in [23] s, then escalates to "
+        r"any admin \(or higher role\)\.",
+        explained["summary"],
+    ), explained["summary"]
 
 
 def test_queued_running_and_finished(live):
