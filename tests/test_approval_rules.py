@@ -8,7 +8,7 @@ import time
 import pytest
 
 from harness.processes import wait_until
-from tests.helpers import parse_time
+from tests.helpers import Api, parse_time, redis_keys
 from tests.policy_helpers import Live, policy_env, sha256_of
 
 
@@ -234,3 +234,17 @@ def test_without_escalation_a_timeout_cancels(live):
     assert (record["status"], record["escalated"]) == ("timeout", False)
     assert live.approve(approval_id, "ops", 409)["current_status"] == "timeout"
     assert live.events(task_id, "approval.escalated") == []
+
+
+@pytest.mark.slow
+def test_the_sweep_command_escalates_then_times_out(make_app, redis_server, keys):
+    """No request at all: cron's `flask sweep` applies the escalation, then the timeout."""
+    app = make_app(**policy_env())
+    api = Api(app.test_client(), keys)
+    approval_id = api.create(type="feature")["approval_id"]
+    stored = redis_keys(app).name("approval", approval_id)
+    for status, escalated in (("pending", "1"), ("timeout", "1")):
+        time.sleep(3.1)
+        assert app.test_cli_runner().invoke(args=["sweep"]).exit_code == 0
+        raw = redis_server.client().hgetall(stored)  # as stored: no script settles it here
+        assert (raw["status"], raw["escalated"]) == (status, escalated)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -43,6 +44,7 @@ def test_waiting_for_approvals_counts_down(live):
         "expires_at": None,
         "expires_in_seconds": None,
         "escalated": False,
+        "escalation": None,
         "payload_version": 1,
         "payload_sha256": None,
     }
@@ -55,6 +57,20 @@ def test_a_named_principal_leaves_can_act_once_it_approved(live):
     explained = live.explain(created["task_id"])
     assert explained["details"]["approval"]["can_act"] == ["apikey:ops"]
     assert explained["summary"].startswith("Waiting for 1 more approval from apikey:ops; expires")
+
+
+def test_an_escalation_to_come_is_part_of_the_answer(live):
+    created = live.create(type="feature")  # feature-flags: 3 s, then admins for 3 s more
+    explained = live.explain(created["task_id"])
+    assert explained["details"]["approval"]["escalation"] == {
+        "escalate_to": ["role:admin"],
+        "extend_seconds": 3,
+    }
+    assert re.fullmatch(
+        r"Waiting for 1 more approval from group web; expires in [23] s, then escalates to "
+        r"any admin \(or higher role\)\.",
+        explained["summary"],
+    ), explained["summary"]
 
 
 def test_queued_running_and_finished(live):
@@ -111,3 +127,26 @@ def test_unknown_task_is_404(live):
 )  # fmt: skip
 def test_durations_read_like_a_person_would_say_them(seconds, text):
     assert duration(seconds) == text
+
+
+def test_failed_and_timed_out_tasks_say_how_they_ended(live):
+    task_id = live.create(type="investigate", priority="P3")["task_id"]
+    claimed = live.call("POST", "/tasks/claim", "agent", json={"agent": "dev_agent"})
+    while claimed["task_id"] != task_id:  # earlier tests' leftovers in the queue
+        claimed = live.call("POST", "/tasks/claim", "agent", json={"agent": "dev_agent"})
+    body = {"status": "failed", "error": "repo unreachable"}
+    live.call("PATCH", f"/tasks/{task_id}/status", "agent", json=body)
+    failed = live.explain(task_id)
+    assert (failed["waiting_for"], failed["details"]["outcome"]["error"]) == (
+        None,
+        "repo unreachable",
+    )
+    assert failed["summary"].startswith("Failed at ") and "repo unreachable" in failed["summary"]
+    timed_out = live.create(type="bugfix", priority="P0")["task_id"]  # urgent-fixes: 2 s
+    time.sleep(2.1)
+    explained = live.explain(timed_out)
+    assert (explained["status"], explained["details"]["approval"]["status"]) == (
+        "cancelled",
+        "timeout",
+    )
+    assert explained["summary"].endswith(": approval timed out; nothing left to wait for.")

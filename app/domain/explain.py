@@ -7,6 +7,7 @@ A new waiting state adds an entry to WAITING_FOR and a function to SECTIONS.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from app.domain import ids
@@ -71,6 +72,7 @@ def approval_section(task: dict, facts: dict) -> tuple[str, dict]:
         "expires_at": approval["expires_at"],
         "expires_in_seconds": expires_in,
         "escalated": approval["escalated"],
+        "escalation": facts["escalation"],
         "payload_version": approval["payload_version"],
         "payload_sha256": approval["payload_sha256"],
     }
@@ -79,7 +81,18 @@ def approval_section(task: dict, facts: dict) -> tuple[str, dict]:
     summary = f"Waiting for {remaining} more {plural} from {who}"
     if expires_in is not None:
         summary += f"; expires in {duration(expires_in)}"
+        if facts["escalation"]:
+            targets = " or ".join(_who(spec) for spec in facts["escalation"]["escalate_to"])
+            summary += f", then escalates to {targets}"
     return summary + ".", section
+
+
+def _escalation(raw: dict) -> dict | None:
+    """The escalation still to come (once, at expiry), or None."""
+    escalate_to = json.loads(raw.get("escalate_to") or "[]") or []
+    if not escalate_to or raw.get("escalated") == "1":
+        return None
+    return {"escalate_to": escalate_to, "extend_seconds": int(raw.get("extend_ms") or 0) // 1000}
 
 
 def agent_section(task: dict, facts: dict) -> tuple[str, dict]:
@@ -155,7 +168,9 @@ class Explainer:
             raise NotFound("Task not found")
         task = task_record(facts["task"])
         facts["now"] = int(facts["now"])
-        facts["approval"] = approval_record(facts["approval"]) if facts.get("approval") else None
+        raw = facts.get("approval") or {}
+        facts["escalation"] = _escalation(raw)
+        facts["approval"] = approval_record(raw) if raw else None
         waiting_for = WAITING_FOR.get(task["status"])
         details: dict = {}
         if facts["approval"] is not None:

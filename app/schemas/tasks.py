@@ -199,9 +199,9 @@ class ExplanationSchema(Schema):
         metadata={
             "description": "One section per fact that applies, keyed by name: approval "
             "(received, required, approved_by, can_act, expires_at, expires_in_seconds, "
-            "escalated, payload_version, payload_sha256), agent (agent, queue_position, "
-            "ahead, queued), lease (holder, expires_at, expires_in_seconds, retry_count, "
-            "max_retries), outcome (status, finished_at, error)",
+            "escalated, escalation, payload_version, payload_sha256), agent (agent, "
+            "queue_position, ahead, queued), lease (holder, expires_at, expires_in_seconds, "
+            "retry_count, max_retries), outcome (status, finished_at, error)",
             "example": {
                 "approval": {
                     "approval_id": "apr-1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b",
