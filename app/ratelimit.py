@@ -122,7 +122,7 @@ UNLIMITED_ENDPOINTS = ("service.health",)
 
 
 def never_limited() -> bool:
-    """/health, CORS preflights (sent by browsers on their own) and static doc assets.
+    """/health, CORS preflights (sent by browsers on their own) and static assets.
 
     /health is also exempt by route, but flask-limiter only finds that out after
     resolving every limit; answering here first keeps the health check cheap.
@@ -131,6 +131,7 @@ def never_limited() -> bool:
         request.endpoint in UNLIMITED_ENDPOINTS
         or request.method == "OPTIONS"
         or request.blueprint == "docs_assets"
+        or request.endpoint == "ui.static"
     )
 
 

@@ -1,0 +1,16 @@
+// /ui's only script of its own: check an edited payload is a JSON object before the
+// form is sent (the server checks again), with the message where the field is.
+document.addEventListener("input", function (event) {
+  var field = event.target;
+  if (!field.matches || !field.matches("textarea.json")) return;
+  var message = "";
+  try {
+    var value = JSON.parse(field.value);
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+      message = "The payload must be a JSON object.";
+    }
+  } catch (error) {
+    message = "Not valid JSON: " + error.message;
+  }
+  field.setCustomValidity(message);
+});
