@@ -63,6 +63,14 @@ def pretty(value) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
+@bp.app_template_filter("when")
+def when(stamp: str | None) -> str:
+    """'2026-12-01 03:00:44 UTC' for an ISO-8601 UTC timestamp: breaks between date and time."""
+    if not stamp:
+        return "—"
+    return stamp.replace("T", " ").split(".")[0].removesuffix("Z") + " UTC"
+
+
 @bp.app_template_filter("time_left")
 def time_left(expires_at: str | None, now: datetime | None = None) -> str:
     """'12 min left' (or 'expired') for an ISO-8601 deadline; '' without one."""

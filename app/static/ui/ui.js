@@ -14,3 +14,6 @@ document.addEventListener("input", function (event) {
   }
   field.setCustomValidity(message);
 });
+
+// Marks that scripts run here (tests tell the JavaScript-free browser apart by it).
+document.documentElement.classList.add("js");
