@@ -17,7 +17,7 @@ from flask_limiter import Limiter, RateLimitExceeded
 from limits.storage import RedisStorage
 
 from app import metrics
-from app.auth import authenticate
+from app.auth import authenticate, session_subject
 from app.config import Settings
 from app.domain.keys import Keys
 from app.errors import Unauthorized, error_response
@@ -83,12 +83,19 @@ def client_ip() -> str:
 
 
 def rate_limit_key() -> str:
-    """Limit per principal, or per client IP when anonymous or credentials are bad."""
+    """Limit per principal, or per client IP when anonymous or credentials are bad.
+
+    A person signed in to /ui counts under the same principal key as their API calls, so
+    a team behind one address does not share one budget.
+    """
     try:
         principal = authenticate()
     except Unauthorized:
         principal = None
-    return f"principal:{principal.id}" if principal else f"ip:{client_ip()}"
+    if principal:
+        return f"principal:{principal.id}"
+    subject = session_subject() if request.blueprint == "ui" else None
+    return f"principal:{subject}" if subject else f"ip:{client_ip()}"
 
 
 def is_exempt() -> bool:

@@ -240,3 +240,13 @@ def test_task_list_filters_and_pages(browser, api):
     assert "type=bugfix" in next_url
     second = client.get(next_url).get_data(as_text=True)
     assert "First page" in second
+
+
+def test_ui_requests_count_per_signed_in_principal(make_app):
+    app = make_app(ORCHESTRATOR_RATE_LIMIT_DEFAULT="6")
+    viewer, approver = app.test_client(), app.test_client()
+    sign_in(viewer, "user")  # two anonymous requests from 127.0.0.1 each
+    sign_in(approver, "ops")
+    statuses = [viewer.get("/ui/tasks").status_code for _ in range(7)]
+    assert statuses == [200] * 6 + [429]
+    assert approver.get("/ui/tasks").status_code == 200  # same address, its own budget

@@ -26,13 +26,13 @@ from flask_jwt_extended import (
 from flask_jwt_extended.exceptions import CSRFError, JWTExtendedException, NoAuthorizationError
 
 from app import metrics
-from app.auth import API_KEYS, Principal
+from app.auth import API_KEYS, SESSION_COOKIE, Principal
 from app.config import Settings
 from app.domain.model import ROLE_RANK
 from app.services import current_settings
 from app.ui import bp
 
-COOKIE = "orchestrator_ui"
+COOKIE = SESSION_COOKIE
 LOGIN_NONCE = "orchestrator_ui_login"
 # Short on purpose: a browser left open signs itself out within the hour.
 MAX_SESSION = timedelta(hours=1)
