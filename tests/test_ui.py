@@ -7,6 +7,7 @@ import re
 import jwt as pyjwt
 import pytest
 
+from app.observability import scrub_event
 from app.ui.session import COOKIE
 from tests.conftest import API_KEYS, HEADERS, PRINCIPALS
 
@@ -250,3 +251,15 @@ def test_ui_requests_count_per_signed_in_principal(make_app):
     statuses = [viewer.get("/ui/tasks").status_code for _ in range(7)]
     assert statuses == [200] * 6 + [429]
     assert approver.get("/ui/tasks").status_code == 200  # same address, its own budget
+
+
+def test_sentry_never_gets_the_sign_in_key_or_form_tokens():
+    event = {"request": {"data": {"api_key": "k", "csrf_token": "c", "nonce": "n", "reason": "r"}}}
+    assert scrub_event(event)["request"]["data"] == {"reason": "r"}
+
+
+def test_redis_down_is_a_page(make_app):
+    app = make_app(REDIS_URL="redis://127.0.0.1:1/0")
+    response = app.test_client().get("/ui/login")  # the limiter already needs Redis
+    assert response.status_code == 503 and response.mimetype == "text/html"
+    assert "Redis unavailable" in response.get_data(as_text=True)

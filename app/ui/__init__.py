@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, Flask, g, render_template, request
 
 from app.config import Settings
-from app.errors import ApiError
+from app.errors import ApiError, handle_unexpected
 
 bp = Blueprint(
     "ui", __name__, url_prefix="/ui", static_folder="../static/ui", static_url_path="/static"
@@ -55,6 +55,14 @@ def security_headers(response):
 def domain_error(error: ApiError):
     """A domain refusal (unknown task, bad filter, Redis down) as a page, not JSON."""
     return render_template("ui/error.html", status=error.status, detail=error.detail), error.status
+
+
+@bp.errorhandler(Exception)
+def unexpected_error(error: Exception):
+    """Redis down (503) or a bug (500): logged and reported as for the API, shown as a page."""
+    response = handle_unexpected(error)
+    status, detail = response.status_code, response.get_json()["detail"]
+    return render_template("ui/error.html", status=status, detail=detail), status
 
 
 @bp.app_template_filter("pretty")

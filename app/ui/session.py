@@ -164,18 +164,9 @@ def login_submit():
     return response
 
 
-@bp.route("/logout", methods=["POST"])
-@page()
-def logout():
-    """Clear the session cookie."""
-    response = redirect(url_for("ui.login"), code=303)
-    unset_access_cookies(response)
-    return response
-
-
 @bp.route("/logout", methods=["GET"])
-def logout_page():
-    """Sign-out link without JavaScript: a GET only clears the cookie (it grants nothing)."""
+def logout():
+    """Clear the session cookie (a link: clearing grants nothing, so it needs no token)."""
     response = redirect(url_for("ui.login"), code=303)
     unset_access_cookies(response)
     return response

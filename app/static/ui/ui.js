@@ -17,3 +17,13 @@ document.addEventListener("input", function (event) {
 
 // Marks that scripts run here (tests tell the JavaScript-free browser apart by it).
 document.documentElement.classList.add("js");
+
+// A poll that met an ended session was redirected to the sign-in page: go there
+// instead of swapping an empty list in.
+document.addEventListener("htmx:beforeSwap", function (event) {
+  var url = event.detail.xhr && event.detail.xhr.responseURL;
+  if (url && new URL(url).pathname === "/ui/login") {
+    event.detail.shouldSwap = false;
+    window.location.assign(url);
+  }
+});
