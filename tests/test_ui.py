@@ -86,9 +86,17 @@ def test_sign_in_without_the_form_nonce_is_refused(client):
     assert not any(c.startswith(f"{COOKIE}=") for c in response.headers.getlist("Set-Cookie"))
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/ui/", "//evil.example/ui/", "/tasks"])
+@pytest.mark.parametrize(
+    "target", ["https://evil.example/ui/", "//evil.example/ui/", "/tasks", "/ui/logout", "/\\x"]
+)
 def test_sign_in_never_redirects_outside_ui(client, target):
     assert sign_in(client, "user", target).headers["Location"] == "/ui/"
+
+
+def test_sign_in_returns_to_the_page_asked_for(client):
+    assert sign_in(client, "user", "/ui/tasks?status=failed").headers["Location"] == (
+        "/ui/tasks?status=failed"
+    )
 
 
 def test_sign_out_clears_the_cookie(browser):

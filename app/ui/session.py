@@ -112,7 +112,8 @@ def _safe_next(target: str | None) -> str:
     """Only a path inside /ui: never an open redirect."""
     target = target or ""
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/ui/") or "\\" in target:
+    outside = parts.scheme or parts.netloc or not parts.path.startswith("/ui/")
+    if outside or "\\" in target or parts.path.startswith(("/ui/login", "/ui/logout")):
         return url_for("ui.inbox")
     return target
 
