@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import API_KEYS, HEADERS, PRINCIPALS
+from tests.helpers import CHROMIUM_FLAGS, chromium
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import TimeoutException  # noqa: E402
@@ -30,23 +31,12 @@ os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager reach 
 
 def chrome(javascript: bool = True):
     """Headless Debian chromium through chromium-driver; fails (never skips) without them."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if not binary or not driver_path:
-        pytest.fail("chromium and chromium-driver are needed: apt-get install -y chromium-driver")
     options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        "--window-size=1280,1000",
-    ):
+    options.binary_location = chromium()
+    driver_path = shutil.which("chromedriver")
+    if not driver_path:
+        pytest.fail("chromium-driver is not installed: apt-get install -y chromium-driver")
+    for flag in (*CHROMIUM_FLAGS, "--disable-dev-shm-usage", "--window-size=1280,1000"):
         options.add_argument(flag)
     if not javascript:
         options.add_experimental_option(
@@ -98,7 +88,7 @@ def sign_in(driver, server, role: str) -> None:
     wait_for(driver, lambda d: d.current_url.rstrip("/").endswith("/ui"))
 
 
-def wait_for(driver, condition, timeout: float = 10):
+def wait_for(driver, condition, timeout: float = 30):
     try:
         return WebDriverWait(driver, timeout).until(condition)
     except TimeoutException:
@@ -174,7 +164,7 @@ def test_the_timeline_refreshes_by_itself(browser, server):
     assert "approval.approved" not in browser.find_element(By.ID, "timeline").text
     approve = f"{server.url}/approvals/{task['approval_id']}/approve"
     assert requests.post(approve, headers=HEADERS["ops"], timeout=10).status_code == 200
-    wait_for(browser, lambda d: "approval.approved" in d.find_element(By.ID, "timeline").text, 15)
+    wait_for(browser, lambda d: "approval.approved" in d.find_element(By.ID, "timeline").text)
 
 
 def test_a_viewer_sees_no_buttons(browser, server):
