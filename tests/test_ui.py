@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import jwt as pyjwt
 import pytest
 
 from app.observability import scrub_event
+from app.ui import bp
 from app.ui.session import COOKIE
 from tests.conftest import API_KEYS, HEADERS, PRINCIPALS
 
@@ -271,3 +273,19 @@ def test_redis_down_is_a_page(make_app):
     response = app.test_client().get("/ui/login")  # the limiter already needs Redis
     assert response.status_code == 503 and response.mimetype == "text/html"
     assert "Redis unavailable" in response.get_data(as_text=True)
+
+
+def test_assets_are_vendored_and_served_from_the_app(browser):
+    client = browser("user")
+    html = client.get("/ui/").get_data(as_text=True)
+    assets = re.findall(r'<(?:script[^>]*\ssrc|link[^>]*\shref)="([^"]+)"', html)
+    assert sorted(assets) == [
+        "/ui/static/htmx.min.js",
+        "/ui/static/ui.css",
+        "/ui/static/ui.js",
+    ]
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+    static = Path(bp.static_folder)
+    assert "htmx" in (static / "htmx.min.js").read_text()[:2000]
+    assert "Zero-Clause BSD" in (static / "htmx.LICENSE").read_text()
