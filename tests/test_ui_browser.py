@@ -167,6 +167,17 @@ def test_the_timeline_refreshes_by_itself(browser, server):
     wait_for(browser, lambda d: "approval.approved" in d.find_element(By.ID, "timeline").text)
 
 
+def test_the_inbox_refreshes_and_keeps_what_was_typed(browser, server):
+    first = create(server)
+    sign_in(browser, server, "ops")
+    comment = browser.find_element(By.ID, f"comment-{first['approval_id']}")
+    comment.send_keys("half-written thought")
+    later = create(server)
+    wait_for(browser, lambda d: d.find_elements(By.ID, f"title-{later['approval_id']}"))
+    kept = browser.find_element(By.ID, f"comment-{first['approval_id']}")
+    assert kept.get_attribute("value") == "half-written thought"
+
+
 def test_a_viewer_sees_no_buttons(browser, server):
     task = create(server)
     sign_in(browser, server, "user")
