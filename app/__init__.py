@@ -18,6 +18,7 @@ from app import (  # noqa: E402
     observability,
     ratelimit,
     services,
+    ui,
 )
 from app.config import Settings  # noqa: E402
 
@@ -46,6 +47,9 @@ def create_app(overrides: dict[str, str] | None = None) -> Flask:
         auth.init_app,
         # The blueprints, registered through flask-smorest so the spec documents them.
         api.init_app,
+        # The pages for people: after auth (they sign in with its API keys and JWT set-up)
+        # and before the limiter, so their views get the default limit like the API's.
+        ui.init_app,
         # After the blueprints: limits attach to registered blueprints and views, and
         # the limiter shares the services' Redis pool.
         ratelimit.init_app,

@@ -23,6 +23,9 @@ from app.services import current_settings
 
 SECURITY = [{"bearerAuth": []}, {"apiKeyAuth": []}]
 API_KEYS = "orchestrator.api_keys"
+# The /ui session cookie (app/ui/session.py). authenticate() never reads it: the API
+# takes only headers.
+SESSION_COOKIE = "orchestrator_ui"
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,17 @@ def authenticate() -> Principal | None:
         metrics.auth_failure(_FAILURE_REASONS.get(error.detail, "invalid_token"))
         raise
     return g.principal
+
+
+def session_subject() -> str | None:
+    """The principal id of a valid /ui session cookie, for rate-limit keys; it grants nothing."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    try:
+        return _verify_token(token).id
+    except Unauthorized:
+        return None
 
 
 def _registry() -> ApiKeyRegistry:

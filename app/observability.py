@@ -18,6 +18,8 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SENSITIVE_HEADERS = frozenset(
     {"authorization", "x-api-key", "cookie", "set-cookie", "proxy-authorization"}
 )
+# Form fields of the /ui sign-in and decision forms that are credentials.
+SENSITIVE_FIELDS = frozenset({"api_key", "csrf_token", "nonce"})
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
@@ -35,7 +37,7 @@ def configure_logging(level: str) -> None:
 
 
 def scrub_event(event: dict, _hint: dict | None = None) -> dict:
-    """Sentry before_send: drop credentials and cookies from the captured request."""
+    """Sentry before_send: drop credentials, cookies and credential form fields."""
     req = event.get("request") or {}
     headers = req.get("headers")
     if isinstance(headers, dict):
@@ -43,6 +45,8 @@ def scrub_event(event: dict, _hint: dict | None = None) -> dict:
     elif isinstance(headers, list):
         req["headers"] = [pair for pair in headers if str(pair[0]).lower() not in SENSITIVE_HEADERS]
     req.pop("cookies", None)
+    if isinstance(req.get("data"), dict):
+        req["data"] = {k: v for k, v in req["data"].items() if k not in SENSITIVE_FIELDS}
     return event
 
 

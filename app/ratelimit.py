@@ -18,7 +18,7 @@ from flask_limiter import Limiter, RateLimitExceeded
 from limits.storage import RedisStorage, Storage
 
 from app import metrics
-from app.auth import authenticate
+from app.auth import authenticate, session_subject
 from app.config import Settings
 from app.domain.keys import Keys
 from app.errors import Unauthorized, error_response
@@ -95,12 +95,19 @@ def client_ip() -> str:
 
 
 def rate_limit_key() -> str:
-    """Limit per principal, or per client IP when anonymous or credentials are bad."""
+    """Limit per principal, or per client IP when anonymous or credentials are bad.
+
+    A person signed in to /ui counts under the same principal key as their API calls, so
+    a team behind one address does not share one budget.
+    """
     try:
         principal = authenticate()
     except Unauthorized:
         principal = None
-    return f"principal:{principal.id}" if principal else f"ip:{client_ip()}"
+    if principal:
+        return f"principal:{principal.id}"
+    subject = session_subject() if request.blueprint == "ui" else None
+    return f"principal:{subject}" if subject else f"ip:{client_ip()}"
 
 
 def is_exempt() -> bool:
@@ -134,7 +141,7 @@ UNLIMITED_ENDPOINTS = ("service.health",)
 
 
 def never_limited() -> bool:
-    """/health, CORS preflights (sent by browsers on their own) and static doc assets.
+    """/health, CORS preflights (sent by browsers on their own) and static assets.
 
     /health is also exempt by route, but flask-limiter only finds that out after
     resolving every limit; answering here first keeps the health check cheap.
@@ -143,6 +150,7 @@ def never_limited() -> bool:
         request.endpoint in UNLIMITED_ENDPOINTS
         or request.method == "OPTIONS"
         or request.blueprint == "docs_assets"
+        or request.endpoint == "ui.static"
     )
 
 

@@ -205,7 +205,7 @@ say ""
 say "================ Orchestrator API (ENVIRONMENT=${ENVIRONMENT:-development}) ================"
 say "Redis : $REDIS_DESC"
 say "API   : $BASE/"
-say "Docs  : $BASE/docs   (ReDoc: $BASE/redoc, spec: $BASE/openapi.json)"
+say "Docs  : $BASE/docs   (ReDoc: $BASE/redoc, spec: $BASE/openapi.json)   UI: $BASE/ui/"
 say "Health: $BASE/health   Metrics: $BASE/metrics"
 say ""
 if [ -n "$ADMIN_KEY" ]; then

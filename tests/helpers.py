@@ -1,13 +1,41 @@
-"""Helpers several test files share: the `api` object, Redis key names, timestamps."""
+"""Helpers several test files share: the `api` object, Redis key names, timestamps, Chromium."""
 
 from __future__ import annotations
 
 import re
+import shutil
 from datetime import datetime
 
+import pytest
 import requests
 
 from app.domain.keys import Keys
+
+# Headless Chromium as root in a container, offline: every host but loopback is
+# unresolvable, so a page that reaches for the internet fails visibly.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+)
+
+
+def chromium() -> str:
+    """The Chromium binary; the test fails (never skips) without one."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail(
+            "chromium is not installed: apt-get install -y chromium (.ci/run does it); "
+            "the browser tests need a real browser"
+        )
+    return found
+
 
 # P3 bugfix: routed to dev_agent and never gated, the plainest task there is.
 PLAIN_TASK = {"type": "bugfix", "priority": "P3"}

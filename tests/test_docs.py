@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from app.docs import STATIC
 from app.domain.model import DEFAULT_ROUTES
+from tests.helpers import CHROMIUM_FLAGS, chromium
 
 # Every endpoint (README.md, API in one table), as (method, OpenAPI path).
 SPEC_ENDPOINTS = [
@@ -137,31 +137,12 @@ def test_doc_assets_do_not_escape_their_directory(client, path):
 # --- rendering in a real browser, offline ------------------------------------------------
 
 
-def chromium() -> str:
-    """The Chromium binary; the test fails (never skips) without one."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail(
-            "chromium is not installed: apt-get install -y chromium (.ci/run does it); "
-            "the Swagger UI offline check needs a real browser"
-        )
-    return found
-
-
 def render(url: str, profile: Path) -> str:
     """The DOM of `url` after its scripts ran, with every non-loopback host unresolvable."""
     command = [
         chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-sync",
-        "--disable-quic",
+        *CHROMIUM_FLAGS,
         f"--user-data-dir={profile}",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         "--virtual-time-budget=10000",
         "--dump-dom",
         url,
