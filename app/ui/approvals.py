@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 
 from flask import g, redirect, render_template, request, url_for
@@ -10,7 +9,6 @@ from marshmallow import ValidationError
 
 from app import metrics
 from app.auth import Principal
-from app.domain.approvals import ApprovalGate
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.schemas.approvals import ApproveSchema, RejectSchema
 from app.services import current_settings, services
@@ -98,12 +96,6 @@ def _edited_payload(task_id: str) -> dict | None:
     return None if edited == services().tasks.get(task_id)["payload"] else edited
 
 
-def _accepts_edits() -> bool:
-    # Approve-with-edits arrives with approval policies; until the gate takes a payload,
-    # an edited one is refused rather than silently dropped.
-    return "payload" in inspect.signature(ApprovalGate.decide).parameters
-
-
 def _decide(approval_id: str, approve: bool):
     principal = g.ui_principal
     if not may_decide(principal):
@@ -113,12 +105,12 @@ def _decide(approval_id: str, approve: bool):
         fields = _form(ApproveSchema(), ("comment",))
         edited = _edited_payload(gate.get(approval_id)["task_id"])
         if edited is not None:
-            if not _accepts_edits():
-                raise ValidationFailed("This server cannot approve with edits yet.")
             fields["payload"] = edited
     else:
         fields = _form(RejectSchema(), ("reason", "comment"))
-    approval, task = gate.decide(approval_id, principal.id, approve=approve, **fields)
+    approval, task = gate.decide(
+        approval_id, principal.id, principal.role, approve=approve, **fields
+    )
     verb = "approved" if approve else "rejected"
     metrics.approval_decided(verb)
     if task:

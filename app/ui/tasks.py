@@ -58,6 +58,7 @@ def task(task_id):
         task=record,
         events=events,
         approval=approval,
+        explanation=services().explainer.explain(task_id),
         can_cancel=g.ui_principal.at_least("agent") and record["status"] not in TERMINAL_STATUSES,
         csrf=csrf_token(),
         notice=request.args.get("notice"),
