@@ -219,12 +219,18 @@ fi
 # 2. the image, from the unmodified Dockerfile. --format docker keeps HEALTHCHECK (the OCI
 # image format has no field for it); --pull=never: the base is local, no registry needed.
 t0=$(date +%s)
+previous=$(podman image inspect --format '{{.Id}}' "$IMAGE_REF" 2>/dev/null || true)
 say "building $IMAGE_REF from Dockerfile"
 if ! podman build --format docker --pull=never --network host -t "$IMAGE_REF" . >"$WORK/build.log" 2>&1; then
     tail -n 30 "$WORK/build.log"
     die "podman build failed"
 fi
 say "image built in $(($(date +%s) - t0)) s"
+# The previous build this script tagged is now untagged: remove it rather than let each
+# run leave one behind (its layers stay while the new image shares them).
+if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$IMAGE_REF")" ]; then
+    podman rmi "$previous" >/dev/null 2>&1 || true
+fi
 
 # 3. run it against a private Redis on loopback (host networking: the container reaches
 # 127.0.0.1 of the host); never the Redis a developer may have on 6379.
