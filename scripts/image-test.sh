@@ -97,11 +97,10 @@ EOF
 # A container from a root file system of /bin/true and its libraries: no image needed.
 probe() {
     local reason
-    reason=$(setup_podman) || {
-        echo "podman cannot run containers here: $reason"
+    setup_podman >"$WORK/setup.out" || {
+        echo "podman cannot run containers here: $(cat "$WORK/setup.out")"
         return 1
     }
-    setup_podman >/dev/null
     local rootfs="$WORK/probe-rootfs" lib
     mkdir -p "$rootfs"
     cp "$(type -P true)" "$rootfs/true"
@@ -201,8 +200,7 @@ if [ "${1:-}" = --probe ]; then
     exit
 fi
 
-reason=$(setup_podman) || die "$reason"
-setup_podman >/dev/null
+setup_podman >"$WORK/setup.out" || die "$(cat "$WORK/setup.out")"
 command -v redis-server >/dev/null 2>&1 || die "redis-server is not installed (apt-get install redis-server)"
 command -v curl >/dev/null 2>&1 || die "curl is not installed (apt-get install curl)"
 
