@@ -44,6 +44,10 @@ APPROVALS_DECIDED = Counter(
 )
 
 
+# Label values come from closed sets only: a client picks the method and the path, and
+# every distinct label value is a new series kept forever (and in every worker's file).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 _children: dict[tuple, object] = {}
 
 
@@ -145,8 +149,9 @@ def init_app(app: Flask, _settings=None) -> None:
     @app.after_request
     def record(response):
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        _child(REQUESTS, request.method, endpoint, str(response.status_code)).inc()
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        _child(REQUESTS, method, endpoint, str(response.status_code)).inc()
         started = g.get("started")
         if started is not None:
-            _child(LATENCY, request.method, endpoint).observe(time.perf_counter() - started)
+            _child(LATENCY, method, endpoint).observe(time.perf_counter() - started)
         return response

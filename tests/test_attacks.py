@@ -1,0 +1,92 @@
+"""What an attacker can send a live gunicorn: malformed HTTP, made-up methods, a flood.
+
+Raw sockets, because requests and the test client refuse to send what these send.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import requests
+
+from tests.helpers import metric_sample
+
+
+def raw(server, request: bytes, timeout: float = 5) -> bytes:
+    """Send bytes as they are and read until the server closes (or `timeout`)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except TimeoutError:
+            pass
+    return b"".join(chunks)
+
+
+def status_of(answer: bytes) -> int:
+    """The status code of a raw HTTP answer (0 when there was none)."""
+    line = answer.split(b"\r\n", 1)[0].split()
+    return int(line[1]) if len(line) > 1 and line[1].isdigit() else 0
+
+
+@pytest.fixture(scope="module")
+def server(module_live_server):
+    """One gunicorn with two workers for the module."""
+    return module_live_server(workers=2)
+
+
+MALFORMED = {
+    "letters": b"Content-Length: abc\r\n",
+    "negative": b"Content-Length: -1\r\n",
+    "plus": b"Content-Length: +5\r\n",
+    "two lengths": b"Content-Length: 1\r\nContent-Length: 2\r\n",
+    "length and chunked": b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+    "chunked twice": b"Transfer-Encoding: chunked, chunked\r\n",
+}
+
+
+@pytest.mark.parametrize("headers", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_framing_gets_an_answer_and_the_worker_lives(server, headers):
+    workers = sorted(server.worker_pids())
+    answer = raw(server, b"POST / HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\nabc")
+    assert 400 <= status_of(answer) < 600, answer[:200]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"application/json" in head
+    assert "detail" in json.loads(body)
+    assert sorted(server.worker_pids()) == workers
+    assert "Traceback" not in server.logs()
+
+
+def test_gunicorn_refusals_are_logged_as_json(server):
+    answer = raw(server, b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(answer) == 414
+    lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
+    assert any(line.get("message") == "request" and line.get("status") == 414 for line in lines)
+
+
+def test_made_up_methods_do_not_grow_metrics(server):
+    for n in range(40):
+        raw(server, f"X{n:05d} /x{n} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    text = requests.get(f"{server.url}/metrics", timeout=5).text
+    assert "X00001" not in text and "/x1" not in text
+    assert (
+        metric_sample(
+            text,
+            "orchestrator_http_requests_total",
+            method="other",
+            endpoint="unmatched",
+            status="405",
+        )
+        + metric_sample(
+            text,
+            "orchestrator_http_requests_total",
+            method="other",
+            endpoint="unmatched",
+            status="404",
+        )
+        >= 40
+    )
