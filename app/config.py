@@ -119,6 +119,11 @@ class Settings:
         "ORCHESTRATOR_HITL_TASK_TYPES", DEFAULT_GATED_TYPES, "subset", choices=tuple(DEFAULT_ROUTES)
     )
     approver_role: str = setting("ORCHESTRATOR_APPROVER_ROLE", "agent", "choice", choices=ROLES)
+    # Percent of Redis' maxmemory above which creates are refused, so the memory left
+    # lets agents claim, complete and let terminal tasks expire.
+    redis_memory_high_watermark: float = setting(
+        "ORCHESTRATOR_REDIS_MEMORY_HIGH_WATERMARK", 90.0, "number", low=1, high=100
+    )
     metrics_token: str = setting("ORCHESTRATOR_METRICS_TOKEN", "", "text", secret=True)
 
     @property

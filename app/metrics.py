@@ -123,6 +123,15 @@ class RedisGauges:
         for status, count in stats["tasks"].items():
             tasks.add_metric([status], count)
         yield tasks
+        memory = stats["memory"]
+        yield GaugeMetricFamily(
+            "orchestrator_redis_memory_used_bytes", "Redis used_memory", value=memory["used_bytes"]
+        )
+        yield GaugeMetricFamily(
+            "orchestrator_redis_memory_max_bytes",
+            "Redis maxmemory (0: no limit)",
+            value=memory["max_bytes"],
+        )
 
 
 def render_metrics(read_stats) -> bytes:

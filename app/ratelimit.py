@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import time
 
+import redis
 from flask import Flask, g, has_request_context, request
 from flask_limiter import Limiter, RateLimitExceeded
 from limits.storage import RedisStorage
@@ -62,9 +63,14 @@ class OneTripRedisStorage(RedisStorage):
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         """Take `amount` slots if the window has them; remember the window for this request."""
         key = self.prefixed_key(key)
-        acquired, start, count = self.lua_acquire_and_read(
-            [key], [time.time(), limit, expiry, amount]
-        )
+        try:
+            acquired, start, count = self.lua_acquire_and_read(
+                [key], [time.time(), limit, expiry, amount]
+            )
+        except redis.OutOfMemoryError:
+            # A full Redis cannot record the slot. Refusing every request would also stop
+            # the reads and claims that drain it, so the request goes on uncounted.
+            return True
         if has_request_context():
             g.setdefault("rate_windows", {})[key] = (float(start), int(count))
         return bool(acquired)

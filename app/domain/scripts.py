@@ -81,6 +81,7 @@ class Scripts:
                     "max_history": settings.max_approval_history,
                     "maxlen": settings.event_stream_maxlen,
                     "lease_ms": settings.lease_seconds * 1000,
+                    "memory_high_watermark": settings.redis_memory_high_watermark,
                 }
             ),
         ]

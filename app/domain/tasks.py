@@ -15,7 +15,14 @@ from app.domain.keys import Keys
 from app.domain.model import DEFAULT_MAX_RETRIES
 from app.domain.records import task_record
 from app.domain.scripts import Scripts, rows
-from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.errors import (
+    MEMORY_RETRY_AFTER,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unavailable,
+    ValidationFailed,
+)
 
 # Default SLA by priority when the creator gives no deadline.
 SLA_TARGETS = {
@@ -211,6 +218,12 @@ def _task(reply: dict, wanted: str = "") -> dict:
         raise Conflict(f"Task is {current}; cannot {action}", extra={"current_status": current})
     if outcome == "forbidden":
         raise Forbidden(holder_only)
+    if outcome == "memory_high":
+        raise Unavailable(
+            "Redis memory is above its high watermark; new tasks are refused until "
+            "agents drain the queues",
+            headers={"Retry-After": MEMORY_RETRY_AFTER},
+        )
     if outcome == "mismatch":
         raise ValidationFailed(
             "Idempotency-Key was already used with a different request body",

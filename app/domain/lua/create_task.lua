@@ -5,7 +5,8 @@
 -- A.fingerprint      the request's fingerprint, kept with that record
 -- A.sla_target_ms    set sla.deadline to the creation time + this; absent = deadline given
 -- Returns {outcome = 'created' | 'replay', task} | {outcome = 'mismatch'} (the key was
--- used with another request body).
+-- used with another request body) | {outcome = 'memory_high', memory} (Redis is past
+-- CFG.memory_high_watermark: nothing is written, so the memory left drains the queues).
 -- Guarantees: a repeated idempotency key never creates a second task; the task, its
 -- queue entry or approval, its counters and its events appear together or not at all.
 settle()
@@ -21,6 +22,8 @@ if idem_key then
     return cjson.encode({outcome = 'replay', task = as_map(record.snapshot)})
   end
 end
+local mem = memory()
+if memory_high(mem) then return cjson.encode({outcome = 'memory_high', memory = mem}) end
 if A.sla_target_ms then
   local sla = cjson.decode(fields.sla)
   sla.deadline = iso(NOW + A.sla_target_ms)

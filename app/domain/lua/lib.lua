@@ -2,7 +2,7 @@
 -- generates from model.py and keys.py: LAYOUT, TERMINAL, ALLOWED, PRIORITY_RANK,
 -- EVENT_PRIORITY, DEFAULT_EVENT_PRIORITY, DEFAULT_MAX_RETRIES, IDEMPOTENCY_TTL_SECONDS).
 -- ARGV[1] = key prefix; ARGV[2] = JSON settings {task_ttl, approval_timeout, history_ttl,
--- max_history, maxlen, lease_ms (the default lease)}; ARGV[3] = the call's named
+-- max_history, maxlen, lease_ms (the default lease), memory_high_watermark (percent)}; ARGV[3] = the call's named
 -- arguments as one JSON object, read as A.<name>. An argument the caller left out is nil
 -- (Python never sends null, which cjson would decode to a truthy cjson.null).
 -- Every script answers cjson.encode({outcome = ..., ...}).
@@ -231,6 +231,22 @@ local function settle(budget)
       NOW, 'LIMIT', 0, budget)) do
     timeout_approval(aid)
   end
+end
+
+-- Memory ----------------------------------------------------------------------
+-- Redis' used memory and maxmemory (0 = no limit), in bytes, from INFO (a store without
+-- INFO, like the in-process fake of memory://, has no limit).
+local function memory()
+  local info = redis.pcall('INFO', 'memory')
+  if type(info) ~= 'string' then return {used = 0, max = 0} end
+  local used = tonumber(string.match(info, 'used_memory:(%d+)')) or 0
+  local max = tonumber(string.match(info, 'maxmemory:(%d+)')) or 0
+  return {used = used, max = max}
+end
+
+-- Whether used memory passed CFG.memory_high_watermark percent of maxmemory.
+local function memory_high(mem)
+  return mem.max > 0 and mem.used * 100 >= mem.max * CFG.memory_high_watermark
 end
 
 -- Read one task as the outside world should see it right now.
