@@ -11,6 +11,7 @@ import socket
 import pytest
 import requests
 
+from tests.conftest import HEADERS
 from tests.helpers import metric_sample
 
 
@@ -90,3 +91,15 @@ def test_made_up_methods_do_not_grow_metrics(server):
         )
         >= 40
     )
+
+
+def test_a_chunked_body_with_a_bad_chunk_size_is_400(server):
+    body = b"zz\r\nabc\r\n0\r\n\r\n"
+    answer = raw(
+        server,
+        b"POST /tasks HTTP/1.1\r\nHost: x\r\nX-API-Key: " + HEADERS["agent"]["X-API-Key"].encode()
+        + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+        + b"Connection: close\r\n\r\n" + body,
+    )  # fmt: skip
+    assert status_of(answer) == 400, answer[:300]
+    assert "chunk" in json.loads(answer.partition(b"\r\n\r\n")[2])["detail"].lower()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from app import metrics
 from app.api import merged
 from app.auth import current_principal, require_role
+from app.parsing import Blueprint
 from app.schemas.approvals import (
     ApprovalConflictSchema,
     ApprovalEnvelopeSchema,

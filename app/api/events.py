@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask import g
-from flask_smorest import Blueprint
 
 from app.auth import require_role
 from app.domain.events import to_cloudevent
+from app.parsing import Blueprint
 from app.schemas.events import (
     EventListSchema,
     EventPublishedSchema,

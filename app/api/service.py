@@ -6,11 +6,11 @@ import logging
 
 import redis
 from flask import Response, jsonify, request
-from flask_smorest import Blueprint
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app import __version__, metrics
 from app.errors import Unauthorized
+from app.parsing import Blueprint
 from app.schemas.common import ErrorSchema
 from app.schemas.stats import HealthSchema, ServiceSchema, StatsSchema
 from app.services import current_settings, services

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 
 from flask import request
-from flask_smorest import Blueprint
 
 from app import metrics
 from app.api import merged
 from app.auth import current_principal, require_role
 from app.errors import ValidationFailed
+from app.parsing import Blueprint
 from app.schemas.common import ErrorSchema
 from app.schemas.tasks import (
     CancelSchema,

@@ -63,7 +63,8 @@ def decode_cursor(cursor: str) -> str:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         text = ""
     kind, _, seq = text.partition(":")
-    if kind != "t" or not seq.isdigit() or len(seq) > 19:
+    # isascii: str.isdigit() also takes other scripts' digits, which Redis cannot read.
+    if kind != "t" or not (seq.isascii() and seq.isdigit()) or len(seq) > 19:
         raise ValidationFailed("Invalid cursor", errors={"cursor": ["Malformed cursor."]})
     return seq
 
