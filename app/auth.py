@@ -32,6 +32,8 @@ class Principal:
     id: str
     role: str
     via: str
+    # RFC 8693 delegation: who minted this token for `id`, then who minted theirs, ...
+    act: tuple[str, ...] = ()
 
     def at_least(self, role: str) -> bool:
         """Whether this principal's role is `role` or stronger."""
@@ -79,7 +81,30 @@ def _verify_token(token: str) -> Principal:
     # isinstance first: a list or object role is unhashable and would be a 500, not a 401.
     if not isinstance(role, str) or role not in ROLE_RANK:
         raise Unauthorized("Invalid token role")
-    return Principal(sub, role, "jwt")
+    return Principal(sub, role, "jwt", _actors(claims.get("act")))
+
+
+MAX_ACT_DEPTH = 10
+
+
+def _actors(claim) -> tuple[str, ...]:
+    """The `act` chain of a token (RFC 8693 4.1), outermost actor first; 401 when malformed."""
+    actors: list[str] = []
+    while claim is not None:
+        sub = claim.get("sub") if isinstance(claim, dict) else None
+        if not isinstance(sub, str) or not sub or len(sub) > 200 or len(actors) >= MAX_ACT_DEPTH:
+            raise Unauthorized("Invalid token actor")
+        actors.append(sub)
+        claim = claim.get("act")
+    return tuple(actors)
+
+
+def _act_claim(actors: tuple[str, ...]) -> dict | None:
+    """The nested `act` claim for a chain of actors, outermost first."""
+    claim = None
+    for actor in reversed(actors):
+        claim = {"sub": actor, **({"act": claim} if claim else {})}
+    return claim
 
 
 _FAILURE_REASONS = {
@@ -153,12 +178,20 @@ def require_role(role: str | None = None, *, setting: str | None = None, forbidd
     return decorate
 
 
-def issue_token(sub: str, role: str, settings: Settings) -> dict:
-    """A signed access token and the body POST /auth/token answers."""
+def issue_token(sub: str, role: str, settings: Settings, minted_by: Principal | None = None):
+    """A signed access token and the body POST /auth/token answers.
+
+    A token for another subject names its minter in `act` (RFC 8693), ahead of the
+    minter's own chain, so a delegation can never be laundered into a plain token.
+    """
     expires = timedelta(seconds=settings.jwt_expires)
-    token = create_access_token(
-        identity=sub, additional_claims={"role": role}, expires_delta=expires
-    )
+    actors = ()
+    if minted_by is not None:
+        actors = ((minted_by.id,) if sub != minted_by.id else ()) + minted_by.act
+    claims = {"role": role}
+    if actors:
+        claims["act"] = _act_claim(actors)
+    token = create_access_token(identity=sub, additional_claims=claims, expires_delta=expires)
     return {
         "access_token": token,
         "token_type": "bearer",

@@ -103,3 +103,51 @@ def test_a_chunked_body_with_a_bad_chunk_size_is_400(server):
     )  # fmt: skip
     assert status_of(answer) == 400, answer[:300]
     assert "chunk" in json.loads(answer.partition(b"\r\n\r\n")[2])["detail"].lower()
+
+
+def mint(server, as_: str, **body) -> dict:
+    """POST /auth/token as a role: a bearer header for the token it issues."""
+    response = requests.post(f"{server.url}/auth/token", json=body, headers=HEADERS[as_], timeout=5)
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.mark.parametrize("sub", ["someone-else", "APIKEY:ADMIN", "ApiKey:Admin"])
+def test_an_admin_cannot_approve_its_own_task_through_a_minted_token(server, sub):
+    created = requests.post(
+        f"{server.url}/tasks", json={"type": "deploy"}, headers=HEADERS["admin"], timeout=5
+    ).json()
+    other = mint(server, "admin", sub=sub)
+    url = f"{server.url}/approvals/{created['approval_id']}/approve"
+    assert requests.post(url, headers=other, timeout=5).status_code == 403
+    # Laundering: the delegated token mints a plain-looking one for its own subject.
+    relaunder = mint_with(server, other)
+    assert requests.post(url, headers=relaunder, timeout=5).status_code == 403
+    decided = requests.post(url, headers=HEADERS["ops"], timeout=5)
+    assert decided.status_code == 200
+
+
+def mint_with(server, headers: dict) -> dict:
+    """POST /auth/token with a bearer header: the token it issues for the same subject."""
+    response = requests.post(f"{server.url}/auth/token", json={}, headers=headers, timeout=5)
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def test_history_shows_who_acted_for_the_decider(server):
+    created = requests.post(
+        f"{server.url}/tasks", json={"type": "deploy"}, headers=HEADERS["agent"], timeout=5
+    ).json()
+    delegated = mint(server, "admin", sub="release-bot", role="agent")
+    decided = requests.post(
+        f"{server.url}/approvals/{created['approval_id']}/approve", headers=delegated, timeout=5
+    )
+    assert decided.status_code == 200
+    approval = decided.json()["approval"]
+    assert approval["decided_by"] == "release-bot"
+    assert approval["decided_by_act"] == ["apikey:admin"]
+    history = requests.get(
+        f"{server.url}/approvals/history", headers=HEADERS["user"], timeout=5
+    ).json()["approvals"]
+    mine = [a for a in history if a["approval_id"] == created["approval_id"]]
+    assert mine[0]["decided_by_act"] == ["apikey:admin"]

@@ -57,9 +57,11 @@ def get_approval(approval_id):
 
 def _decide(approval_id: str, body: dict | None, approve: bool):
     body = body or {}
+    caller = current_principal()
     approval, task = services().approvals.decide(
         approval_id,
-        current_principal().id,
+        caller.id,
+        act=caller.act,
         approve=approve,
         reason=body.get("reason"),
         comment=body.get("comment"),

@@ -62,7 +62,8 @@ def create_task(body):
             "Invalid Idempotency-Key",
             errors={"Idempotency-Key": ["1-255 printable ASCII characters."]},
         )
-    created = services().tasks.create(body, current_principal().id, key)
+    caller = current_principal()
+    created = services().tasks.create(body, caller.id, key, act=caller.act)
     task = created.task
     if not created.replayed:
         metrics.task_created(task)

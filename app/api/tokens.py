@@ -28,4 +28,4 @@ def token(body):
     sub = body.get("sub") or caller.id
     if sub != caller.id and caller.role != "admin":
         raise Forbidden("Only an admin may issue a token for another principal")
-    return issue_token(sub, role, current_settings())
+    return issue_token(sub, role, current_settings(), minted_by=caller)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from app.config import Settings
-from app.domain import ids
+from app.domain import ids, policy
 from app.domain.records import approval_record, task_record
 from app.domain.scripts import Scripts, rows
 from app.errors import Conflict, Forbidden, NotFound
@@ -40,12 +40,18 @@ class ApprovalGate:
         approve: bool,
         reason: str | None = None,
         comment: str | None = None,
+        act: tuple[str, ...] = (),
     ) -> tuple[dict, dict]:
-        """Approve or reject; returns (approval, task). Exactly one decision ever wins."""
+        """Approve or reject; returns (approval, task). Exactly one decision ever wins.
+
+        Four eyes compares every identity of the decider's `act` chain with the requester's.
+        """
         reply = self.scripts.decide_approval(
             approval_id=ids.check_approval_id(approval_id),
             decision="approved" if approve else "rejected",
             principal=principal,
+            decider_identities=policy.identities(principal, act),
+            act=list(act) or None,
             reason=reason or None,
             comment=comment or None,
         )

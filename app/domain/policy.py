@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from app.config import Settings
 
 # Spellings of the production environment. The gate fails closed: an environment that is
 # absent, null or blank counts as production, and so does the common short form "prod".
 PRODUCTION = frozenset({"production", "prod"})
+
+
+def identities(principal: str, act: tuple[str, ...] = ()) -> list[str]:
+    """Everyone behind a request, as the four-eyes rule compares them.
+
+    The principal and each actor of its token's `act` chain, NFKC-normalised and
+    case-folded: API-key principals come from case-insensitive names, and for a JWT `sub`
+    folding errs toward refusing ("Alice" cannot approve what "alice" asked for).
+    """
+    return list(
+        dict.fromkeys(unicodedata.normalize("NFKC", i).casefold() for i in (principal, *act))
+    )
 
 
 def _environment(payload) -> str:

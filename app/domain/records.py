@@ -42,6 +42,8 @@ APPROVAL_FIELDS = (
     "decided_at",
     "rejection_reason",
     "comment",
+    "requested_by_act",
+    "decided_by_act",
 )
 _JSON = frozenset({"payload", "metadata", "sla"})
 _INT = frozenset({"retry_count", "max_retries"})
@@ -66,6 +68,8 @@ def task_record(raw: dict) -> dict:
 def approval_record(raw: dict) -> dict:
     """An approval; approved_by/approved_at mirror decided_by/decided_at for older clients."""
     record = {name: raw.get(name) for name in APPROVAL_FIELDS}
+    for name in ("requested_by_act", "decided_by_act"):  # JSON lists; null when direct
+        record[name] = json.loads(record[name]) if record[name] else None
     approved = record["status"] == "approved"
     record["approved_by"] = record["decided_by"] if approved else None
     record["approved_at"] = record["decided_at"] if approved else None

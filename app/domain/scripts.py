@@ -172,6 +172,8 @@ class Scripts:
         approval_id: str,
         decision: Literal["approved", "rejected"],
         principal: str,
+        decider_identities: list[str],
+        act: list[str] | None,
         reason: str | None,
         comment: str | None,
     ) -> dict:

@@ -77,8 +77,17 @@ class TaskStore:
         self.settings = settings
         self.keys = Keys(settings.queue_prefix)
 
-    def create(self, request: dict, principal: str, idempotency_key: str | None = None) -> Created:
-        """Store and route a validated create request; gated tasks open an approval."""
+    def create(
+        self,
+        request: dict,
+        principal: str,
+        idempotency_key: str | None = None,
+        act: tuple[str, ...] = (),
+    ) -> Created:
+        """Store and route a validated create request; gated tasks open an approval.
+
+        `act` is the principal's delegation chain: the approval keeps every identity in it.
+        """
         task_id = ids.new_task_id()
         sla = dict(request.get("sla") or {})
         if request.get("sla_deadline"):
@@ -109,6 +118,8 @@ class TaskStore:
                 "approval_id": ids.approval_id_for(task_id),
                 "reason": reason,
                 "requested_by": principal,
+                "requester_identities": policy.identities(principal, act),
+                "requested_by_act": list(act) or None,
             }
             if reason
             else None

@@ -1,6 +1,8 @@
 -- create_task: write a new task, route it and (when gated) open its approval, atomically.
 -- A.task             the task's fields, an object of strings (task_id, type, priority, ...)
--- A.approval         {approval_id, reason, requested_by}; absent when the task is not gated
+-- A.approval         {approval_id, reason, requested_by, requester_identities (every
+--                    identity of the requester's delegation chain, normalised), requested_by_act
+--                    (the chain; absent when none)}; absent when the task is not gated
 -- A.idempotency_key  the idempotency record's key; absent for none
 -- A.fingerprint      the request's fingerprint, kept with that record
 -- A.sla_target_ms    set sla.deadline to the creation time + this; absent = deadline given
@@ -49,7 +51,10 @@ if gate then
   redis.call('HSET', key('approval', aid), 'approval_id', aid, 'task_id', id,
     'task_type', task.type, 'priority', task.priority, 'reason', gate.reason,
     'status', 'pending', 'requested_by', gate.requested_by, 'requested_at', NOW_ISO,
-    'expires_at', iso(expires))
+    'expires_at', iso(expires), 'requester_identities', cjson.encode(gate.requester_identities))
+  if gate.requested_by_act then
+    redis.call('HSET', key('approval', aid), 'requested_by_act', cjson.encode(gate.requested_by_act))
+  end
   redis.call('ZADD', key('approvals_pending'), seq, aid)
   redis.call('ZADD', key('approvals_deadlines'), expires, aid)
   emit('approval.requested', task, {approval_id = aid, task_id = id, reason = gate.reason,
