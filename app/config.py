@@ -76,6 +76,7 @@ class Settings:
     rate_limit_approvals: int = per_minute("ORCHESTRATOR_RATE_LIMIT_APPROVALS", 5)
     rate_limit_stats: int = per_minute("ORCHESTRATOR_RATE_LIMIT_STATS", 30)
     rate_limit_default: int = per_minute("ORCHESTRATOR_RATE_LIMIT_DEFAULT", 60)
+    rate_limit_auth_failures: int = per_minute("ORCHESTRATOR_RATE_LIMIT_AUTH_FAILURES", 20)
     rate_limit_exempt_principals: frozenset[str] = setting(
         "ORCHESTRATOR_RATE_LIMIT_EXEMPT", frozenset(), "exempt_principals"
     )

@@ -35,6 +35,10 @@ AUTH_FAILURES = Counter("orchestrator_auth_failures_total", "Rejected credential
 RATE_LIMITED = Counter(
     "orchestrator_rate_limited_total", "Requests refused with 429", ["blueprint"]
 )
+AUTH_FAILURE_LIMITED = Counter(
+    "orchestrator_auth_failure_limited_total",
+    "Requests refused because their address had too many failed authentications",
+)
 TASKS_CREATED = Counter("orchestrator_tasks_created_total", "Tasks created", ["type", "priority"])
 TRANSITIONS = Counter(
     "orchestrator_task_transitions_total", "Task state changes made through the API", ["status"]
@@ -68,6 +72,11 @@ def auth_failure(reason: str) -> None:
 def rate_limited(blueprint: str | None) -> None:
     """Count a 429 by blueprint."""
     _child(RATE_LIMITED, blueprint or "default").inc()
+
+
+def auth_failure_limited() -> None:
+    """Count a request refused for its address' failed authentications."""
+    AUTH_FAILURE_LIMITED.inc()
 
 
 def task_created(task: dict) -> None:

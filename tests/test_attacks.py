@@ -151,3 +151,26 @@ def test_history_shows_who_acted_for_the_decider(server):
     ).json()["approvals"]
     mine = [a for a in history if a["approval_id"] == created["approval_id"]]
     assert mine[0]["decided_by_act"] == ["apikey:admin"]
+
+
+def test_failed_authentications_are_limited_per_address_before_anything_else(live_server):
+    server = live_server(
+        workers=2, ORCHESTRATOR_RATE_LIMIT_AUTH_FAILURES="5", ORCHESTRATOR_TRUSTED_PROXIES="1"
+    )
+    url, attacker = f"{server.url}/tasks/x", {"X-Forwarded-For": "203.0.113.7"}
+
+    def get(key: str):
+        return requests.get(url, headers={**attacker, "X-API-Key": key}, timeout=5)
+
+    bad = [get(f"guess-{n:020d}") for n in range(8)]
+    assert [r.status_code for r in bad] == [401] * 5 + [429] * 3
+    good, guess = get(HEADERS["user"]["X-API-Key"]), get("guess-" + "9" * 20)
+    # A valid key from a blocked address answers exactly like an invalid one.
+    assert good.status_code == guess.status_code == 429
+    assert good.json() == guess.json() == {"detail": bad[-1].json()["detail"]}
+    assert {k for k in good.headers if k.startswith("X-RateLimit")} == set()
+    assert int(good.headers["Retry-After"]) > 0
+    # Another address is not affected.
+    assert requests.get(url, headers=HEADERS["user"], timeout=5).status_code == 404
+    text = requests.get(f"{server.url}/metrics", timeout=5).text
+    assert metric_sample(text, "orchestrator_auth_failure_limited_total") == 5
