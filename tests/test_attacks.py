@@ -174,3 +174,38 @@ def test_failed_authentications_are_limited_per_address_before_anything_else(liv
     assert requests.get(url, headers=HEADERS["user"], timeout=5).status_code == 404
     text = requests.get(f"{server.url}/metrics", timeout=5).text
     assert metric_sample(text, "orchestrator_auth_failure_limited_total") == 5
+
+
+@pytest.mark.parametrize(
+    ("event_type", "source_agent", "rule"),
+    [
+        ("approval.approved", "ops_agent", "approval.*"),
+        ("task.completed", "dev_agent", "task.*"),
+        ("webhook.test", "dev_agent", "webhook.*"),
+        ("deploy.succeeded", "orchestrator", "orchestrator"),
+        ("deploy.succeeded", "ＯＲＣＨＥＳＴＲＡＴＯＲ", "orchestrator"),
+    ],
+)
+def test_clients_cannot_publish_as_the_service(server, event_type, source_agent, rule):
+    body = {"event_type": event_type, "source_agent": source_agent, "payload": {}}
+    response = requests.post(
+        f"{server.url}/events/publish", json=body, headers=HEADERS["admin"], timeout=5
+    )
+    assert response.status_code == 403 and rule in response.json()["detail"]
+
+
+def test_stored_events_name_the_principal_that_published_them(server):
+    body = {"event_type": "deploy.succeeded", "source_agent": "ops_agent", "payload": {}}
+    published = requests.post(
+        f"{server.url}/events/publish", json=body, headers=HEADERS["agent"], timeout=5
+    ).json()
+    events = requests.get(
+        f"{server.url}/events", params={"type": "deploy.succeeded"}, headers=HEADERS["user"],
+        timeout=5,
+    ).json()["events"]  # fmt: skip
+    mine = [e for e in events if e["event_id"] == published["event_id"]]
+    assert mine[0]["published_by"] == "apikey:agent"
+    own = requests.get(
+        f"{server.url}/events", params={"type": "task.created"}, headers=HEADERS["user"], timeout=5
+    ).json()["events"]
+    assert own and {e["published_by"] for e in own} == {"orchestrator"}
