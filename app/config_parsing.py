@@ -102,8 +102,11 @@ class SettingsParser:
             raise ConfigError(name, f"list values among {','.join(choices)}, or none")
         return values
 
-    def jwt_secret(self, name: str, _default: str) -> str:
+    def jwt_secret(self, name: str, _default: str, required: bool = True) -> str:
+        """A signing secret; the previous one (not required) follows the same rules."""
         secret = self.raw(name)
+        if not secret and not required:
+            return ""
         if not secret:
             raise ConfigError(name, f"is required; {_HOW_TO_GENERATE}")
         if self.production and len(secret) < 32:
@@ -113,7 +116,14 @@ class SettingsParser:
         return secret
 
     def trusted_proxies(self, name: str, default: int) -> int:
-        return self.integer(name, 1 if self.production else default)
+        # A hop is trusted only when told, or on Render (RENDER=true), which puts exactly
+        # one proxy in front. Trusted without a proxy, X-Forwarded-For is whatever the
+        # client writes, and it could change its address on every request.
+        on_render = self.raw("RENDER").lower() == "true"
+        return self.integer(name, 1 if on_render else default)
+
+    def metrics_public(self, name: str, default: bool) -> bool:
+        return self.boolean(name, False if self.production else default)
 
     def release(self, name: str, default: str) -> str:
         return self.raw(name) or self.raw("RENDER_GIT_COMMIT")[:12] or default

@@ -203,6 +203,14 @@ def test_missing_jwt_secret_is_refused(value):
 def test_short_secret_is_refused_in_production_only():
     refused("ORCHESTRATOR_JWT_SECRET", **production(ORCHESTRATOR_JWT_SECRET="x" * 31))
     assert settings(**production(ORCHESTRATOR_JWT_SECRET="x" * 32)).jwt_secret == "x" * 32
+
+
+def test_short_previous_secret_is_refused_in_production_only():
+    previous = "ORCHESTRATOR_JWT_SECRET_PREVIOUS"
+    refused(previous, **production(**{previous: "weak"}))
+    assert settings(**{previous: "weak"}).jwt_secret_previous == "weak"
+    assert settings(**production(**{previous: "y" * 32})).jwt_secret_previous == "y" * 32
+    assert settings(**production()).jwt_secret_previous == ""
     for environment in ("development", "staging", "testing"):
         assert (
             settings(ENVIRONMENT=environment, ORCHESTRATOR_JWT_SECRET="short").jwt_secret == "short"
@@ -385,12 +393,14 @@ def test_api_keys_are_parsed():
 
 @pytest.mark.parametrize(
     ("environment", "expected"),
-    [("development", 0), ("testing", 0), ("staging", 0), ("production", 1)],
+    [("development", 0), ("testing", 0), ("staging", 0), ("production", 0)],
 )
 def test_trusted_proxies_default_by_environment(environment, expected):
     env = production() if environment == "production" else {"ENVIRONMENT": environment}
     assert settings(**env).trusted_proxies == expected
+    assert settings(**env, RENDER="true").trusted_proxies == 1  # Render's one proxy
     assert settings(**env, ORCHESTRATOR_TRUSTED_PROXIES="3").trusted_proxies == 3
+    assert settings(**env, RENDER="true", ORCHESTRATOR_TRUSTED_PROXIES="0").trusted_proxies == 0
 
 
 def test_rate_limit_exempt_splits_principals_and_networks():
