@@ -65,6 +65,8 @@ def _verify_token(token: str) -> Principal:
         g.jwt_try_previous_secret = True  # read by the decode key loader below
         try:
             claims = decode_token(token)
+        except pyjwt.ExpiredSignatureError:
+            raise Unauthorized("Token expired") from None
         except (pyjwt.PyJWTError, JWTExtendedException):
             raise Unauthorized("Invalid token") from None
         finally:

@@ -66,7 +66,9 @@ class Settings:
         "ENVIRONMENT", "development", "choice", choices=ENVIRONMENTS, fold="lower"
     )
     jwt_secret: str = setting("ORCHESTRATOR_JWT_SECRET", "", "jwt_secret", secret=True)
-    jwt_secret_previous: str = setting("ORCHESTRATOR_JWT_SECRET_PREVIOUS", "", "text", secret=True)
+    jwt_secret_previous: str = setting(
+        "ORCHESTRATOR_JWT_SECRET_PREVIOUS", "", "jwt_secret", secret=True, required=False
+    )
     api_keys: tuple[ApiKey, ...] = setting("ORCHESTRATOR_API_KEYS", (), "api_keys")
     redis_url: str = setting("REDIS_URL", "redis://localhost:6379/0", "redis_url", secret=True)
     redis_tls_verify: bool = setting("REDIS_TLS_VERIFY", True, "boolean")
@@ -126,6 +128,8 @@ class Settings:
         "ORCHESTRATOR_REDIS_MEMORY_HIGH_WATERMARK", 90.0, "number", low=1, high=100
     )
     metrics_token: str = setting("ORCHESTRATOR_METRICS_TOKEN", "", "text", secret=True)
+    # Default: false in production (/metrics then needs the token), true elsewhere.
+    metrics_public: bool = setting("ORCHESTRATOR_METRICS_PUBLIC", True, "metrics_public")
 
     @property
     def is_production(self) -> bool:

@@ -66,6 +66,8 @@ def init_sentry(settings: Settings, transport=None) -> bool:
         release=settings.release or f"orchestrator-api@{__version__}",
         traces_sample_rate=settings.sentry_traces_sample_rate,
         integrations=[FlaskIntegration()],
+        # Stack-frame locals hold task payloads, bodies and credentials: never sent.
+        include_local_variables=False,
         before_send=scrub_event,
         before_send_transaction=scrub_event,
         **options,

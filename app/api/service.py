@@ -9,7 +9,7 @@ from flask import Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app import __version__, metrics
-from app.errors import Unauthorized
+from app.errors import Forbidden, Unauthorized
 from app.parsing import Blueprint
 from app.schemas.common import ErrorSchema
 from app.schemas.stats import HealthSchema, ServiceSchema, StatsSchema
@@ -83,9 +83,16 @@ def memory_state(memory: dict, watermark: float) -> str:
     },
 )
 @blp.alt_response(401, schema=ErrorSchema, description="ORCHESTRATOR_METRICS_TOKEN required")
+@blp.alt_response(403, schema=ErrorSchema, description="Production without a metrics token")
 def prometheus_metrics():
     """Prometheus metrics: every worker's counters plus gauges read from Redis now."""
-    token = current_settings().metrics_token
+    settings = current_settings()
+    token = settings.metrics_token
+    if not token and not settings.metrics_public:
+        raise Forbidden(
+            "/metrics is closed: set ORCHESTRATOR_METRICS_TOKEN "
+            "(or ORCHESTRATOR_METRICS_PUBLIC=true to open it)"
+        )
     if token and not metrics.token_matches(request.headers.get("Authorization", ""), token):
         metrics.auth_failure("metrics_token")
         raise Unauthorized(
