@@ -17,6 +17,7 @@ from app.domain.model import (
     DEFAULT_GATED_PRIORITIES,
     DEFAULT_GATED_TYPES,
     DEFAULT_ROUTES,
+    DEFAULT_UNGATED_ENVIRONMENTS,
     PRIORITIES,
     ROLES,
 )
@@ -120,6 +121,9 @@ class Settings:
     )
     hitl_task_types: frozenset[str] = setting(
         "ORCHESTRATOR_HITL_TASK_TYPES", DEFAULT_GATED_TYPES, "subset", choices=tuple(DEFAULT_ROUTES)
+    )
+    hitl_ungated_environments: frozenset[str] = setting(
+        "ORCHESTRATOR_HITL_UNGATED_ENVIRONMENTS", DEFAULT_UNGATED_ENVIRONMENTS, "environment_names"
     )
     approver_role: str = setting("ORCHESTRATOR_APPROVER_ROLE", "agent", "choice", choices=ROLES)
     # Percent of Redis' maxmemory above which creates are refused, so the memory left

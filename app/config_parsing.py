@@ -102,6 +102,14 @@ class SettingsParser:
             raise ConfigError(name, f"list values among {','.join(choices)}, or none")
         return values
 
+    def environment_names(self, name: str, default: frozenset[str]) -> frozenset[str]:
+        """Environment names, normalised like a task's; blank = default, `none` = empty."""
+        from app.domain.policy import normalise_environment
+
+        if self.raw(name).lower() == "none":
+            return frozenset()
+        return frozenset(normalise_environment(item) for item in self.items(name)) or default
+
     def jwt_secret(self, name: str, _default: str, required: bool = True) -> str:
         """A signing secret; the previous one (not required) follows the same rules."""
         secret = self.raw(name)

@@ -209,3 +209,25 @@ def test_stored_events_name_the_principal_that_published_them(server):
         f"{server.url}/events", params={"type": "task.created"}, headers=HEADERS["user"], timeout=5
     ).json()["events"]
     assert own and {e["published_by"] for e in own} == {"orchestrator"}
+
+
+@pytest.mark.parametrize(
+    ("environment", "gated"),
+    [
+        ("prod-eu", True),
+        ("live", True),
+        (False, True),
+        (0, True),
+        ([], True),
+        ("pr\u043eduction", True),  # a Cyrillic o
+        ("staging", False),
+        (" STAGING ", False),
+        ("\uff53\uff54\uff41\uff47\uff49\uff4e\uff47", False),  # full-width "staging"
+    ],
+)
+def test_the_gate_fails_closed_on_unlisted_environments(server, environment, gated):
+    body = {"type": "deploy", "priority": "P3", "payload": {"environment": environment}}
+    response = requests.post(f"{server.url}/tasks", json=body, headers=HEADERS["agent"], timeout=5)
+    assert response.status_code == 201
+    status = response.json()["task"]["status"]
+    assert status == ("awaiting_approval" if gated else "assigned")

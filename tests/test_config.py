@@ -555,3 +555,13 @@ def test_gunicorn_with_a_bad_value_halts_with_one_line(config, workers, tmp_path
     assert output.count("Booting worker") == (int(workers) if workers_fail else 0), output
     if workers_fail:
         assert result.returncode == 3 and "Reason: Worker failed to boot." in output
+
+
+def test_ungated_environments_are_normalised_and_none_gates_everything():
+    variable = "ORCHESTRATOR_HITL_UNGATED_ENVIRONMENTS"
+    assert "qa" in settings().hitl_ungated_environments
+    assert settings(**{variable: " Sandbox ,ＤＥＶ"}).hitl_ungated_environments == {
+        "sandbox",
+        "dev",
+    }
+    assert settings(**{variable: "none"}).hitl_ungated_environments == frozenset()
