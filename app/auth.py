@@ -34,6 +34,8 @@ class Principal:
     via: str
     # RFC 8693 delegation: who minted this token for `id`, then who minted theirs, ...
     act: tuple[str, ...] = ()
+    # A scoped API key's agents: it claims and reports only for them (empty: any).
+    agents: frozenset[str] = frozenset()
 
     def at_least(self, role: str) -> bool:
         """Whether this principal's role is `role` or stronger."""
@@ -53,7 +55,9 @@ class ApiKeyRegistry:
         for known, entry in self._entries:  # no early exit: timing says nothing
             if hmac.compare_digest(known, digest):
                 found = entry
-        return Principal(found.principal, found.role, "api_key") if found else None
+        if found is None:
+            return None
+        return Principal(found.principal, found.role, "api_key", agents=found.agents)
 
 
 def _verify_token(token: str) -> Principal:

@@ -41,6 +41,9 @@ class ApiKey:
     key: str = field(repr=False)
     role: str
     principal: str
+    # Agents this key may claim and report for (`key:agent:dev_agent+ops_agent`); empty:
+    # any agent, as before scopes existed.
+    agents: frozenset[str] = frozenset()
 
 
 def setting(variable: str, default, kind: str, *, secret: bool = False, **rule):

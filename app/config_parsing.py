@@ -214,14 +214,22 @@ class SettingsParser:
             # An empty value is unset: a dashboard may pass a blank secret it prompted for.
             if variable.startswith(family) and variable != family and self.raw(variable):
                 label = variable.removeprefix(family)
-                key, sep, role = self.raw(variable).rpartition(":")
+                key, sep, role = self.raw(variable).partition(":")
                 if not sep or not KEY_NAME.fullmatch(label):
-                    raise ConfigError(variable, "must be 'key:role' with role user, agent or admin")
+                    raise ConfigError(
+                        variable,
+                        "must be 'key:role' (role user, agent or admin), "
+                        "optionally ':agent1+agent2' to scope it to those agents",
+                    )
                 add(variable, key, role, label.lower())
         return tuple(keys)
 
 
 def _api_key(variable: str, key: str, role: str, name: str | None) -> ApiKey:
+    role, _, scope = role.partition(":")
+    agents = frozenset(a.strip() for a in scope.split("+") if a.strip())
+    if scope and (role != "agent" or not agents or not all(map(AGENT_NAME.fullmatch, agents))):
+        raise ConfigError(variable, "a scope follows role agent: 'key:agent:dev_agent+ops_agent'")
     if len(key) < 16 or any(c.isspace() or c in ",:" for c in key):
         raise ConfigError(
             variable, "each key must be at least 16 characters without spaces, ',' or ':'"
@@ -230,7 +238,7 @@ def _api_key(variable: str, key: str, role: str, name: str | None) -> ApiKey:
         raise ConfigError(variable, f"unknown role {role!r}; use user, agent or admin")
     # Unnamed keys get a short, non-reversible id so logs can tell them apart.
     label = name or hashlib.sha256(key.encode()).hexdigest()[:12]
-    return ApiKey(key=key, role=role, principal=f"apikey:{label}")
+    return ApiKey(key=key, role=role, principal=f"apikey:{label}", agents=agents)
 
 
 def _is_network(entry: str) -> bool:

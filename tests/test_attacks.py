@@ -231,3 +231,37 @@ def test_the_gate_fails_closed_on_unlisted_environments(server, environment, gat
     assert response.status_code == 201
     status = response.json()["task"]["status"]
     assert status == ("awaiting_approval" if gated else "assigned")
+
+
+def test_a_scoped_key_claims_and_reports_only_for_its_agents(live_server):
+    scoped_key = "scoped-key-0123456789abcdef"
+    server = live_server(
+        workers=1, ORCHESTRATOR_API_KEY_DEVBOT=f"{scoped_key}:agent:dev_agent+faq_agent"
+    )
+    scoped = {"X-API-Key": scoped_key}
+
+    def call(method: str, path: str, headers: dict, **body):
+        return requests.request(
+            method, f"{server.url}{path}", json=body, headers=headers, timeout=5
+        )
+
+    ops_task = call("POST", "/tasks", HEADERS["agent"], type="monitor", priority="P3").json()
+    call("POST", "/tasks", HEADERS["agent"], type="bugfix", priority="P3")
+    refused = call("POST", "/tasks/claim", scoped, agent="ops_agent")
+    assert refused.status_code == 403 and "dev_agent" in refused.json()["detail"]
+    for path, body in [
+        (f"/tasks/{ops_task['task_id']}/status", {"status": "completed"}),
+        (f"/tasks/{ops_task['task_id']}/cancel", {}),
+    ]:
+        method = "PATCH" if path.endswith("status") else "POST"
+        assert call(method, path, scoped, **body).status_code == 403
+    assert (
+        call("GET", f"/tasks/{ops_task['task_id']}", HEADERS["user"]).json()["task"]["status"]
+        == "assigned"
+    )
+    claimed = call("POST", "/tasks/claim", scoped, agent="dev_agent")
+    assert claimed.status_code == 200
+    done = call("PATCH", f"/tasks/{claimed.json()['task_id']}/status", scoped, status="completed")
+    assert done.status_code == 200
+    # An unscoped key keeps today's behaviour.
+    assert call("POST", "/tasks/claim", HEADERS["agent"], agent="ops_agent").status_code == 200

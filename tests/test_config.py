@@ -565,3 +565,13 @@ def test_ungated_environments_are_normalised_and_none_gates_everything():
         "dev",
     }
     assert settings(**{variable: "none"}).hitl_ungated_environments == frozenset()
+
+
+def test_api_keys_may_be_scoped_to_agents():
+    key = "scoped-key-0123456789abcdef"
+    scoped = settings(ORCHESTRATOR_API_KEY_BOT=f"{key}:agent:dev_agent+ops_agent").api_keys
+    assert {k.principal: k.agents for k in scoped}["apikey:bot"] == {"dev_agent", "ops_agent"}
+    listed = settings(ORCHESTRATOR_API_KEYS=f"{key}:agent:faq_agent").api_keys
+    assert listed[0].role == "agent" and listed[0].agents == {"faq_agent"}
+    refused("ORCHESTRATOR_API_KEY_BOT", ORCHESTRATOR_API_KEY_BOT=f"{key}:agent:Bad Agent")
+    assert settings(ORCHESTRATOR_API_KEY_BOT=f"{key}:agent").api_keys[-1].agents == frozenset()

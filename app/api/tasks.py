@@ -104,7 +104,10 @@ def list_tasks(query):
 @blp.alt_response(204, description="Nothing is ready for this agent")
 def claim_task(body):
     """Atomically take the agent's highest-priority, oldest ready task, with a lease."""
-    task = services().tasks.claim(body["agent"], current_principal().id, body.get("lease_seconds"))
+    caller = current_principal()
+    task = services().tasks.claim(
+        body["agent"], caller.id, body.get("lease_seconds"), scope=caller.agents
+    )
     if task is None:
         return "", 204
     metrics.task_moved("in_progress")
@@ -139,6 +142,7 @@ def update_status(query, body, task_id):
         caller.id,
         update.get("error"),
         for_any_holder=caller.role == "admin",
+        scope=caller.agents,
     )
     metrics.task_moved(task["status"])
     return _envelope(task, f"Task is now {task['status']}")
@@ -166,7 +170,10 @@ def _task_action(action: str, schema):
 @_task_action("cancel", CancelSchema())
 def cancel_task(body, task_id):
     """Cancel a task that has not finished."""
-    task = services().tasks.cancel(task_id, current_principal().id, (body or {}).get("reason"))
+    caller = current_principal()
+    task = services().tasks.cancel(
+        task_id, caller.id, (body or {}).get("reason"), scope=caller.agents
+    )
     metrics.task_moved("cancelled")
     return _envelope(task, "Task cancelled")
 

@@ -144,8 +144,9 @@ class Scripts:
         principal: str,
         error: str | None,
         for_any_holder: bool,
+        agents: list[str] | None,
     ) -> dict:
-        """One client move: ok (task), not_found, conflict (status) or forbidden."""
+        """One client move: ok (task), not_found, conflict (status), forbidden, out_of_scope."""
         return self._call("set_task_status", locals())
 
     def sweep(self, *, budget: int) -> dict:

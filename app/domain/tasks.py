@@ -161,8 +161,19 @@ class TaskStore:
         tasks = [task_record(task) for task in rows(reply["tasks"])]
         return tasks, encode_cursor(reply.get("next_seq"))
 
-    def claim(self, agent: str, principal: str, lease_seconds: int | None = None) -> dict | None:
-        """Hand the agent's best ready task to the caller with a lease; None when idle."""
+    def claim(
+        self,
+        agent: str,
+        principal: str,
+        lease_seconds: int | None = None,
+        scope: frozenset[str] = frozenset(),
+    ) -> dict | None:
+        """Hand the agent's best ready task to the caller with a lease; None when idle.
+
+        A caller scoped to some agents (`scope`) claims only from their queues: 403.
+        """
+        if scope and agent not in scope:
+            raise Forbidden(_out_of_scope(scope))
         reply = self.scripts.claim_task(
             agent=agent,
             lease_ms=(lease_seconds or self.settings.lease_seconds) * 1000,
@@ -187,6 +198,7 @@ class TaskStore:
         error: str | None = None,
         *,
         for_any_holder: bool = False,
+        scope: frozenset[str] = frozenset(),
     ) -> dict:
         """Apply one transition of the state machine; 409 when it is not allowed.
 
@@ -199,16 +211,29 @@ class TaskStore:
             principal=principal,
             error=error or None,
             for_any_holder=for_any_holder,
+            agents=sorted(scope) or None,
         )
+        if reply["outcome"] == "out_of_scope":
+            raise Forbidden(_out_of_scope(scope))
         return _task(reply, status)
 
-    def cancel(self, task_id: str, principal: str, reason: str | None = None) -> dict:
+    def cancel(
+        self,
+        task_id: str,
+        principal: str,
+        reason: str | None = None,
+        scope: frozenset[str] = frozenset(),
+    ) -> dict:
         """Cancel a task that has not finished."""
-        return self.set_status(task_id, "cancelled", principal, reason)
+        return self.set_status(task_id, "cancelled", principal, reason, scope=scope)
 
     def sweep(self, budget: int = 1000) -> int:
         """Apply what fell due; returns how much is still due."""
         return int(self.scripts.sweep(budget=budget)["still_due"])
+
+
+def _out_of_scope(scope: frozenset[str]) -> str:
+    return f"This API key acts only for the agents {', '.join(sorted(scope))}"
 
 
 def _task(reply: dict, wanted: str = "") -> dict:
