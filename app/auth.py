@@ -35,6 +35,10 @@ class Principal:
     id: str
     role: str
     via: str
+    # RFC 8693 delegation: who minted this token for `id`, then who minted theirs, ...
+    act: tuple[str, ...] = ()
+    # A scoped API key's agents: it claims and reports only for them (empty: any).
+    agents: frozenset[str] = frozenset()
 
     def at_least(self, role: str) -> bool:
         """Whether this principal's role is `role` or stronger."""
@@ -54,7 +58,9 @@ class ApiKeyRegistry:
         for known, entry in self._entries:  # no early exit: timing says nothing
             if hmac.compare_digest(known, digest):
                 found = entry
-        return Principal(found.principal, found.role, "api_key") if found else None
+        if found is None:
+            return None
+        return Principal(found.principal, found.role, "api_key", agents=found.agents)
 
 
 def _verify_token(token: str) -> Principal:
@@ -66,6 +72,8 @@ def _verify_token(token: str) -> Principal:
         g.jwt_try_previous_secret = True  # read by the decode key loader below
         try:
             claims = decode_token(token)
+        except pyjwt.ExpiredSignatureError:
+            raise Unauthorized("Token expired") from None
         except (pyjwt.PyJWTError, JWTExtendedException):
             raise Unauthorized("Invalid token") from None
         finally:
@@ -82,7 +90,30 @@ def _verify_token(token: str) -> Principal:
     # isinstance first: a list or object role is unhashable and would be a 500, not a 401.
     if not isinstance(role, str) or role not in ROLE_RANK:
         raise Unauthorized("Invalid token role")
-    return Principal(sub, role, "jwt")
+    return Principal(sub, role, "jwt", _actors(claims.get("act")))
+
+
+MAX_ACT_DEPTH = 10
+
+
+def _actors(claim) -> tuple[str, ...]:
+    """The `act` chain of a token (RFC 8693 4.1), outermost actor first; 401 when malformed."""
+    actors: list[str] = []
+    while claim is not None:
+        sub = claim.get("sub") if isinstance(claim, dict) else None
+        if not isinstance(sub, str) or not sub or len(sub) > 200 or len(actors) >= MAX_ACT_DEPTH:
+            raise Unauthorized("Invalid token actor")
+        actors.append(sub)
+        claim = claim.get("act")
+    return tuple(actors)
+
+
+def _act_claim(actors: tuple[str, ...]) -> dict | None:
+    """The nested `act` claim for a chain of actors, outermost first."""
+    claim = None
+    for actor in reversed(actors):
+        claim = {"sub": actor, **({"act": claim} if claim else {})}
+    return claim
 
 
 _FAILURE_REASONS = {
@@ -167,12 +198,20 @@ def require_role(role: str | None = None, *, setting: str | None = None, forbidd
     return decorate
 
 
-def issue_token(sub: str, role: str, settings: Settings) -> dict:
-    """A signed access token and the body POST /auth/token answers."""
+def issue_token(sub: str, role: str, settings: Settings, minted_by: Principal | None = None):
+    """A signed access token and the body POST /auth/token answers.
+
+    A token for another subject names its minter in `act` (RFC 8693), ahead of the
+    minter's own chain, so a delegation can never be laundered into a plain token.
+    """
     expires = timedelta(seconds=settings.jwt_expires)
-    token = create_access_token(
-        identity=sub, additional_claims={"role": role}, expires_delta=expires
-    )
+    actors = ()
+    if minted_by is not None:
+        actors = ((minted_by.id,) if sub != minted_by.id else ()) + minted_by.act
+    claims = {"role": role}
+    if actors:
+        claims["act"] = _act_claim(actors)
+    token = create_access_token(identity=sub, additional_claims=claims, expires_delta=expires)
     return {
         "access_token": token,
         "token_type": "bearer",

@@ -18,6 +18,7 @@ from app.domain.model import (
     DEFAULT_GATED_PRIORITIES,
     DEFAULT_GATED_TYPES,
     DEFAULT_ROUTES,
+    DEFAULT_UNGATED_ENVIRONMENTS,
     PRIORITIES,
     ROLES,
 )
@@ -41,6 +42,9 @@ class ApiKey:
     key: str = field(repr=False)
     role: str
     principal: str
+    # Agents this key may claim and report for (`key:agent:dev_agent+ops_agent`); empty:
+    # any agent, as before scopes existed.
+    agents: frozenset[str] = frozenset()
 
 
 def setting(variable: str, default, kind: str, *, secret: bool = False, **rule):
@@ -67,7 +71,9 @@ class Settings:
         "ENVIRONMENT", "development", "choice", choices=ENVIRONMENTS, fold="lower"
     )
     jwt_secret: str = setting("ORCHESTRATOR_JWT_SECRET", "", "jwt_secret", secret=True)
-    jwt_secret_previous: str = setting("ORCHESTRATOR_JWT_SECRET_PREVIOUS", "", "text", secret=True)
+    jwt_secret_previous: str = setting(
+        "ORCHESTRATOR_JWT_SECRET_PREVIOUS", "", "jwt_secret", secret=True, required=False
+    )
     api_keys: tuple[ApiKey, ...] = setting("ORCHESTRATOR_API_KEYS", (), "api_keys")
     redis_url: str = setting("REDIS_URL", "redis://localhost:6379/0", "redis_url", secret=True)
     redis_tls_verify: bool = setting("REDIS_TLS_VERIFY", True, "boolean")
@@ -79,6 +85,7 @@ class Settings:
     rate_limit_approvals: int = per_minute("ORCHESTRATOR_RATE_LIMIT_APPROVALS", 5)
     rate_limit_stats: int = per_minute("ORCHESTRATOR_RATE_LIMIT_STATS", 30)
     rate_limit_default: int = per_minute("ORCHESTRATOR_RATE_LIMIT_DEFAULT", 60)
+    rate_limit_auth_failures: int = per_minute("ORCHESTRATOR_RATE_LIMIT_AUTH_FAILURES", 20)
     rate_limit_exempt_principals: frozenset[str] = setting(
         "ORCHESTRATOR_RATE_LIMIT_EXEMPT", frozenset(), "exempt_principals"
     )
@@ -121,12 +128,22 @@ class Settings:
     hitl_task_types: frozenset[str] = setting(
         "ORCHESTRATOR_HITL_TASK_TYPES", DEFAULT_GATED_TYPES, "subset", choices=tuple(DEFAULT_ROUTES)
     )
+    hitl_ungated_environments: frozenset[str] = setting(
+        "ORCHESTRATOR_HITL_UNGATED_ENVIRONMENTS", DEFAULT_UNGATED_ENVIRONMENTS, "environment_names"
+    )
     approver_role: str = setting("ORCHESTRATOR_APPROVER_ROLE", "agent", "choice", choices=ROLES)
     # Rules (inline JSON or @file) with the ORCHESTRATOR_GROUP_<NAME> groups they name.
     approval_policy: ApprovalPolicy = setting(
         "ORCHESTRATOR_APPROVAL_POLICY", ApprovalPolicy(), "approval_policy"
     )
+    # Percent of Redis' maxmemory above which creates are refused, so the memory left
+    # lets agents claim, complete and let terminal tasks expire.
+    redis_memory_high_watermark: float = setting(
+        "ORCHESTRATOR_REDIS_MEMORY_HIGH_WATERMARK", 90.0, "number", low=1, high=100
+    )
     metrics_token: str = setting("ORCHESTRATOR_METRICS_TOKEN", "", "text", secret=True)
+    # Default: false in production (/metrics then needs the token), true elsewhere.
+    metrics_public: bool = setting("ORCHESTRATOR_METRICS_PUBLIC", True, "metrics_public")
 
     @property
     def is_production(self) -> bool:

@@ -103,8 +103,19 @@ class SettingsParser:
             raise ConfigError(name, f"list values among {','.join(choices)}, or none")
         return values
 
-    def jwt_secret(self, name: str, _default: str) -> str:
+    def environment_names(self, name: str, default: frozenset[str]) -> frozenset[str]:
+        """Environment names, normalised like a task's; blank = default, `none` = empty."""
+        from app.domain.policy import normalise_environment
+
+        if self.raw(name).lower() == "none":
+            return frozenset()
+        return frozenset(normalise_environment(item) for item in self.items(name)) or default
+
+    def jwt_secret(self, name: str, _default: str, required: bool = True) -> str:
+        """A signing secret; the previous one (not required) follows the same rules."""
         secret = self.raw(name)
+        if not secret and not required:
+            return ""
         if not secret:
             raise ConfigError(name, f"is required; {_HOW_TO_GENERATE}")
         if self.production and len(secret) < 32:
@@ -114,7 +125,14 @@ class SettingsParser:
         return secret
 
     def trusted_proxies(self, name: str, default: int) -> int:
-        return self.integer(name, 1 if self.production else default)
+        # A hop is trusted only when told, or on Render (RENDER=true), which puts exactly
+        # one proxy in front. Trusted without a proxy, X-Forwarded-For is whatever the
+        # client writes, and it could change its address on every request.
+        on_render = self.raw("RENDER").lower() == "true"
+        return self.integer(name, 1 if on_render else default)
+
+    def metrics_public(self, name: str, default: bool) -> bool:
+        return self.boolean(name, False if self.production else default)
 
     def release(self, name: str, default: str) -> str:
         return self.raw(name) or self.raw("RENDER_GIT_COMMIT")[:12] or default
@@ -232,14 +250,22 @@ class SettingsParser:
             # An empty value is unset: a dashboard may pass a blank secret it prompted for.
             if variable.startswith(family) and variable != family and self.raw(variable):
                 label = variable.removeprefix(family)
-                key, sep, role = self.raw(variable).rpartition(":")
+                key, sep, role = self.raw(variable).partition(":")
                 if not sep or not KEY_NAME.fullmatch(label):
-                    raise ConfigError(variable, "must be 'key:role' with role user, agent or admin")
+                    raise ConfigError(
+                        variable,
+                        "must be 'key:role' (role user, agent or admin), "
+                        "optionally ':agent1+agent2' to scope it to those agents",
+                    )
                 add(variable, key, role, label.lower())
         return tuple(keys)
 
 
 def _api_key(variable: str, key: str, role: str, name: str | None) -> ApiKey:
+    role, _, scope = role.partition(":")
+    agents = frozenset(a.strip() for a in scope.split("+") if a.strip())
+    if scope and (role != "agent" or not agents or not all(map(AGENT_NAME.fullmatch, agents))):
+        raise ConfigError(variable, "a scope follows role agent: 'key:agent:dev_agent+ops_agent'")
     if len(key) < 16 or any(c.isspace() or c in ",:" for c in key):
         raise ConfigError(
             variable, "each key must be at least 16 characters without spaces, ',' or ':'"
@@ -248,7 +274,7 @@ def _api_key(variable: str, key: str, role: str, name: str | None) -> ApiKey:
         raise ConfigError(variable, f"unknown role {role!r}; use user, agent or admin")
     # Unnamed keys get a short, non-reversible id so logs can tell them apart.
     label = name or hashlib.sha256(key.encode()).hexdigest()[:12]
-    return ApiKey(key=key, role=role, principal=f"apikey:{label}")
+    return ApiKey(key=key, role=role, principal=f"apikey:{label}", agents=agents)
 
 
 def _is_network(entry: str) -> bool:

@@ -37,9 +37,9 @@ class Api(SmorestApi):
 class ErrorResponses(BasePlugin):
     """Documents the errors an operation can meet because of what it is.
 
-    A body can be malformed (400), too large (413) or invalid (422); query parameters can
-    be invalid (422); an id in the path can be unknown (404); every rate-limited
-    operation can be limited (429) or meet Redis down (503). 401/403 come from
+    A body can be malformed (400), too large (413), not JSON (415) or invalid (422);
+    query parameters can be invalid (422); an id in the path can be unknown (404); every
+    rate-limited operation can be limited (429) or meet Redis down (503). 401/403 come from
     require_role; anything else a view declares itself, and its words win.
     """
 
@@ -53,6 +53,7 @@ class ErrorResponses(BasePlugin):
             shared = {}
             if "requestBody" in operation:
                 shared.update({400: "Malformed JSON body", 413: "Request body too large"})
+                shared[415] = "Body sent with a Content-Type other than application/json"
                 shared[422] = "Invalid request"
             if any(p.get("in") == "query" for p in operation.get("parameters", [])):
                 shared[422] = "Invalid request"

@@ -163,8 +163,25 @@ def handle_http_exception(error: HTTPException):
     return error_response(error.code or 500, detail, headers=headers)
 
 
+# How long a client should wait before retrying while Redis is full: agents draining the
+# queues and terminal tasks expiring free memory over minutes, not seconds.
+MEMORY_RETRY_AFTER = "30"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether Redis refused a write because it reached maxmemory (noeviction)."""
+    return isinstance(error, redis.OutOfMemoryError) or isinstance(
+        getattr(error, "__cause__", None), redis.OutOfMemoryError
+    )
+
+
 def handle_unexpected(error: BaseException):
     """Redis trouble is 503; anything else a bare 500 — never a traceback in the body."""
+    if is_out_of_memory(error):
+        log.warning("redis out of memory")
+        return error_response(
+            503, "Redis is out of memory", headers={"Retry-After": MEMORY_RETRY_AFTER}
+        )
     if isinstance(error, REDIS_UNAVAILABLE) or isinstance(
         getattr(error, "__cause__", None), REDIS_UNAVAILABLE
     ):

@@ -11,10 +11,11 @@ import re
 
 from flask import Flask, request
 from flask_cors import CORS
+from gunicorn.http.errors import ParseException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Settings
-from app.errors import error_response
+from app.errors import BadRequest, error_response
 
 ALLOWED_HEADERS = ["Authorization", "Content-Type", "X-API-Key", "Idempotency-Key", "X-Request-ID"]
 EXPOSED_HEADERS = [
@@ -50,12 +51,15 @@ def _buffer_unsized_body(limit: int) -> bool:
     if not environ.get("wsgi.input_terminated"):
         return True  # the server does not promise an end: werkzeug reads no body at all
     stream, chunks, size = environ["wsgi.input"], [], 0
-    while size <= limit:
-        chunk = stream.read(limit + 1 - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
+    try:
+        while size <= limit:
+            chunk = stream.read(limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except ParseException as error:  # a bad chunk size or terminator, found mid-body
+        raise BadRequest(f"Malformed chunked body: {type(error).__name__}") from None
     if size > limit:
         return False
     environ["wsgi.input"] = io.BytesIO(b"".join(chunks))

@@ -35,6 +35,10 @@ AUTH_FAILURES = Counter("orchestrator_auth_failures_total", "Rejected credential
 RATE_LIMITED = Counter(
     "orchestrator_rate_limited_total", "Requests refused with 429", ["blueprint"]
 )
+AUTH_FAILURE_LIMITED = Counter(
+    "orchestrator_auth_failure_limited_total",
+    "Requests refused because their address had too many failed authentications",
+)
 TASKS_CREATED = Counter("orchestrator_tasks_created_total", "Tasks created", ["type", "priority"])
 TRANSITIONS = Counter(
     "orchestrator_task_transitions_total", "Task state changes made through the API", ["status"]
@@ -43,6 +47,10 @@ APPROVALS_DECIDED = Counter(
     "orchestrator_approvals_decided_total", "Approval decisions", ["outcome"]
 )
 
+
+# Label values come from closed sets only: a client picks the method and the path, and
+# every distinct label value is a new series kept forever (and in every worker's file).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 _children: dict[tuple, object] = {}
 
@@ -64,6 +72,11 @@ def auth_failure(reason: str) -> None:
 def rate_limited(blueprint: str | None) -> None:
     """Count a 429 by blueprint."""
     _child(RATE_LIMITED, blueprint or "default").inc()
+
+
+def auth_failure_limited() -> None:
+    """Count a request refused for its address' failed authentications."""
+    AUTH_FAILURE_LIMITED.inc()
 
 
 def task_created(task: dict) -> None:
@@ -119,6 +132,15 @@ class RedisGauges:
         for status, count in stats["tasks"].items():
             tasks.add_metric([status], count)
         yield tasks
+        memory = stats["memory"]
+        yield GaugeMetricFamily(
+            "orchestrator_redis_memory_used_bytes", "Redis used_memory", value=memory["used_bytes"]
+        )
+        yield GaugeMetricFamily(
+            "orchestrator_redis_memory_max_bytes",
+            "Redis maxmemory (0: no limit)",
+            value=memory["max_bytes"],
+        )
 
 
 def render_metrics(read_stats) -> bytes:
@@ -145,8 +167,9 @@ def init_app(app: Flask, _settings=None) -> None:
     @app.after_request
     def record(response):
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        _child(REQUESTS, request.method, endpoint, str(response.status_code)).inc()
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        _child(REQUESTS, method, endpoint, str(response.status_code)).inc()
         started = g.get("started")
         if started is not None:
-            _child(LATENCY, request.method, endpoint).observe(time.perf_counter() - started)
+            _child(LATENCY, method, endpoint).observe(time.perf_counter() - started)
         return response

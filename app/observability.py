@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -9,6 +10,7 @@ import time
 import uuid
 
 from flask import Flask, g, request
+from gunicorn import util as gunicorn_util
 from gunicorn.glogging import Logger
 from pythonjsonlogger.json import JsonFormatter
 
@@ -68,6 +70,8 @@ def init_sentry(settings: Settings, transport=None) -> bool:
         release=settings.release or f"orchestrator-api@{__version__}",
         traces_sample_rate=settings.sentry_traces_sample_rate,
         integrations=[FlaskIntegration()],
+        # Stack-frame locals hold task payloads, bodies and credentials: never sent.
+        include_local_variables=False,
         before_send=scrub_event,
         before_send_transaction=scrub_event,
         **options,
@@ -98,30 +102,73 @@ def init_app(app: Flask, settings: Settings) -> None:
         return response
 
 
+def _json_error(sock, status_int, reason, mesg):
+    """gunicorn's own error answer (400/414/431/501...) as {"detail": ...} instead of HTML."""
+    logger = GunicornLogger.active
+    if logger is not None and not logger.own_error_logged:
+        # gunicorn logs an access line only when it parsed a request line; an over-long
+        # one (414) or broken headers leave none, so the refusal is logged here.
+        logger.access_line(status_int, {})
+    if logger is not None:
+        logger.own_error_logged = False
+    body = json.dumps({"detail": f"{reason}: {mesg}" if mesg else reason}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn_util.write_nonblock(sock, head.encode("latin1") + body)
+
+
+def _status_code(resp) -> int | None:
+    """The status of an app response (status_code) or of gunicorn's own ("400 Bad Request")."""
+    code = getattr(resp, "status_code", None)
+    if code is None:
+        first = str(getattr(resp, "status", "") or "").split(None, 1)
+        code = int(first[0]) if first and first[0].isdigit() else None
+    return code
+
+
 class GunicornLogger(Logger):
     """gunicorn's logger_class: JSON lines; one access line per request naming the principal.
 
     The app leaves the principal and request id in the WSGI environ, which gunicorn
-    hands to access() after the response, so the one access line carries both.
+    hands to access() after the response, so the one access line carries both. gunicorn
+    also calls access() for the errors it answers itself (a malformed request never
+    reaches the app); those responses have no status_code, and an exception here would
+    kill the worker, so the status is read defensively.
     """
+
+    active: GunicornLogger | None = None
+    own_error_logged = False
 
     def setup(self, cfg):
         super().setup(cfg)
+        GunicornLogger.active = self
         formatter = _json_formatter()
         for logger in (self.error_log, self.access_log):
             for handler in logger.handlers:
                 handler.setFormatter(formatter)
+        # gunicorn has no hook for its error bodies; workers call util.write_error by
+        # module attribute, so replacing it makes them JSON like every other error.
+        gunicorn_util.write_error = _json_error
 
     def access(self, resp, req, environ, request_time):
+        # Sync workers handle one request at a time: the flag tells the error writer
+        # that follows that this refusal already has its line.
+        self.own_error_logged = getattr(resp, "status_code", None) is None
+        self.access_line(_status_code(resp), environ, request_time.total_seconds())
+
+    def access_line(self, status: int | None, environ: dict, seconds: float = 0.0) -> None:
+        """The one JSON access line: method, path, status, duration, principal, request id."""
         if not (self.cfg.accesslog or self.cfg.logconfig or self.cfg.syslog):
             return
         self.access_log.info(
             "request",
             extra={
-                "method": environ.get("REQUEST_METHOD"),
-                "path": environ.get("PATH_INFO"),
-                "status": resp.status_code,
-                "duration_ms": round(request_time.total_seconds() * 1000, 2),
+                "method": environ.get("REQUEST_METHOD", "-"),
+                "path": environ.get("PATH_INFO", "-"),
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
                 "principal": environ.get("orchestrator.principal", "-"),
                 "request_id": environ.get("orchestrator.request_id", "-"),
                 "remote_addr": environ.get("REMOTE_ADDR"),

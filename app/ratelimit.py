@@ -13,23 +13,29 @@ from __future__ import annotations
 import ipaddress
 import time
 
+import redis
 from flask import Flask, g, has_request_context, request
 from flask_limiter import Limiter, RateLimitExceeded
 from limits.storage import RedisStorage, Storage
 
-from app import metrics
+from app import auth_failures, metrics
 from app.auth import authenticate, session_subject
 from app.config import Settings
 from app.domain.keys import Keys
 from app.errors import Unauthorized, error_response
 from app.services import current_settings, redis_client
 
-# KEYS[1] the window (a list of timestamps, newest first)
-# ARGV: now, limit, expiry (s), cost. Returns {acquired 0/1, window start, entries in window}.
+# KEYS[1] the window (a list of timestamps, newest first); KEYS[2] (optional) the client
+# address' failed-authentication counter (app/auth_failures.py).
+# ARGV: now, limit, expiry (s), cost, failure limit. Returns {acquired 0/1, window start,
+# entries in window}, or {0, now, -1} when the address is over its failure limit.
 # Guarantees: the slot is taken and the window read in one atomic step.
 ACQUIRE_AND_READ = """
 local now, limit, expiry, cost = tonumber(ARGV[1]), tonumber(ARGV[2]),
   tonumber(ARGV[3]), tonumber(ARGV[4])
+if KEYS[2] and tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[5]) then
+  return {0, tostring(now), -1}
+end
 local acquired = 0
 local entry = redis.call('LINDEX', KEYS[1], limit - cost)
 if cost <= limit and not (entry and tonumber(entry) >= now - expiry) then
@@ -74,9 +80,20 @@ class OneTripRedisStorage(RedisStorage):
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         """Take `amount` slots if the window has them; remember the window for this request."""
         key = self.prefixed_key(key)
-        acquired, start, count = self.lua_acquire_and_read(
-            [key], [time.time(), limit, expiry, amount]
-        )
+        failures = auth_failures.counter() if has_request_context() else None
+        keys, args = [key], [time.time(), limit, expiry, amount]
+        if failures:
+            keys.append(failures[0])
+            args.append(failures[1])
+        try:
+            acquired, start, count = self.lua_acquire_and_read(keys, args)
+        except redis.OutOfMemoryError:
+            # A full Redis cannot record the slot. Refusing every request would also stop
+            # the reads and claims that drain it, so the request goes on uncounted.
+            return True
+        if int(count) < 0:
+            g.auth_failures_blocked = True  # read by _breach_response
+            return False
         if has_request_context():
             g.setdefault("rate_windows", {})[key] = (float(start), int(count))
         return bool(acquired)
@@ -154,6 +171,12 @@ def never_limited() -> bool:
     )
 
 
+def _count_auth_failures():
+    if never_limited():
+        return None
+    return auth_failures.check_and_count()
+
+
 def _per_minute(settings: Settings, setting: str) -> str:
     # A fixed string, not a callable: flask-limiter re-parses callable limits on every
     # request, and the limiter (like the settings) belongs to one app.
@@ -161,6 +184,8 @@ def _per_minute(settings: Settings, setting: str) -> str:
 
 
 def _breach_response(limit):
+    if g.get("auth_failures_blocked"):
+        return auth_failures.refused()
     reset = max(1, int(limit.reset_at - time.time()))
     return error_response(
         429,
@@ -181,6 +206,10 @@ def _refused(error: RateLimitExceeded):
 
 
 def _retry_after_only_when_refused(response):
+    if g.get("auth_failures_blocked"):
+        # Exactly the answer a bad credential gets from auth_failures: nothing to compare.
+        for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
+            response.headers.pop(name, None)
     if response.status_code not in (429, 503):
         response.headers.pop("Retry-After", None)
     elif response.headers.get("Retry-After") == "0":
@@ -218,6 +247,10 @@ def init_app(app: Flask, settings: Settings) -> None:
         limiter.exempt(app.view_functions[endpoint])
     limiter.request_filter(never_limited)
     limiter.request_filter(is_exempt)
+    # Before the limiter's own before_request (Flask runs them in registration order):
+    # failed authentications are counted before any other check.
+    auth_failures.init_app(app, settings)
+    app.before_request(_count_auth_failures)
     # Registered before the limiter's own after_request, so it runs after it (Flask runs
     # them in reverse): flask-limiter puts Retry-After on every limited response, which
     # on a 200 tells a client to back off for no reason.

@@ -47,6 +47,7 @@ def base_env(redis_url: str, **overrides: str) -> dict[str, str]:
         "ORCHESTRATOR_RATE_LIMIT_APPROVALS": "100000",
         "ORCHESTRATOR_RATE_LIMIT_STATS": "100000",
         "ORCHESTRATOR_RATE_LIMIT_DEFAULT": "100000",
+        "ORCHESTRATOR_RATE_LIMIT_AUTH_FAILURES": "100000",
         "HEALTH_CHECK_TIMEOUT": "2",
         "LOG_LEVEL": "INFO",
     }

@@ -61,6 +61,8 @@ def test_gated_create_opens_a_complete_approval_record(api):
         "decided_at": None,
         "rejection_reason": None,
         "comment": None,
+        "requested_by_act": None,
+        "decided_by_act": None,
         "approved_by": None,
         "approved_at": None,
         # The policy fields: without a policy, one approval by the approver role.

@@ -203,6 +203,14 @@ def test_missing_jwt_secret_is_refused(value):
 def test_short_secret_is_refused_in_production_only():
     refused("ORCHESTRATOR_JWT_SECRET", **production(ORCHESTRATOR_JWT_SECRET="x" * 31))
     assert settings(**production(ORCHESTRATOR_JWT_SECRET="x" * 32)).jwt_secret == "x" * 32
+
+
+def test_short_previous_secret_is_refused_in_production_only():
+    previous = "ORCHESTRATOR_JWT_SECRET_PREVIOUS"
+    refused(previous, **production(**{previous: "weak"}))
+    assert settings(**{previous: "weak"}).jwt_secret_previous == "weak"
+    assert settings(**production(**{previous: "y" * 32})).jwt_secret_previous == "y" * 32
+    assert settings(**production()).jwt_secret_previous == ""
     for environment in ("development", "staging", "testing"):
         assert (
             settings(ENVIRONMENT=environment, ORCHESTRATOR_JWT_SECRET="short").jwt_secret == "short"
@@ -411,12 +419,14 @@ def test_api_keys_are_parsed():
 
 @pytest.mark.parametrize(
     ("environment", "expected"),
-    [("development", 0), ("testing", 0), ("staging", 0), ("production", 1)],
+    [("development", 0), ("testing", 0), ("staging", 0), ("production", 0)],
 )
 def test_trusted_proxies_default_by_environment(environment, expected):
     env = production() if environment == "production" else {"ENVIRONMENT": environment}
     assert settings(**env).trusted_proxies == expected
+    assert settings(**env, RENDER="true").trusted_proxies == 1  # Render's one proxy
     assert settings(**env, ORCHESTRATOR_TRUSTED_PROXIES="3").trusted_proxies == 3
+    assert settings(**env, RENDER="true", ORCHESTRATOR_TRUSTED_PROXIES="0").trusted_proxies == 0
 
 
 def test_rate_limit_exempt_splits_principals_and_networks():
@@ -571,3 +581,23 @@ def test_gunicorn_with_a_bad_value_halts_with_one_line(config, workers, tmp_path
     assert output.count("Booting worker") == (int(workers) if workers_fail else 0), output
     if workers_fail:
         assert result.returncode == 3 and "Reason: Worker failed to boot." in output
+
+
+def test_ungated_environments_are_normalised_and_none_gates_everything():
+    variable = "ORCHESTRATOR_HITL_UNGATED_ENVIRONMENTS"
+    assert "qa" in settings().hitl_ungated_environments
+    assert settings(**{variable: " Sandbox ,ＤＥＶ"}).hitl_ungated_environments == {
+        "sandbox",
+        "dev",
+    }
+    assert settings(**{variable: "none"}).hitl_ungated_environments == frozenset()
+
+
+def test_api_keys_may_be_scoped_to_agents():
+    key = "scoped-key-0123456789abcdef"
+    scoped = settings(ORCHESTRATOR_API_KEY_BOT=f"{key}:agent:dev_agent+ops_agent").api_keys
+    assert {k.principal: k.agents for k in scoped}["apikey:bot"] == {"dev_agent", "ops_agent"}
+    listed = settings(ORCHESTRATOR_API_KEYS=f"{key}:agent:faq_agent").api_keys
+    assert listed[0].role == "agent" and listed[0].agents == {"faq_agent"}
+    refused("ORCHESTRATOR_API_KEY_BOT", ORCHESTRATOR_API_KEY_BOT=f"{key}:agent:Bad Agent")
+    assert settings(ORCHESTRATOR_API_KEY_BOT=f"{key}:agent").api_keys[-1].agents == frozenset()

@@ -98,6 +98,7 @@ def test_publish_then_replay_returns_every_field(app, client, keys):
         "event_id": event_id,
         "event_type": "deploy.succeeded",
         "source_agent": "ops_agent",
+        "published_by": "apikey:agent",
         "task_id": task_id,
         "trace_id": "trace-42",
         "priority": "high",
@@ -500,7 +501,7 @@ def test_approval_flow_events_replay_in_order(client, keys):
 
 # Validation: 422 and nothing stored ----------------------------------------------------------
 
-VALID = {"event_type": "task.started", "source_agent": "dev_agent", "payload": {"a": 1}}
+VALID = {"event_type": "job.started", "source_agent": "dev_agent", "payload": {"a": 1}}
 
 
 @pytest.mark.parametrize(

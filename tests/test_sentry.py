@@ -110,3 +110,17 @@ def test_scrub_event_drops_credential_headers_and_cookies(headers):
     kept = scrubbed["request"]["headers"]
     assert (kept == {"Accept": "*/*"}) if isinstance(kept, dict) else (kept == [["Accept", "*/*"]])
     assert scrubbed["request"]["url"] == "http://x/tasks"
+
+
+def test_stack_frame_locals_never_reach_sentry(app, sentry):
+    def leaky():
+        # Built at run time: the source line itself is sent as context, the value must not be.
+        payload_value = "-".join(("payload", "secret", "0123456789"))  # noqa: F841
+        raise RuntimeError("boom with locals")
+
+    app.add_url_rule("/leaky", "leaky", leaky)
+    transport = sentry(app)
+    assert app.test_client().get("/leaky").status_code == 500
+    sentry_sdk.flush()
+    wire = "\n".join(transport.sent)
+    assert "boom with locals" in wire and "payload-secret" not in wire

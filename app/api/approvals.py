@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from app import metrics
 from app.api import merged
 from app.auth import current_principal, require_role
+from app.parsing import Blueprint
 from app.schemas.approvals import (
     ApprovalConflictSchema,
     ApprovalEnvelopeSchema,
@@ -64,6 +63,7 @@ def _decide(approval_id: str, body: dict | None, approve: bool):
         approval_id,
         caller.id,
         caller.role,
+        act=caller.act,
         approve=approve,
         reason=body.get("reason"),
         comment=body.get("comment"),

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask import g
-from flask_smorest import Blueprint
 
-from app.auth import require_role
+from app.auth import current_principal, require_role
 from app.domain.events import to_cloudevent
+from app.parsing import Blueprint
 from app.schemas.events import (
     EventListSchema,
     EventPublishedSchema,
@@ -32,7 +32,7 @@ blp = Blueprint(
 
 
 @blp.route("/publish", methods=["POST"])
-@require_role("agent")
+@require_role("agent", forbidden="Role too weak, or a reserved event family or source")
 @blp.arguments(EventPublishSchema())
 @blp.response(201, EventPublishedSchema)
 def publish(body):
@@ -43,6 +43,7 @@ def publish(body):
     event = services().events.publish(
         event_type=body["event_type"],
         source_agent=body["source_agent"],
+        published_by=current_principal().id,
         payload=body["payload"],
         task_id=body.get("task_id"),
         trace_id=trace_id,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from flask import Response, jsonify, request
-from flask_smorest import Blueprint
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app import __version__, metrics
-from app.errors import REDIS_UNAVAILABLE, Unauthorized
+from app.errors import REDIS_UNAVAILABLE, Forbidden, Unauthorized
+from app.parsing import Blueprint
 from app.schemas.common import ErrorSchema
 from app.schemas.stats import HealthSchema, ServiceSchema, StatsSchema
 from app.services import current_settings, services
@@ -32,27 +33,43 @@ def root():
 def health():
     """Liveness and Redis connectivity with the queue counters, in one Redis round trip."""
     settings = current_settings()
+    unhealthy = {"status": "unhealthy", "version": __version__, "environment": settings.environment}
     try:
         stats = services().stats.read()
+    except redis.OutOfMemoryError:
+        log.warning("health check: redis out of memory")
+        return {**unhealthy, "redis": "out_of_memory", "detail": "Redis is out of memory"}, 503
     except REDIS_UNAVAILABLE as error:
         log.warning("health check: redis unavailable (%s)", type(error).__name__)
-        return {
-            "status": "unhealthy",
-            "redis": "disconnected",
-            "version": __version__,
-            "environment": settings.environment,
-            "detail": "Redis unavailable",
-        }, 503
+        return {**unhealthy, "redis": "disconnected", "detail": "Redis unavailable"}, 503
+    memory = stats["memory"]
+    state = memory_state(memory, settings.redis_memory_high_watermark)
+    if state == "out_of_memory":
+        return {**unhealthy, "redis": state, "redis_memory": memory,
+                "detail": "Redis is out of memory"}, 503  # fmt: skip
+    extra = {"detail": "Redis memory is above its high watermark; new tasks are refused"}
     # Load balancers call this every few seconds: the body is built to HealthSchema
     # directly (jsonify passes through flask-smorest untouched) instead of dumped.
     return jsonify(
-        status="healthy",
+        status="degraded" if state == "memory_high" else "healthy",
         redis="connected",
         queue_stats=stats["queue"],
         approvals_pending=stats["approvals"]["pending"],
+        redis_memory=memory,
         version=__version__,
         environment=settings.environment,
+        **(extra if state == "memory_high" else {}),
     )
+
+
+def memory_state(memory: dict, watermark: float) -> str:
+    """ok, memory_high (creates refused) or out_of_memory (writes refused) for /health."""
+    used, limit = memory["used_bytes"], memory["max_bytes"]
+    if not limit:
+        return "ok"
+    if used >= limit:
+        return "out_of_memory"
+    return "memory_high" if used * 100 >= limit * watermark else "ok"
 
 
 @blp.route("/metrics", methods=["GET"])
@@ -66,9 +83,16 @@ def health():
     },
 )
 @blp.alt_response(401, schema=ErrorSchema, description="ORCHESTRATOR_METRICS_TOKEN required")
+@blp.alt_response(403, schema=ErrorSchema, description="Production without a metrics token")
 def prometheus_metrics():
     """Prometheus metrics: every worker's counters plus gauges read from Redis now."""
-    token = current_settings().metrics_token
+    settings = current_settings()
+    token = settings.metrics_token
+    if not token and not settings.metrics_public:
+        raise Forbidden(
+            "/metrics is closed: set ORCHESTRATOR_METRICS_TOKEN "
+            "(or ORCHESTRATOR_METRICS_PUBLIC=true to open it)"
+        )
     if token and not metrics.token_matches(request.headers.get("Authorization", ""), token):
         metrics.auth_failure("metrics_token")
         raise Unauthorized(

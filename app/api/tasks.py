@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 
 from flask import request
-from flask_smorest import Blueprint
 
 from app import metrics
 from app.api import merged
 from app.auth import current_principal, require_role
 from app.errors import ValidationFailed
+from app.parsing import Blueprint
 from app.schemas.common import ErrorSchema
 from app.schemas.tasks import (
     CancelSchema,
@@ -63,7 +63,8 @@ def create_task(body):
             "Invalid Idempotency-Key",
             errors={"Idempotency-Key": ["1-255 printable ASCII characters."]},
         )
-    created = services().tasks.create(body, current_principal().id, key)
+    caller = current_principal()
+    created = services().tasks.create(body, caller.id, key, act=caller.act)
     task = created.task
     if not created.replayed:
         metrics.task_created(task)
@@ -104,7 +105,10 @@ def list_tasks(query):
 @blp.alt_response(204, description="Nothing is ready for this agent")
 def claim_task(body):
     """Atomically take the agent's highest-priority, oldest ready task, with a lease."""
-    task = services().tasks.claim(body["agent"], current_principal().id, body.get("lease_seconds"))
+    caller = current_principal()
+    task = services().tasks.claim(
+        body["agent"], caller.id, body.get("lease_seconds"), scope=caller.agents
+    )
     if task is None:
         return "", 204
     metrics.task_moved("in_progress")
@@ -152,6 +156,7 @@ def update_status(query, body, task_id):
         caller.id,
         update.get("error"),
         for_any_holder=caller.role == "admin",
+        scope=caller.agents,
     )
     metrics.task_moved(task["status"])
     return _envelope(task, f"Task is now {task['status']}")
@@ -179,7 +184,10 @@ def _task_action(action: str, schema):
 @_task_action("cancel", CancelSchema())
 def cancel_task(body, task_id):
     """Cancel a task that has not finished."""
-    task = services().tasks.cancel(task_id, current_principal().id, (body or {}).get("reason"))
+    caller = current_principal()
+    task = services().tasks.cancel(
+        task_id, caller.id, (body or {}).get("reason"), scope=caller.agents
+    )
     metrics.task_moved("cancelled")
     return _envelope(task, "Task cancelled")
 

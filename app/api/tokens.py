@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from app.auth import current_principal, issue_token, require_role
 from app.domain.model import ROLE_RANK, ROLES
 from app.errors import Forbidden
+from app.parsing import Blueprint
 from app.schemas.auth import TokenRequestSchema, TokenSchema
 from app.services import current_settings
 
@@ -29,4 +28,4 @@ def token(body):
     sub = body.get("sub") or caller.id
     if sub != caller.id and caller.role != "admin":
         raise Forbidden("Only an admin may issue a token for another principal")
-    return issue_token(sub, role, current_settings())
+    return issue_token(sub, role, current_settings(), minted_by=caller)

@@ -6,7 +6,7 @@ import json
 from typing import Literal
 
 from app.config import Settings
-from app.domain import approval_policy, ids
+from app.domain import approval_policy, ids, policy
 from app.domain.records import approval_record, task_record
 from app.domain.scripts import Scripts, rows
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -44,10 +44,12 @@ class ApprovalGate:
         comment: str | None = None,
         payload: dict | None = None,
         expected_sha256: str | None = None,
+        act: tuple[str, ...] = (),
     ) -> tuple[dict, dict]:
         """Approve (maybe with an edited payload) or reject; returns (approval, task).
 
         Atomic: approvals count once per principal, the task is released exactly once.
+        Four eyes compares every identity of the decider's `act` chain with the requester's.
         """
         edit = payload is not None and approve
         reply = self.scripts.decide_approval(
@@ -56,6 +58,8 @@ class ApprovalGate:
             principal=principal,
             role=role,
             groups=self.settings.approval_policy.groups_of(principal),
+            decider_identities=policy.identities(principal, act),
+            act=list(act) or None,
             reason=reason or None,
             comment=comment or None,
             payload=json.dumps(payload) if edit else None,

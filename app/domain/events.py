@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 import uuid
 from urllib.parse import quote
 
 from app.domain.model import DEFAULT_EVENT_PRIORITY, EVENT_PRIORITIES
 from app.domain.scripts import Scripts, rows
+from app.errors import Forbidden
 
 # Use fullmatch(): with match(), `$` also accepts a trailing newline ("task.done\n").
 EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
@@ -36,10 +38,15 @@ WELL_KNOWN_TYPES = (
     "approval.edited",
     "approval.escalated",
 )
+# Families and the source the service itself emits under: a client publishing them could
+# forge an approval or a task change that replays exactly like the service's own.
+RESERVED_FAMILIES = ("task", "approval", "webhook")
+SERVICE_SOURCE = "orchestrator"
 ENVELOPE_FIELDS = (
     "event_id",
     "event_type",
     "source_agent",
+    "published_by",
     "task_id",
     "trace_id",
     "priority",
@@ -91,7 +98,21 @@ def _envelope(event_id: str, data: str) -> dict:
     event = {name: raw.get(name) for name in ENVELOPE_FIELDS}
     event["event_id"] = event_id
     event["metadata"] = event["metadata"] or {}
+    if event["published_by"] is None and event["source_agent"] == SERVICE_SOURCE:
+        event["published_by"] = SERVICE_SOURCE  # the service's own events
     return event
+
+
+def check_not_reserved(event_type: str, source_agent: str) -> None:
+    """403 for an event a client may not publish: the service's families or its source."""
+    family = event_type.split(".", 1)[0]
+    if family in RESERVED_FAMILIES:
+        raise Forbidden(
+            f"Event family '{family}.*' is reserved for the service "
+            f"({', '.join(f + '.*' for f in RESERVED_FAMILIES)})"
+        )
+    if unicodedata.normalize("NFKC", source_agent).strip().casefold() == SERVICE_SOURCE:
+        raise Forbidden(f"source_agent '{SERVICE_SOURCE}' is reserved for the service")
 
 
 class EventBus:
@@ -105,16 +126,23 @@ class EventBus:
         *,
         event_type: str,
         source_agent: str,
+        published_by: str,
         payload: dict,
         task_id: str | None = None,
         trace_id: str | None = None,
         priority: str | None = None,
         metadata: dict | None = None,
     ) -> dict:
-        """Store and fan out one event; returns its envelope with `event_id`."""
+        """Store and fan out one event; returns its envelope with `event_id`.
+
+        `published_by` is the authenticated principal, stored with the event: replays
+        show who really sent it, whatever `source_agent` says.
+        """
+        check_not_reserved(event_type, source_agent)
         envelope = {
             "event_type": event_type,
             "source_agent": source_agent,
+            "published_by": published_by,
             "task_id": task_id,
             "trace_id": trace_id or uuid.uuid4().hex,
             "priority": normalize_priority(priority),

@@ -45,6 +45,9 @@ LAYOUT: dict[str, KeySpec] = {
         "events:{event_type}", "pubsub", "live fan-out: one channel per type, and `*`"
     ),
     "rate_limits": KeySpec("ratelimit", "prefix", "the rate limiter's windows"),
+    "auth_failures": KeySpec(
+        "authfail:{address}", "string", "failed authentications from one address this minute"
+    ),
 }
 
 # How long a create's idempotency record is kept (a retry within it replays the answer).

@@ -53,6 +53,10 @@ TASK_TYPES = tuple(DEFAULT_ROUTES)
 # The default human-in-the-loop gate (ORCHESTRATOR_HITL_PRIORITIES / _TASK_TYPES).
 DEFAULT_GATED_PRIORITIES = frozenset({"P0", "P1"})
 DEFAULT_GATED_TYPES = frozenset({"deploy", "deployment", "feature", "refactor"})
+# payload.environment values that let a gated type skip approval; anything else is gated.
+DEFAULT_UNGATED_ENVIRONMENTS = frozenset(
+    {"development", "dev", "staging", "test", "testing", "qa", "local"}
+)
 
 # Principal roles, weakest first: each may do what the ones before it may.
 ROLES = ("user", "agent", "admin")

@@ -50,6 +50,8 @@ APPROVAL_FIELDS = (
     "payload_version",
     "payload_sha256",
     "escalated",
+    "requested_by_act",
+    "decided_by_act",
 )
 _JSON = frozenset({"payload", "metadata", "sla", "approval"})
 _INT = frozenset({"retry_count", "max_retries"})
@@ -77,6 +79,8 @@ def approval_record(raw: dict) -> dict:
     Records written before policies existed read as one approval by any eligible agent.
     """
     record = {name: raw.get(name) for name in APPROVAL_FIELDS}
+    for name in ("requested_by_act", "decided_by_act"):  # JSON lists; null when direct
+        record[name] = json.loads(record[name]) if record[name] else None
     approved = record["status"] == "approved"
     record["approved_by"] = record["decided_by"] if approved else None
     record["approved_at"] = record["decided_at"] if approved else None

@@ -108,6 +108,7 @@ class Scripts:
                     "max_history": settings.max_approval_history,
                     "maxlen": settings.event_stream_maxlen,
                     "lease_ms": settings.lease_seconds * 1000,
+                    "memory_high_watermark": settings.redis_memory_high_watermark,
                 }
             ),
         ]
@@ -195,8 +196,9 @@ class Scripts:
         principal: str,
         error: str | None,
         for_any_holder: bool,
+        agents: list[str] | None,
     ) -> dict:
-        """One client move: ok (task), not_found, conflict (status) or forbidden."""
+        """One client move: ok (task), not_found, conflict (status), forbidden, out_of_scope."""
         return self._call("set_task_status", locals())
 
     def explain_task(self, *, task_id: str) -> dict:
@@ -229,6 +231,8 @@ class Scripts:
         principal: str,
         role: str,
         groups: list[str],
+        decider_identities: list[str],
+        act: list[str] | None,
         reason: str | None,
         comment: str | None,
         payload: str | None,

@@ -32,4 +32,5 @@ class StatsReader:
             "agents": {name: int(n) for name, n in sorted(agents.items())},
             "approvals": {"pending": int(raw["pending_approvals"])},
             "timestamp": raw["now"],
+            "memory": {"used_bytes": raw["memory"]["used"], "max_bytes": raw["memory"]["max"]},
         }

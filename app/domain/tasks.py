@@ -15,7 +15,14 @@ from app.domain.keys import Keys
 from app.domain.model import DEFAULT_MAX_RETRIES
 from app.domain.records import task_record
 from app.domain.scripts import Scripts, rows
-from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.errors import (
+    MEMORY_RETRY_AFTER,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unavailable,
+    ValidationFailed,
+)
 
 # Default SLA by priority when the creator gives no deadline.
 SLA_TARGETS = {
@@ -56,7 +63,8 @@ def decode_cursor(cursor: str) -> str:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         text = ""
     kind, _, seq = text.partition(":")
-    if kind != "t" or not seq.isdigit() or len(seq) > 19:
+    # isascii: str.isdigit() also takes other scripts' digits, which Redis cannot read.
+    if kind != "t" or not (seq.isascii() and seq.isdigit()) or len(seq) > 19:
         raise ValidationFailed("Invalid cursor", errors={"cursor": ["Malformed cursor."]})
     return seq
 
@@ -69,8 +77,17 @@ class TaskStore:
         self.settings = settings
         self.keys = Keys(settings.queue_prefix)
 
-    def create(self, request: dict, principal: str, idempotency_key: str | None = None) -> Created:
-        """Store and route a validated create request; gated tasks open an approval."""
+    def create(
+        self,
+        request: dict,
+        principal: str,
+        idempotency_key: str | None = None,
+        act: tuple[str, ...] = (),
+    ) -> Created:
+        """Store and route a validated create request; gated tasks open an approval.
+
+        `act` is the principal's delegation chain: the approval keeps every identity in it.
+        """
         task_id = ids.new_task_id()
         sla = dict(request.get("sla") or {})
         if request.get("sla_deadline"):
@@ -102,7 +119,12 @@ class TaskStore:
             policy.approval_reason(request, self.settings),
         )
         if gate:
-            gate |= {"approval_id": ids.approval_id_for(task_id), "requested_by": principal}
+            gate |= {
+                "approval_id": ids.approval_id_for(task_id),
+                "requested_by": principal,
+                "requester_identities": policy.identities(principal, act),
+                "requested_by_act": list(act) or None,
+            }
         reply = self.scripts.create_task(
             task=fields,
             approval=gate,
@@ -140,8 +162,19 @@ class TaskStore:
         tasks = [task_record(task) for task in rows(reply["tasks"])]
         return tasks, encode_cursor(reply.get("next_seq"))
 
-    def claim(self, agent: str, principal: str, lease_seconds: int | None = None) -> dict | None:
-        """Hand the agent's best ready task to the caller with a lease; None when idle."""
+    def claim(
+        self,
+        agent: str,
+        principal: str,
+        lease_seconds: int | None = None,
+        scope: frozenset[str] = frozenset(),
+    ) -> dict | None:
+        """Hand the agent's best ready task to the caller with a lease; None when idle.
+
+        A caller scoped to some agents (`scope`) claims only from their queues: 403.
+        """
+        if scope and agent not in scope:
+            raise Forbidden(_out_of_scope(scope))
         reply = self.scripts.claim_task(
             agent=agent,
             lease_ms=(lease_seconds or self.settings.lease_seconds) * 1000,
@@ -166,6 +199,7 @@ class TaskStore:
         error: str | None = None,
         *,
         for_any_holder: bool = False,
+        scope: frozenset[str] = frozenset(),
     ) -> dict:
         """Apply one transition of the state machine; 409 when it is not allowed.
 
@@ -178,16 +212,29 @@ class TaskStore:
             principal=principal,
             error=error or None,
             for_any_holder=for_any_holder,
+            agents=sorted(scope) or None,
         )
+        if reply["outcome"] == "out_of_scope":
+            raise Forbidden(_out_of_scope(scope))
         return _task(reply, status)
 
-    def cancel(self, task_id: str, principal: str, reason: str | None = None) -> dict:
+    def cancel(
+        self,
+        task_id: str,
+        principal: str,
+        reason: str | None = None,
+        scope: frozenset[str] = frozenset(),
+    ) -> dict:
         """Cancel a task that has not finished."""
-        return self.set_status(task_id, "cancelled", principal, reason)
+        return self.set_status(task_id, "cancelled", principal, reason, scope=scope)
 
     def sweep(self, budget: int = 1000) -> int:
         """Apply what fell due; returns how much is still due."""
         return int(self.scripts.sweep(budget=budget)["still_due"])
+
+
+def _out_of_scope(scope: frozenset[str]) -> str:
+    return f"This API key acts only for the agents {', '.join(sorted(scope))}"
 
 
 def _task(reply: dict, wanted: str = "") -> dict:
@@ -209,6 +256,12 @@ def _task(reply: dict, wanted: str = "") -> dict:
         raise Conflict(f"Task is {current}; cannot {action}", extra={"current_status": current})
     if outcome == "forbidden":
         raise Forbidden(holder_only)
+    if outcome == "memory_high":
+        raise Unavailable(
+            "Redis memory is above its high watermark; new tasks are refused until "
+            "agents drain the queues",
+            headers={"Retry-After": MEMORY_RETRY_AFTER},
+        )
     if outcome == "mismatch":
         raise ValidationFailed(
             "Idempotency-Key was already used with a different request body",

@@ -33,6 +33,18 @@ class ApprovalSchema(Schema):
     decided_at = fields.String(allow_none=True, metadata={"format": "date-time"})
     rejection_reason = fields.String(allow_none=True)
     comment = fields.String(allow_none=True)
+    requested_by_act = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={
+            "description": "Who minted the requester's token (RFC 8693 act), outermost first"
+        },
+    )
+    decided_by_act = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={"description": "Who minted the decider's token (RFC 8693 act), outermost"},
+    )
     approved_by = fields.String(allow_none=True, metadata={"deprecated": True})
     approved_at = fields.String(allow_none=True, metadata={"deprecated": True})
     policy = fields.String(

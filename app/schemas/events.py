@@ -67,6 +67,10 @@ class EventSchema(Schema):
     event_id = fields.String(required=True)
     event_type = fields.String(required=True)
     source_agent = fields.String(required=True)
+    published_by = fields.String(
+        allow_none=True,
+        metadata={"description": "The principal that published it (orchestrator: the service)"},
+    )
     task_id = fields.String(allow_none=True)
     trace_id = fields.String(allow_none=True)
     priority = fields.String(required=True)

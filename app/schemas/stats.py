@@ -26,11 +26,25 @@ class ServiceSchema(Schema):
     status = fields.String(required=True)
 
 
-class HealthSchema(Schema):
-    """Liveness, Redis connectivity and the queue counters."""
+class MemorySchema(Schema):
+    """Redis memory use against its maxmemory (0: no limit)."""
 
-    status = fields.String(required=True)
-    redis = fields.String(required=True)
+    used_bytes = fields.Integer(required=True)
+    max_bytes = fields.Integer(required=True)
+
+
+class HealthSchema(Schema):
+    """Liveness, Redis connectivity and memory, and the queue counters."""
+
+    status = fields.String(
+        required=True,
+        metadata={"description": "healthy, degraded (Redis memory high: creates refused) "
+                  "or unhealthy"},
+    )  # fmt: skip
+    redis = fields.String(
+        required=True, metadata={"description": "connected, disconnected or out_of_memory"}
+    )
+    redis_memory = fields.Nested(MemorySchema)
     queue_stats = fields.Nested(QueueStatsSchema)
     approvals_pending = fields.Integer()
     version = fields.String()

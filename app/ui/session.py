@@ -71,7 +71,10 @@ def _principal_from_cookie() -> Principal:
     sub, role = claims.get("sub"), claims.get("role")
     if not isinstance(sub, str) or not sub or not isinstance(role, str) or role not in ROLE_RANK:
         raise NoAuthorizationError("Invalid session")
-    return Principal(sub, role, "ui_cookie")
+    agents = claims.get("agents") or []
+    if not isinstance(agents, list) or not all(isinstance(a, str) for a in agents):
+        raise NoAuthorizationError("Invalid session")
+    return Principal(sub, role, "ui_cookie", agents=frozenset(agents))
 
 
 def page(role: str | None = None):
@@ -156,7 +159,8 @@ def login_submit():
         return _login_page(401, "That API key is not valid.")
     token = create_access_token(
         identity=principal.id,
-        additional_claims={"role": principal.role},
+        # A scoped key's agents travel with the session, so the pages keep its scope.
+        additional_claims={"role": principal.role, "agents": sorted(principal.agents)},
         expires_delta=session_lifetime(),
     )
     response = redirect(_safe_next(request.form.get("next")), code=303)

@@ -74,7 +74,8 @@ def cancel(task_id):
         body = CancelSchema().load({"reason": reason} if reason else {})
     except ValidationError as error:
         raise ValidationFailed(f"Invalid reason: {error.messages}") from None
-    services().tasks.cancel(task_id, g.ui_principal.id, body.get("reason"))
+    principal = g.ui_principal
+    services().tasks.cancel(task_id, principal.id, body.get("reason"), scope=principal.agents)
     metrics.task_moved("cancelled")
     return redirect(url_for("ui.task", task_id=task_id, notice="cancelled"), code=303)
 

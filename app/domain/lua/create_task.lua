@@ -1,14 +1,17 @@
 -- create_task: write a new task, route it and (when gated) open its approval, atomically.
 -- A.task             the task's fields, an object of strings (task_id, type, priority, ...)
--- A.approval         the gate: {approval_id, reason, requested_by, required, eligible (specs),
---                    payload_sha256, payload_keys (top-level key -> hash), and from a
---                    policy rule: policy, timeout_ms?, escalate_to?, extend_ms?}; absent
---                    when the task is not gated
+-- A.approval         the gate: {approval_id, reason, requested_by, requester_identities
+--                    (every identity of the requester's delegation chain, normalised),
+--                    requested_by_act (the chain; absent when none), required, eligible
+--                    (specs), payload_sha256, payload_keys (top-level key -> hash), and
+--                    from a policy rule: policy, timeout_ms?, escalate_to?, extend_ms?};
+--                    absent when the task is not gated
 -- A.idempotency_key  the idempotency record's key; absent for none
 -- A.fingerprint      the request's fingerprint, kept with that record
 -- A.sla_target_ms    set sla.deadline to the creation time + this; absent = deadline given
 -- Returns {outcome = 'created' | 'replay', task} | {outcome = 'mismatch'} (the key was
--- used with another request body).
+-- used with another request body) | {outcome = 'memory_high', memory} (Redis is past
+-- CFG.memory_high_watermark: nothing is written, so the memory left drains the queues).
 -- Guarantees: a repeated idempotency key never creates a second task; the task, its
 -- queue entry or approval, its counters and its events appear together or not at all.
 settle()
@@ -24,6 +27,8 @@ if idem_key then
     return cjson.encode({outcome = 'replay', task = as_map(record.snapshot)})
   end
 end
+local mem = memory()
+if memory_high(mem) then return cjson.encode({outcome = 'memory_high', memory = mem}) end
 if A.sla_target_ms then
   local sla = cjson.decode(fields.sla)
   sla.deadline = iso(NOW + A.sla_target_ms)
@@ -52,10 +57,14 @@ if gate then
     'expires_at', iso(expires), 'required_approvals', tostring(gate.required),
     'eligible', cjson.encode(gate.eligible), 'approvals', '[]', 'payload_version', '1',
     'payload_sha256', gate.payload_sha256, 'payload_keys', cjson.encode(gate.payload_keys),
-    'escalated', '0'}
+    'escalated', '0', 'requester_identities', cjson.encode(gate.requester_identities)}
   if gate.policy then
     for _, v in ipairs({'policy', gate.policy, 'escalate_to', cjson.encode(gate.escalate_to
       or {}), 'extend_ms', tostring(gate.extend_ms or 0)}) do record[#record + 1] = v end
+  end
+  if gate.requested_by_act then
+    record[#record + 1] = 'requested_by_act'
+    record[#record + 1] = cjson.encode(gate.requested_by_act)
   end
   redis.call('HSET', key('approval', aid), unpack(record))
   redis.call('ZADD', key('approvals_pending'), seq, aid)

@@ -1,6 +1,8 @@
 -- decide_approval: one principal's approval (maybe with an edited payload) or rejection.
 -- A.approval_id  A.decision ('approved' | 'rejected')  A.principal (the decider)
 -- A.role (the decider's role)  A.groups (the groups listing the decider)
+-- A.decider_identities (the decider and its token's `act` chain, normalised)
+-- A.act (the decider's delegation chain, recorded as decided_by_act; absent = none)
 -- A.reason (for a rejection; absent = none given)  A.comment (absent = none)
 -- A.payload (an edit: the new payload as JSON text)  A.payload_sha256, A.payload_keys
 -- (its canonical hash and per-key hashes)  A.expected_sha256 (approve only what the
@@ -39,7 +41,16 @@ local function eligible(specs)
   return false
 end
 
-local requester = is_requester(approval, principal)
+-- The decider's delegation chain is kept with the decision it closes (decided_by_act).
+local function with_act(fields)
+  if A.act then
+    fields[#fields + 1] = 'decided_by_act'
+    fields[#fields + 1] = cjson.encode(A.act)
+  end
+  return fields
+end
+
+local requester = is_requester(approval, A.decider_identities)
 if decision == 'approved' and requester then
   return cjson.encode({outcome = 'forbidden', why = 'four_eyes'})
 end
@@ -54,7 +65,7 @@ if decision == 'rejected' then
   local reason = A.reason or 'no reason given'
   local fields = {'rejection_reason', reason}
   if A.comment then fields[#fields + 1] = 'comment'; fields[#fields + 1] = A.comment end
-  close_approval(aid, decision, principal, fields)
+  close_approval(aid, decision, principal, with_act(fields))
   if task.status == 'awaiting_approval' then
     move(approval.task_id, task, 'cancelled', {'error', 'approval rejected: ' .. reason})
   end
@@ -95,7 +106,7 @@ else
   else
     local fields = {'approvals', listed}
     if A.comment then fields[#fields + 1] = 'comment'; fields[#fields + 1] = A.comment end
-    approval = close_approval(aid, decision, principal, fields)
+    approval = close_approval(aid, decision, principal, with_act(fields))
     if task.status == 'awaiting_approval' then
       local by = {}
       for i, given in ipairs(approvals) do by[i] = given.by end

@@ -5,7 +5,7 @@
 -- KEYS[1] = `{<prefix>}`, the hash tag every key carries: no script reads it, it routes
 -- the call to the node that holds the deployment's one slot.
 -- ARGV[1] = key prefix; ARGV[2] = JSON settings {task_ttl, approval_timeout, history_ttl,
--- max_history, maxlen, lease_ms (the default lease)}; ARGV[3] = the call's named
+-- max_history, maxlen, lease_ms (the default lease), memory_high_watermark (percent)}; ARGV[3] = the call's named
 -- arguments as one JSON object, read as A.<name>. An argument the caller left out is nil
 -- (Python never sends null, which cjson would decode to a truthy cjson.null).
 -- Every script answers cjson.encode({outcome = ..., ...}).
@@ -233,8 +233,18 @@ end
 
 -- Four eyes: whether `principal` is the one who asked for this approval (who may
 -- withdraw it by rejecting, but never approve it).
-local function is_requester(approval, principal)
-  return approval.requested_by == principal
+-- Four eyes: whether anyone behind the decision (the decider and its token's `act`
+-- chain, normalised by the caller) is anyone behind the request. Approvals stored before
+-- identities were kept compare by the requester's id, lower-cased.
+local function is_requester(approval, decider_identities)
+  local requester = approval.requester_identities
+  requester = requester and cjson.decode(requester) or {string.lower(approval.requested_by)}
+  local behind = {}
+  for _, id in ipairs(requester) do behind[id] = true end
+  for _, id in ipairs(decider_identities) do
+    if behind[id] then return true end
+  end
+  return false
 end
 
 -- Time out one approval if its deadline has passed, whatever settle()'s budget reached:
@@ -260,6 +270,22 @@ local function settle(budget)
       NOW, 'LIMIT', 0, budget)) do
     timeout_approval(aid)
   end
+end
+
+-- Memory ----------------------------------------------------------------------
+-- Redis' used memory and maxmemory (0 = no limit), in bytes, from INFO (a store without
+-- INFO, like the in-process fake of memory://, has no limit).
+local function memory()
+  local info = redis.pcall('INFO', 'memory')
+  if type(info) ~= 'string' then return {used = 0, max = 0} end
+  local used = tonumber(string.match(info, 'used_memory:(%d+)')) or 0
+  local max = tonumber(string.match(info, 'maxmemory:(%d+)')) or 0
+  return {used = used, max = max}
+end
+
+-- Whether used memory passed CFG.memory_high_watermark percent of maxmemory.
+local function memory_high(mem)
+  return mem.max > 0 and mem.used * 100 >= mem.max * CFG.memory_high_watermark
 end
 
 -- Read one task as the outside world should see it right now.

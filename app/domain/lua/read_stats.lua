@@ -1,7 +1,7 @@
 -- read_stats: every counter /health and /stats show, after settling what fell due.
 -- A.settle_budget
 -- Returns {outcome = 'ok', counts, totals, agents (queued per agent), pending_approvals,
--- now (Redis' clock)}.
+-- now (Redis' clock), memory {used, max} (bytes; max 0 = no limit)}.
 -- Guarantees: the counters are exact (the scripts that move tasks keep them), so
 -- nothing is recounted; at most A.settle_budget entries of each kind are settled first.
 settle(A.settle_budget)
@@ -11,4 +11,5 @@ for _, agent in ipairs(redis.call('SMEMBERS', key('agents'))) do
 end
 return cjson.encode({outcome = 'ok', counts = hgetall(key('counts')),
   totals = hgetall(key('totals')), agents = agents,
-  pending_approvals = redis.call('ZCARD', key('approvals_pending')), now = NOW_ISO})
+  pending_approvals = redis.call('ZCARD', key('approvals_pending')), now = NOW_ISO,
+  memory = memory()})

@@ -1,0 +1,86 @@
+"""Failed authentications, limited per client address before anything else is checked.
+
+Without it a client can tell valid API keys from invalid ones (404 against 401) as fast
+as it can send requests. Each bad credential counts against its address; past
+ORCHESTRATOR_RATE_LIMIT_AUTH_FAILURES a minute, every request from that address is 429
+whatever credential it carries, so a valid guess answers exactly like an invalid one.
+The check costs no round trip of its own: the limiter's script reads the count in the
+same call that takes the request's slot (app/ratelimit.py).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from flask import Flask, current_app, g, request
+
+from app import metrics
+from app.auth import authenticate
+from app.domain.keys import Keys
+from app.errors import Unauthorized, error_response
+from app.services import current_settings, redis_client
+
+WINDOW_SECONDS = 60
+DETAIL = "Too many failed authentications from this address; retry later"
+
+# KEYS[1] the address's failure counter. ARGV[1] window (s).
+# Returns {failures in this window, seconds until it ends}.
+RECORD = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {count, redis.call('TTL', KEYS[1])}
+"""
+
+
+def _address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _exempt(address: str) -> bool:
+    networks = current_settings().rate_limit_exempt_networks
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in network for network in networks)
+
+
+def refused(retry_after: int = WINDOW_SECONDS):
+    """The one 429 a blocked address gets, whatever its credential."""
+    metrics.auth_failure_limited()
+    return error_response(429, DETAIL, headers={"Retry-After": str(max(1, retry_after))})
+
+
+def counter() -> tuple[str, int] | None:
+    """(failure counter key, limit) for this request's address; None when not checked."""
+    return g.get("auth_failure_counter")
+
+
+def check_and_count():
+    """before_request: count a bad credential; refuse once the address is over its limit."""
+    settings = current_settings()
+    address = _address()
+    if _exempt(address):
+        return None
+    key = Keys(settings.queue_prefix).name("auth_failures", address)
+    try:
+        authenticate()
+    except Unauthorized:
+        script = current_app.extensions[__name__]
+        count, ttl = script(keys=[key], args=[WINDOW_SECONDS])
+        if count > settings.rate_limit_auth_failures:
+            return refused(int(ttl))
+        return None
+    # Good or no credentials: the limiter's script refuses them too while the address
+    # is blocked, so a valid key guessed from there answers like an invalid one.
+    g.auth_failure_counter = (key, settings.rate_limit_auth_failures)
+    if settings.uses_memory_redis:  # no one-trip storage to fold the check into
+        count = int(redis_client(current_app).get(key) or 0)
+        if count >= settings.rate_limit_auth_failures:
+            return refused()
+    return None
+
+
+def init_app(app: Flask, _settings=None) -> None:
+    """Register the counting script; ratelimit.init_app installs check_and_count in order."""
+    app.extensions[__name__] = redis_client(app).register_script(RECORD)
