@@ -1,4 +1,4 @@
-"""`flask` commands for operators: tokens, secrets, API keys and the expiry sweep."""
+"""`flask` commands for operators: tokens, secrets, API keys, the sweep, the deliverer."""
 
 from __future__ import annotations
 
@@ -77,7 +77,18 @@ def sweep_command() -> None:
     click.echo(f"swept in {rounds} round(s); {remaining} still due")
 
 
+@click.command("deliver")
+@with_appcontext
+def deliver_command() -> None:
+    """Deliver webhooks until stopped (run any number of these beside the API)."""
+    from app.delivery.worker import run
+    from app.services import current_settings, services
+
+    run(services().deliveries, current_settings())
+
+
 def init_app(app: Flask, _settings=None) -> None:
     """Register the commands on the app's CLI."""
-    for command in (token_command, gen_secret_command, gen_api_key_command, sweep_command):
+    commands = (token_command, gen_secret_command, gen_api_key_command, sweep_command)
+    for command in (*commands, deliver_command):
         app.cli.add_command(command)

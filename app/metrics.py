@@ -85,8 +85,9 @@ def approval_decided(outcome: str) -> None:
 class RedisGauges:
     """Queue depth per agent, running tasks and pending approvals, read when scraped."""
 
-    def __init__(self, read_stats):
+    def __init__(self, read_stats, read_webhooks=None):
         self.read_stats = read_stats
+        self.read_webhooks = read_webhooks
 
     def collect(self):
         """Read the counters from Redis now; redis_up 0 when it does not answer."""
@@ -119,12 +120,34 @@ class RedisGauges:
         for status, count in stats["tasks"].items():
             tasks.add_metric([status], count)
         yield tasks
+        if self.read_webhooks:
+            yield from _webhook_gauges(self.read_webhooks())
 
 
-def render_metrics(read_stats) -> bytes:
+# Gauges of the deliverers' backlog (totals are counters kept in Redis).
+WEBHOOK_GAUGES = {
+    "lag": ("orchestrator_webhook_consumer_lag", "Events the deliverers have not read yet"),
+    "unacknowledged": (
+        "orchestrator_webhook_unacknowledged",
+        "Events read by a deliverer but not fanned out yet",
+    ),
+    "pending_deliveries": ("orchestrator_webhook_deliveries_pending", "Deliveries not done yet"),
+    "delivered": ("orchestrator_webhook_delivered_total", "Deliveries a receiver accepted"),
+    "dead": ("orchestrator_webhook_dead_total", "Deliveries given up after the max age"),
+    "attempts": ("orchestrator_webhook_attempts_total", "Delivery attempts started"),
+}
+
+
+def _webhook_gauges(health: dict):
+    for field, (name, documentation) in WEBHOOK_GAUGES.items():
+        if health.get(field) is not None:
+            yield GaugeMetricFamily(name, documentation, value=health[field])
+
+
+def render_metrics(read_stats, read_webhooks=None) -> bytes:
     """The exposition text: every worker's counters (or this process's) and Redis gauges."""
     gauges = CollectorRegistry()
-    gauges.register(RedisGauges(read_stats))
+    gauges.register(RedisGauges(read_stats, read_webhooks))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         counters = CollectorRegistry()
         MultiProcessCollector(counters)

@@ -11,10 +11,12 @@ from flask import Flask, current_app
 
 from app.config import Settings
 from app.domain.approvals import ApprovalGate
+from app.domain.delivery import DeliveryQueue
 from app.domain.events import EventBus
 from app.domain.scripts import Scripts
 from app.domain.stats import StatsReader
 from app.domain.tasks import TaskStore
+from app.domain.webhooks import WebhookStore
 from app.redis_client import make_redis
 
 SETTINGS = "orchestrator.settings"
@@ -31,6 +33,8 @@ class Services:
         self.approvals = ApprovalGate(scripts, settings)
         self.events = EventBus(scripts)
         self.stats = StatsReader(scripts)
+        self.webhooks = WebhookStore(scripts, settings)
+        self.deliveries = DeliveryQueue(client, scripts, settings)
 
 
 def init_app(app: Flask, settings: Settings) -> None:

@@ -1,7 +1,9 @@
-"""Real processes for tests and benchmarks: redis-server, and the service under gunicorn."""
+"""Real processes for tests and benchmarks: redis-server, the service under gunicorn, the
+webhook deliverer."""
 
+from harness.deliverer import Deliverer
 from harness.live_server import LiveServer
 from harness.processes import ROOT, free_port, wait_until
 from harness.redis_server import RedisServer
 
-__all__ = ["ROOT", "LiveServer", "RedisServer", "free_port", "wait_until"]
+__all__ = ["ROOT", "Deliverer", "LiveServer", "RedisServer", "free_port", "wait_until"]

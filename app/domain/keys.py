@@ -45,7 +45,25 @@ LAYOUT: dict[str, KeySpec] = {
         "events:{event_type}", "pubsub", "live fan-out: one channel per type, and `*`"
     ),
     "rate_limits": KeySpec("ratelimit", "prefix", "the rate limiter's windows"),
+    "webhook": KeySpec("webhook:{webhook_id}", "hash", "one subscription (secret encrypted)"),
+    "webhooks": KeySpec("webhooks", "zset", "every subscription, by creation time (ms)"),
+    "delivery": KeySpec("delivery:{delivery_id}", "hash", "one event's delivery to one webhook"),
+    "deliveries": KeySpec(
+        "deliveries:{webhook_id}", "zset", "a webhook's deliveries, by creation (newest kept)"
+    ),
+    "deliveries_due": KeySpec(
+        "deliveries:due", "zset", "pending deliveries, by next attempt or lease end (ms)"
+    ),
+    "delivery_totals": KeySpec(
+        "deliveries:totals", "hash", "delivered / dead / attempts ever counted"
+    ),
+    "decision_link": KeySpec(
+        "link:{digest}", "string", "a decision link that was used (single use)"
+    ),
 }
+
+# The consumer group deliverers read the event stream through.
+DELIVERY_GROUP = "deliverers"
 
 # How long a create's idempotency record is kept (a retry within it replays the answer).
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
