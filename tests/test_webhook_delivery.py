@@ -123,7 +123,7 @@ def test_a_redirect_is_not_followed(stack):
 
 
 def test_a_decision_link_approves_once_as_its_principal(stack):
-    hook = stack.subscribe(
+    stack.subscribe(
         "/decide", ["approval.requested"], approvers=["apikey:agent", "apikey:ops"]
     )
     created = stack.call(

@@ -23,15 +23,18 @@ def _fernet(material: str) -> Fernet:
 class SecretBox:
     """Fernet (AES-128-CBC + HMAC-SHA256) under ORCHESTRATOR_WEBHOOK_SECRET_KEY.
 
-    Without that variable the key is derived from ORCHESTRATOR_JWT_SECRET, and
-    ORCHESTRATOR_JWT_SECRET_PREVIOUS still opens what the previous secret sealed.
+    Without that variable the key is derived from ORCHESTRATOR_JWT_SECRET. Keys derived
+    from the JWT secret and ORCHESTRATOR_JWT_SECRET_PREVIOUS still open what they sealed,
+    so setting a dedicated key, or rotating the JWT secret, loses nothing.
     """
 
     def __init__(self, settings: Settings):
-        if settings.webhook_secret_key:
-            materials = [settings.webhook_secret_key]
-        else:
-            materials = [settings.jwt_secret, settings.jwt_secret_previous]
+        materials = [
+            settings.webhook_secret_key,
+            settings.jwt_secret,
+            settings.jwt_secret_previous,
+        ]
+        # MultiFernet seals with the first key and opens with any.
         self._box = MultiFernet([_fernet(m) for m in materials if m])
 
     def seal(self, secret: str) -> str:
