@@ -14,7 +14,7 @@ from app.delivery.messages import build_request, slack_message
 from app.delivery.worker import backoff_ms
 from app.domain.delivery import Attempt
 from app.domain.destinations import refused_address, url_problem
-from tests.helpers import redis_keys
+from tests.helpers import Api, redis_keys
 from tests.receiver import signature_valid
 
 HOOK = {"url": "https://hooks.example.com/in", "events": ["task.*"]}
@@ -240,3 +240,36 @@ def test_backoff_follows_the_schedule_with_jitter():
     assert 4000 <= backoff_ms(schedule, 1) <= 6000
     assert 24000 <= backoff_ms(schedule, 2) <= 36000
     assert 96000 <= backoff_ms(schedule, 9) <= 144000
+
+
+def test_subscriptions_add_no_redis_work_to_creating_a_task(make_app, own_redis, keys):
+    """The API's side of delivery is the XADD it already does: same commands either way."""
+
+    def commands_of_one_create(subscribed: bool) -> dict:
+        app = make_app(redis_url=own_redis.url)
+        api = Api(app.test_client(), keys)
+        if subscribed:
+            subscribe(api, events=["*"])
+        api.create()  # connects and loads the scripts
+        probe = own_redis.client()
+        probe.config_resetstat()
+        api.create()
+        stats = {k: v["calls"] for k, v in probe.info("commandstats").items()}
+        stats.pop("cmdstat_config|resetstat", None)
+        return stats
+
+    assert commands_of_one_create(True) == commands_of_one_create(False)
+
+
+def test_a_link_expires_with_its_approval(make_app, api):
+    app = make_app(ORCHESTRATOR_APPROVAL_TIMEOUT="1", ORCHESTRATOR_PUBLIC_URL="http://localhost")
+    api = api.using(app.test_client())
+    approval_id = api.create(priority="P0")["approval_id"]
+    links = DecisionLinks(app.extensions["orchestrator.settings"])
+    path = links.url(approval_id, "apikey:ops", "approve").removeprefix("http://localhost")
+    assert api.client.get(path).status_code == 200
+    time.sleep(1.1)
+    page = api.client.get(path)
+    assert page.status_code == 410 and "timed out" in page.get_data(as_text=True)
+    assert api.client.post(path).status_code == 409
+    assert api.approval(approval_id)["status"] == "timeout"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 
 from app.auth import current_principal, require_role
+from app.schemas.common import ErrorSchema
 from app.schemas.webhooks import (
     DeliveryListSchema,
     DeliveryQuerySchema,
@@ -29,6 +30,7 @@ _ADMIN = "Requires role admin"
 @require_role("admin", forbidden=_ADMIN)
 @blp.arguments(WebhookCreateSchema())
 @blp.response(201, WebhookCreatedSchema)
+@blp.alt_response(409, schema=ErrorSchema, description="Too many webhooks")
 def create(body):
     """Subscribe a URL to events; the answer holds its signing secret, shown only once."""
     webhook, secret = services().webhooks.create(body, current_principal().id)
