@@ -6,7 +6,7 @@ block; every change to deliveries is a script (fan_out, claim_deliveries, record
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -22,7 +22,9 @@ class Attempt:
 
     delivery: dict
     webhook: dict
-    secret: str | None  # None: no configured key opens it (the secret key was rotated)
+    # None: no configured key opens it (the key was rotated). Kept out of repr, so a
+    # traceback's local variables (logs, Sentry) never show it.
+    secret: str | None = field(repr=False)
 
     @property
     def number(self) -> int:
