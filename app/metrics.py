@@ -85,9 +85,8 @@ def approval_decided(outcome: str) -> None:
 class RedisGauges:
     """Queue depth per agent, running tasks and pending approvals, read when scraped."""
 
-    def __init__(self, read_stats, read_webhooks=None):
+    def __init__(self, read_stats):
         self.read_stats = read_stats
-        self.read_webhooks = read_webhooks
 
     def collect(self):
         """Read the counters from Redis now; redis_up 0 when it does not answer."""
@@ -120,8 +119,7 @@ class RedisGauges:
         for status, count in stats["tasks"].items():
             tasks.add_metric([status], count)
         yield tasks
-        if self.read_webhooks:
-            yield from _webhook_gauges(self.read_webhooks())
+        yield from _webhook_gauges(stats.get("webhooks") or {})
 
 
 # Gauges of the deliverers' backlog (totals are counters kept in Redis).
@@ -144,10 +142,10 @@ def _webhook_gauges(health: dict):
             yield GaugeMetricFamily(name, documentation, value=health[field])
 
 
-def render_metrics(read_stats, read_webhooks=None) -> bytes:
+def render_metrics(read_stats) -> bytes:
     """The exposition text: every worker's counters (or this process's) and Redis gauges."""
     gauges = CollectorRegistry()
-    gauges.register(RedisGauges(read_stats, read_webhooks))
+    gauges.register(RedisGauges(read_stats))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         counters = CollectorRegistry()
         MultiProcessCollector(counters)

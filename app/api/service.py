@@ -31,11 +31,11 @@ def root():
 @blp.response(200, HealthSchema)
 @blp.alt_response(503, schema=HealthSchema, description="Redis unreachable")
 def health():
-    """Liveness and Redis connectivity, the queue counters and the deliverers' backlog."""
+    """Liveness, Redis connectivity, the queue counters and the deliverers' backlog, in one
+    Redis round trip."""
     settings = current_settings()
     try:
         stats = services().stats.read()
-        webhooks = services().deliveries.health()
     except (redis.ConnectionError, redis.TimeoutError) as error:
         log.warning("health check: redis unavailable (%s)", type(error).__name__)
         return {
@@ -52,7 +52,7 @@ def health():
         redis="connected",
         queue_stats=stats["queue"],
         approvals_pending=stats["approvals"]["pending"],
-        webhooks=webhooks,
+        webhooks=stats["webhooks"],
         version=__version__,
         environment=settings.environment,
     )
@@ -79,7 +79,7 @@ def prometheus_metrics():
         )
     # The gauges settle what fell due first, like /stats: a scrape never shows a task
     # as running after its lease expired.
-    body = metrics.render_metrics(services().stats.read, services().deliveries.health)
+    body = metrics.render_metrics(services().stats.read)
     # CONTENT_TYPE_LATEST already names the charset; mimetype= would add it twice.
     return Response(body, content_type=CONTENT_TYPE_LATEST)
 

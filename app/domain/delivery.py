@@ -120,25 +120,23 @@ class DeliveryQueue:
             delay_ms=delay_ms,
         )
 
-    def health(self) -> dict:
-        """Lag and unacknowledged entries of the group, pending deliveries, totals."""
-        keys = self.keys
-        pipe = self.client.pipeline(transaction=False)
-        pipe.xinfo_groups(self.stream)
-        pipe.zcard(keys.name("deliveries_due"))
-        pipe.hgetall(keys.name("delivery_totals"))
-        groups, due, totals = pipe.execute(raise_on_error=False)
-        group = None
-        if isinstance(groups, list):
-            group = next((g for g in groups if g.get("name") == DELIVERY_GROUP), None)
-        totals = totals if isinstance(totals, dict) else {}
-        return {
-            "consumer_group": "ready" if group else "missing",
-            "lag": group.get("lag") if group else None,
-            "unacknowledged": group.get("pending") if group else None,
-            "consumers": group.get("consumers") if group else None,
-            "pending_deliveries": due if isinstance(due, int) else None,
-            "delivered": int(totals.get("delivered", 0)),
-            "dead": int(totals.get("dead", 0)),
-            "attempts": int(totals.get("attempts", 0)),
-        }
+
+def _number(value) -> int | None:
+    # Redis answers nil (false in Lua) for a lag it cannot tell.
+    return int(value) if isinstance(value, int | str) and not isinstance(value, bool) else None
+
+
+def webhook_health(raw: dict) -> dict:
+    """Lag and unacknowledged entries of the group, pending deliveries, totals."""
+    group = raw.get("group") or None
+    totals = raw.get("totals") or {}
+    return {
+        "consumer_group": "ready" if group else "missing",
+        "lag": _number(group.get("lag")) if group else None,
+        "unacknowledged": _number(group.get("pending")) if group else None,
+        "consumers": _number(group.get("consumers")) if group else None,
+        "pending_deliveries": _number(raw.get("due")),
+        "delivered": int(totals.get("delivered", 0)),
+        "dead": int(totals.get("dead", 0)),
+        "attempts": int(totals.get("attempts", 0)),
+    }
