@@ -8,6 +8,8 @@ from app.schemas.common import FullMatch, Schema, StrictSchema
 
 # An event type (task.failed), a family (task.*) or every event (*).
 EVENT_FILTER = FullMatch(r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?)$")
+# http(s), a host without credentials, then anything without spaces.
+WEBHOOK_URL = r"^https?://[A-Za-z0-9._~\[\]:-]+([/?#][^\s]*)?$"
 FORMATS = ("standard", "slack")
 DELIVERY_STATUSES = ("pending", "delivered", "dead")
 
@@ -15,7 +17,11 @@ DELIVERY_STATUSES = ("pending", "delivered", "dead")
 class WebhookCreateSchema(StrictSchema):
     """POST /webhooks: where to send which events, and who gets decision links."""
 
-    url = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    url = fields.String(
+        required=True,
+        validate=[validate.Length(min=1, max=2000), FullMatch(WEBHOOK_URL)],
+        metadata={"description": "http(s); private addresses are refused unless allowed"},
+    )
     events = fields.List(
         fields.String(validate=[validate.Length(max=200), EVENT_FILTER]),
         required=True,
