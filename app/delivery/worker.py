@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -9,6 +10,8 @@ import signal
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+
+import redis
 
 from app.config import Settings
 from app.decision_links import DecisionLinks
@@ -50,9 +53,12 @@ class Deliverer:
         while not self.stopping.is_set():
             try:
                 self.step()
-            except Exception:  # noqa: BLE001 - Redis away or a bad entry: keep serving
+            except Exception as error:  # noqa: BLE001 - Redis away or a bad entry: keep going
                 log.exception("delivery step failed; retrying shortly")
                 self.stopping.wait(1.0)
+                if "NOGROUP" in str(error):  # Redis lost the group (flushed or restored)
+                    with contextlib.suppress(redis.RedisError):
+                        self.queue.ensure_group()
         self.pool.shutdown(wait=True)
         log.info("deliverer %s stopped", self.consumer)
 
