@@ -167,6 +167,26 @@ def test_a_decision_link_approves_once_as_its_principal(stack):
     assert approval()["status"] == "approved"
 
 
+def test_two_deliverers_share_the_work_and_miss_nothing(stack):
+    running = [d for d in stack.deliverers if d.process.poll() is None]
+    while len(running) < 2:
+        running.append(stack.deliverer())
+    hook = stack.subscribe("/many", ["deploy.*"])
+    published = {
+        stack.call(
+            "POST",
+            "/events/publish",
+            as_="agent",
+            expect=201,
+            json={"event_type": "deploy.done", "source_agent": "ops_agent", "payload": {"n": n}},
+        )["event_id"]
+        for n in range(20)
+    }
+    found = settled(stack, hook)
+    assert len(found) == 20 and {d["status"] for d in found} == {"delivered"}
+    assert {e["data"]["event_id"] for e in stack.receiver.events("/many")} == published
+
+
 def test_health_and_metrics_show_the_deliverers(stack):
     health = requests.get(stack.server.url + "/health", timeout=10).json()["webhooks"]
     assert health["consumer_group"] == "ready" and health["delivered"] >= 3
