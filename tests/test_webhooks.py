@@ -273,3 +273,16 @@ def test_a_link_expires_with_its_approval(make_app, api):
     assert page.status_code == 410 and "timed out" in page.get_data(as_text=True)
     assert api.client.post(path).status_code == 409
     assert api.approval(approval_id)["status"] == "timeout"
+
+
+def test_a_stopping_deliverer_leaves_the_group_unless_it_holds_entries(app, api):
+    queue = app.extensions["orchestrator.services"].deliveries
+    subscribe(api, events=["task.created"])
+    api.create()
+    assert queue.read_new("holder", 100, 0)
+    queue.ensure_group()
+    queue.read_new("idle", 100, 0)
+    queue.leave("idle")
+    queue.leave("holder")  # still holds an entry: stays, so it can be reclaimed
+    names = {c["name"] for c in queue.client.xinfo_consumers(queue.stream, "deliverers")}
+    assert names == {"holder"}

@@ -60,6 +60,10 @@ class Deliverer:
                     with contextlib.suppress(redis.RedisError):
                         self.queue.ensure_group()
         self.pool.shutdown(wait=True)
+        # A clean stop leaves the group, so `consumers` in /health counts live ones
+        # (a killed deliverer stays listed; its entries are reclaimed all the same).
+        with contextlib.suppress(redis.RedisError):
+            self.queue.leave(self.consumer)
         log.info("deliverer %s stopped", self.consumer)
 
     def step(self) -> None:

@@ -70,6 +70,11 @@ class DeliveryQueue:
             if "BUSYGROUP" not in str(error):
                 raise
 
+    def leave(self, consumer: str) -> None:
+        """Drop a stopping deliverer from the group, unless it still holds entries."""
+        if not self.client.xpending_range(self.stream, DELIVERY_GROUP, "-", "+", 1, consumer):
+            self.client.xgroup_delconsumer(self.stream, DELIVERY_GROUP, consumer)
+
     def read_new(self, consumer: str, count: int, block_ms: int) -> list[dict]:
         """Entries no deliverer has read yet (waits up to block_ms for one)."""
         reply = self.client.xreadgroup(
