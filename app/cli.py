@@ -1,4 +1,5 @@
-"""`flask` commands for operators: tokens, secrets, API keys, the expiry sweep, key migration."""
+"""`flask` commands for operators: tokens, secrets, API keys, the sweep, key migration, the
+deliverer."""
 
 from __future__ import annotations
 
@@ -88,6 +89,16 @@ def migrate_keys_command() -> None:
     click.echo(f"renamed {renamed} key(s)")
 
 
+@click.command("deliver")
+@with_appcontext
+def deliver_command() -> None:
+    """Deliver webhooks until stopped (run any number of these beside the API)."""
+    from app.delivery.worker import run
+    from app.services import current_settings, services
+
+    run(services().deliveries, current_settings())
+
+
 def init_app(app: Flask, _settings=None) -> None:
     """Register the commands on the app's CLI."""
     for command in (
@@ -96,5 +107,6 @@ def init_app(app: Flask, _settings=None) -> None:
         gen_api_key_command,
         sweep_command,
         migrate_keys_command,
+        deliver_command,
     ):
         app.cli.add_command(command)

@@ -144,6 +144,24 @@ class Settings:
     metrics_token: str = setting("ORCHESTRATOR_METRICS_TOKEN", "", "text", secret=True)
     # Default: false in production (/metrics then needs the token), true elsewhere.
     metrics_public: bool = setting("ORCHESTRATOR_METRICS_PUBLIC", True, "metrics_public")
+    # Webhooks: a delivery is retried until this many seconds after it was first due.
+    webhook_max_age: int = setting("ORCHESTRATOR_WEBHOOK_MAX_AGE", 86400, "integer", minimum=1)
+    webhook_allow_private: bool = setting(
+        "ORCHESTRATOR_WEBHOOK_ALLOW_PRIVATE", False, "allow_private"
+    )
+    # Seconds between attempts, the last repeated: about 5 s, 30 s, 2 min, 10 min, 30 min,
+    # 1 h, then every 2 h (jitter is added per attempt).
+    webhook_backoff: tuple[float, ...] = setting(
+        "ORCHESTRATOR_WEBHOOK_BACKOFF", (5, 30, 120, 600, 1800, 3600, 7200), "backoff"
+    )
+    # How long a deliverer may hold an attempt or a stream entry before another takes it
+    # over (it must exceed the 5 s request timeout).
+    webhook_reclaim_seconds: int = setting(
+        "ORCHESTRATOR_WEBHOOK_RECLAIM_SECONDS", 60, "integer", minimum=1
+    )
+    # Encrypts stored webhook secrets; empty = derived from ORCHESTRATOR_JWT_SECRET.
+    webhook_secret_key: str = setting("ORCHESTRATOR_WEBHOOK_SECRET_KEY", "", "text", secret=True)
+    public_url: str = setting("ORCHESTRATOR_PUBLIC_URL", "", "public_url")
 
     @property
     def is_production(self) -> bool:

@@ -20,6 +20,7 @@ from app.domain.ids import AGENT_NAME, KEY_NAME
 from app.domain.model import DEFAULT_ROUTES, ROLES
 
 _ORIGIN = re.compile(r"^https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?$")
+_PUBLIC_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _HOW_TO_GENERATE = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
@@ -123,6 +124,27 @@ class SettingsParser:
                 name, f"must be at least 32 characters in production; {_HOW_TO_GENERATE}"
             )
         return secret
+
+    def allow_private(self, name: str, default: bool) -> bool:
+        value = self.boolean(name, default)
+        if value and self.production:
+            raise ConfigError(name, "is for development and tests; refused in production")
+        return value
+
+    def backoff(self, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+        try:
+            values = tuple(float(item) for item in self.items(name)) or default
+        except ValueError:
+            raise ConfigError(name, "must be comma-separated seconds, e.g. 5,30,120") from None
+        if any(not 0 < value <= 86400 for value in values):
+            raise ConfigError(name, "each delay must be between 0 and 86400 seconds")
+        return values
+
+    def public_url(self, name: str, default: str) -> str:
+        url = self.raw(name).rstrip("/") or default
+        if url and not _PUBLIC_URL.match(url):
+            raise ConfigError(name, "must be the service's base URL, like https://api.example.com")
+        return url
 
     def trusted_proxies(self, name: str, default: int) -> int:
         # A hop is trusted only when told, or on Render (RENDER=true), which puts exactly

@@ -43,7 +43,11 @@ class ErrorResponses(BasePlugin):
     require_role; anything else a view declares itself, and its words win.
     """
 
-    ID_PARAMETERS = {"{task_id}": "Unknown task", "{approval_id}": "Unknown approval"}
+    ID_PARAMETERS = {
+        "{task_id}": "Unknown task",
+        "{approval_id}": "Unknown approval",
+        "{webhook_id}": "Unknown webhook or delivery",
+    }
 
     def operation_helper(self, path=None, operations=None, **kwargs):
         """Add the shared error responses to each operation of one path."""

@@ -141,6 +141,27 @@ class RedisGauges:
             "Redis maxmemory (0: no limit)",
             value=memory["max_bytes"],
         )
+        yield from _webhook_gauges(stats.get("webhooks") or {})
+
+
+# Gauges of the deliverers' backlog (totals are counters kept in Redis).
+WEBHOOK_GAUGES = {
+    "lag": ("orchestrator_webhook_consumer_lag", "Events the deliverers have not read yet"),
+    "unacknowledged": (
+        "orchestrator_webhook_unacknowledged",
+        "Events read by a deliverer but not fanned out yet",
+    ),
+    "pending_deliveries": ("orchestrator_webhook_deliveries_pending", "Deliveries not done yet"),
+    "delivered": ("orchestrator_webhook_delivered_total", "Deliveries a receiver accepted"),
+    "dead": ("orchestrator_webhook_dead_total", "Deliveries given up after the max age"),
+    "attempts": ("orchestrator_webhook_attempts_total", "Delivery attempts started"),
+}
+
+
+def _webhook_gauges(health: dict):
+    for field, (name, documentation) in WEBHOOK_GAUGES.items():
+        if health.get(field) is not None:
+            yield GaugeMetricFamily(name, documentation, value=health[field])
 
 
 def render_metrics(read_stats) -> bytes:

@@ -152,6 +152,7 @@ BLUEPRINT_LIMITS = {
     "tasks": "rate_limit_tasks",
     "events": "rate_limit_events",
     "approvals": "rate_limit_approvals",
+    "decisions": "rate_limit_approvals",
     "stats": "rate_limit_stats",
 }
 UNLIMITED_ENDPOINTS = ("service.health",)

@@ -11,11 +11,13 @@ from flask import Flask, current_app
 
 from app.config import Settings
 from app.domain.approvals import ApprovalGate
+from app.domain.delivery import DeliveryQueue
 from app.domain.events import EventBus
 from app.domain.explain import Explainer
 from app.domain.scripts import Scripts
 from app.domain.stats import StatsReader
 from app.domain.tasks import TaskStore
+from app.domain.webhooks import WebhookStore
 from app.redis_client import make_redis
 
 SETTINGS = "orchestrator.settings"
@@ -33,6 +35,8 @@ class Services:
         self.events = EventBus(scripts)
         self.stats = StatsReader(scripts)
         self.explainer = Explainer(scripts)
+        self.webhooks = WebhookStore(scripts, settings)
+        self.deliveries = DeliveryQueue(client, scripts, settings)
 
 
 def init_app(app: Flask, settings: Settings) -> None:

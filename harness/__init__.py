@@ -1,6 +1,7 @@
 """Real processes for tests and benchmarks: redis-server (alone, with sentinels, as a
-cluster), and the service under gunicorn."""
+cluster), the service under gunicorn, the webhook deliverer."""
 
+from harness.deliverer import Deliverer
 from harness.live_server import LiveServer
 from harness.processes import ROOT, free_port, wait_until
 from harness.redis_server import RedisServer
@@ -8,6 +9,7 @@ from harness.redis_topologies import RedisClusterNodes, SentinelGroup
 
 __all__ = [
     "ROOT",
+    "Deliverer",
     "LiveServer",
     "RedisClusterNodes",
     "RedisServer",

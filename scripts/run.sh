@@ -228,6 +228,29 @@ say ""
 "$GUNICORN" -c gunicorn.conf.py wsgi:app &
 GUNICORN_PID=$!
 
+# --- webhook deliverer: one beside gunicorn, stopped before the rest on exit -------------
+# (not with memory://: a second process would have a fake Redis of its own)
+DELIVERER_PID=""
+case "$REDIS_URL" in
+    memory://*) warn "webhooks are not delivered with memory:// (the deliverer needs a real Redis)" ;;
+    *)
+        "$PY" -m flask --app wsgi deliver &
+        DELIVERER_PID=$!
+        say "==> webhook deliverer running (pid $DELIVERER_PID): flask --app wsgi deliver"
+        ;;
+esac
+# shellcheck disable=SC2317  # invoked by trap
+stop_deliverer() {
+    local rc=$?
+    if [ -n "$DELIVERER_PID" ] && kill -0 "$DELIVERER_PID" 2>/dev/null; then
+        kill -TERM "$DELIVERER_PID" 2>/dev/null || true
+        wait "$DELIVERER_PID" 2>/dev/null || true
+    fi
+    (exit "$rc") # hand the exit status on to cleanup
+    cleanup
+}
+trap stop_deliverer EXIT
+
 # Say when it is actually serving (the banner above may have scrolled away by then).
 for _ in $(seq 1 120); do
     kill -0 "$GUNICORN_PID" 2>/dev/null || break

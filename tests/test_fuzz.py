@@ -54,6 +54,10 @@ VALID_BUT_REFUSED = (
     # PATCH status: `status` is required in the query or the body, either one.
     {"status": ["Missing data for required field."]},
 )
+# Refusals that depend on configuration or on what a URL's host is, not on its shape:
+# a private address (ORCHESTRATOR_WEBHOOK_ALLOW_PRIVATE) or approvers without
+# ORCHESTRATOR_PUBLIC_URL.
+REFUSED_BY_CONFIGURATION = ("Invalid webhook URL", "Decision links need ORCHESTRATOR_PUBLIC_URL")
 
 
 def _spec() -> dict:
@@ -103,7 +107,10 @@ def refused_by_gunicorn(response) -> bool:
 def tolerated_checks(case, response) -> list:
     """Checks that cannot hold for this one request, each for a reason the spec can't say."""
     excluded = []
-    if response.status_code == 422 and response.json().get("errors") in VALID_BUT_REFUSED:
+    if response.status_code == 422 and (
+        response.json().get("errors") in VALID_BUT_REFUSED
+        or response.json().get("detail") in REFUSED_BY_CONFIGURATION
+    ):
         excluded.append(positive_data_acceptance)
     if case.method == "OPTIONS" and case.operation.path == "/tasks/claim":
         # Flask's automatic OPTIONS answers for every rule matching the URL, and
@@ -204,6 +211,8 @@ ID_OPERATIONS = [(method, path) for method, path in OPERATIONS if "{" in path]
 
 def seed(server, state: str) -> dict:
     """A new task in `state` (a task state, or its approval's state); its path ids."""
+    if state == "webhook":
+        return seed_webhook(server)
     gated = state in APPROVAL_STATES or state == "awaiting_approval"
     body = {"type": "bugfix", "priority": "P3", "requires_approval": gated}
     created = requests.post(f"{server.url}/tasks", json=body, headers=AGENT, timeout=10)
@@ -227,11 +236,29 @@ def seed(server, state: str) -> dict:
     return {"task_id": task["task_id"], "approval_id": task["approval_id"]}
 
 
+def seed_webhook(server) -> dict:
+    """A new webhook with one (test) delivery; its path ids."""
+    body = {"url": "https://hooks.example.com/in", "events": ["task.*"]}
+    created = requests.post(f"{server.url}/webhooks", json=body, headers=ADMIN, timeout=10)
+    if created.status_code == 409:  # fuzzing filled the 100 subscriptions: make room
+        listed = requests.get(f"{server.url}/webhooks", headers=ADMIN, timeout=10).json()
+        oldest = listed["webhooks"][0]["webhook_id"]
+        requests.delete(f"{server.url}/webhooks/{oldest}", headers=ADMIN, timeout=10)
+        created = requests.post(f"{server.url}/webhooks", json=body, headers=ADMIN, timeout=10)
+    assert created.status_code == 201, created.text
+    webhook_id = created.json()["webhook_id"]
+    sent = requests.post(f"{server.url}/webhooks/{webhook_id}/test", headers=ADMIN, timeout=10)
+    assert sent.status_code == 202, sent.text
+    return {"webhook_id": webhook_id, "delivery_id": sent.json()["delivery_id"]}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("method", "path"), ID_OPERATIONS)
 def test_operation_on_a_real_resource_conforms(fuzz_server, method, path):
     operation = schema[path][method]
     states = APPROVAL_STATES if "{approval_id}" in path else TASK_STATES
+    if "{webhook_id}" in path:
+        states = {"webhook": None}
     statuses = set()
 
     @given(case=operation.as_strategy(), state=st.sampled_from(sorted(states)))
@@ -242,4 +269,5 @@ def test_operation_on_a_real_resource_conforms(fuzz_server, method, path):
         statuses.add(call_and_validate(case, fuzz_server))
 
     check()
-    assert 200 in statuses, statuses  # the success path was exercised, not only errors
+    # The success path was exercised, not only errors.
+    assert any(200 <= status < 300 for status in statuses), statuses

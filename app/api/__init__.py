@@ -18,7 +18,7 @@ def merged(query: dict, body: dict | None) -> dict:
 
 def init_app(app: Flask, _settings: Settings) -> None:
     """Register every blueprint on the app and in its OpenAPI spec."""
-    from app.api import approvals, events, service, tasks, tokens
+    from app.api import approvals, decisions, events, service, tasks, tokens, webhooks
     from app.docs import make_api
 
     api = make_api(app)
@@ -29,5 +29,8 @@ def init_app(app: Flask, _settings: Settings) -> None:
         tasks.blp,
         events.blp,
         approvals.blp,
+        webhooks.blp,
     ):
         api.register_blueprint(blueprint)
+    # Pages for people, not API operations: outside the OpenAPI spec.
+    app.register_blueprint(decisions.blp)

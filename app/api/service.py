@@ -31,7 +31,8 @@ def root():
 @blp.response(200, HealthSchema)
 @blp.alt_response(503, schema=HealthSchema, description="Redis unreachable")
 def health():
-    """Liveness and Redis connectivity with the queue counters, in one Redis round trip."""
+    """Liveness, Redis connectivity, the queue counters and the deliverers' backlog, in one
+    Redis round trip."""
     settings = current_settings()
     unhealthy = {"status": "unhealthy", "version": __version__, "environment": settings.environment}
     try:
@@ -56,6 +57,7 @@ def health():
         queue_stats=stats["queue"],
         approvals_pending=stats["approvals"]["pending"],
         redis_memory=memory,
+        webhooks=stats["webhooks"],
         version=__version__,
         environment=settings.environment,
         **(extra if state == "memory_high" else {}),

@@ -70,6 +70,21 @@ class ApprovalGate:
         approval = _approval(reply, principal)
         return approval, task_record(reply["task"]) if reply.get("task") else None
 
+    def link_used(self, digest: str) -> bool:
+        """Whether a decision link was used (reads only)."""
+        reply = self.scripts.spend_link(digest=digest, ttl_ms=1, release=None, peek=True)
+        return reply["outcome"] == "conflict"
+
+    def spend_link(self, digest: str) -> bool:
+        """Mark a decision link used; False when it already was (single use)."""
+        ttl_ms = self.settings.approval_history_ttl * 1000
+        reply = self.scripts.spend_link(digest=digest, ttl_ms=ttl_ms, release=None, peek=None)
+        return reply["outcome"] == "ok"
+
+    def release_link(self, digest: str) -> None:
+        """Mark a decision link unused again: its decision was refused."""
+        self.scripts.spend_link(digest=digest, ttl_ms=1, release=True, peek=None)
+
     def _list(self, view: Literal["pending", "history"], limit: int) -> list[dict]:
         reply = self.scripts.list_approvals(view=view, limit=limit)
         return [approval_record(approval) for approval in rows(reply["approvals"])]

@@ -48,7 +48,25 @@ LAYOUT: dict[str, KeySpec] = {
     "auth_failures": KeySpec(
         "authfail:{address}", "string", "failed authentications from one address this minute"
     ),
+    "webhook": KeySpec("webhook:{webhook_id}", "hash", "one subscription (secret encrypted)"),
+    "webhooks": KeySpec("webhooks", "zset", "every subscription, by creation time (ms)"),
+    "delivery": KeySpec("delivery:{delivery_id}", "hash", "one event's delivery to one webhook"),
+    "deliveries": KeySpec(
+        "deliveries:{webhook_id}", "zset", "a webhook's deliveries, by creation (newest kept)"
+    ),
+    "deliveries_due": KeySpec(
+        "deliveries:due", "zset", "pending deliveries, by next attempt or lease end (ms)"
+    ),
+    "delivery_totals": KeySpec(
+        "deliveries:totals", "hash", "delivered / dead / attempts ever counted"
+    ),
+    "decision_link": KeySpec(
+        "link:{digest}", "string", "a decision link that was used (single use)"
+    ),
 }
+
+# The consumer group deliverers read the event stream through.
+DELIVERY_GROUP = "deliverers"
 
 # How long a create's idempotency record is kept (a retry within it replays the answer).
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.domain.delivery import webhook_health
 from app.domain.model import STATUSES
 from app.domain.scripts import Scripts
 
@@ -13,7 +14,8 @@ class StatsReader:
         self.scripts = scripts
 
     def read(self, settle_budget: int = 100) -> dict:
-        """queue_stats, tasks by status, queued per agent, pending approvals, Redis time."""
+        """queue_stats, tasks by status, queued per agent, pending approvals, Redis time,
+        and the deliverers' backlog."""
         raw = self.scripts.read_stats(settle_budget=settle_budget)
         # An empty hash comes back as {} from Redis' cjson but [] from fakeredis'.
         counts, totals, agents = (raw[name] or {} for name in ("counts", "totals", "agents"))
@@ -33,4 +35,5 @@ class StatsReader:
             "approvals": {"pending": int(raw["pending_approvals"])},
             "timestamp": raw["now"],
             "memory": {"used_bytes": raw["memory"]["used"], "max_bytes": raw["memory"]["max"]},
+            "webhooks": webhook_health(raw.get("webhooks") or {}),
         }

@@ -26,6 +26,19 @@ class ServiceSchema(Schema):
     status = fields.String(required=True)
 
 
+class WebhookHealthSchema(Schema):
+    """The deliverers' backlog: the event stream's consumer group and the schedule."""
+
+    consumer_group = fields.String(metadata={"description": "ready, or missing"})
+    lag = fields.Integer(allow_none=True, metadata={"description": "events not read yet"})
+    unacknowledged = fields.Integer(allow_none=True)
+    consumers = fields.Integer(allow_none=True)
+    pending_deliveries = fields.Integer(allow_none=True)
+    delivered = fields.Integer()
+    dead = fields.Integer()
+    attempts = fields.Integer()
+
+
 class MemorySchema(Schema):
     """Redis memory use against its maxmemory (0: no limit)."""
 
@@ -47,6 +60,7 @@ class HealthSchema(Schema):
     redis_memory = fields.Nested(MemorySchema)
     queue_stats = fields.Nested(QueueStatsSchema)
     approvals_pending = fields.Integer()
+    webhooks = fields.Nested(WebhookHealthSchema)
     version = fields.String()
     environment = fields.String()
     detail = fields.String()

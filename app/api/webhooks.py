@@ -1,0 +1,88 @@
+"""Webhooks: subscriptions (admin), their delivery log, test sends and retries."""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+
+from app.auth import current_principal, require_role
+from app.schemas.common import ErrorSchema
+from app.schemas.webhooks import (
+    DeliveryListSchema,
+    DeliveryQuerySchema,
+    DeliverySchema,
+    WebhookCreatedSchema,
+    WebhookCreateSchema,
+    WebhookListSchema,
+    WebhookSchema,
+)
+from app.services import services
+
+blp = Blueprint(
+    "webhooks",
+    __name__,
+    url_prefix="/webhooks",
+    description="Signed event deliveries to your URLs; a deliverer process sends them",
+)
+_ADMIN = "Requires role admin"
+
+
+@blp.route("", methods=["POST"])
+@require_role("admin", forbidden=_ADMIN)
+@blp.arguments(WebhookCreateSchema())
+@blp.response(201, WebhookCreatedSchema)
+@blp.alt_response(409, schema=ErrorSchema, description="Too many webhooks")
+def create(body):
+    """Subscribe a URL to events; the answer holds its signing secret, shown only once."""
+    webhook, secret = services().webhooks.create(body, current_principal().id)
+    return {**webhook, "secret": secret}
+
+
+@blp.route("", methods=["GET"])
+@require_role("admin", forbidden=_ADMIN)
+@blp.response(200, WebhookListSchema)
+def list_webhooks():
+    """Every subscription, oldest first."""
+    webhooks = services().webhooks.list()
+    return {"count": len(webhooks), "webhooks": webhooks}
+
+
+@blp.route("/<webhook_id>", methods=["GET"])
+@require_role("admin", forbidden=_ADMIN)
+@blp.response(200, WebhookSchema)
+def get_webhook(webhook_id):
+    """One subscription."""
+    return services().webhooks.get(webhook_id)
+
+
+@blp.route("/<webhook_id>", methods=["DELETE"])
+@require_role("admin", forbidden=_ADMIN)
+@blp.response(204)
+def delete_webhook(webhook_id):
+    """Unsubscribe: pending deliveries are dropped."""
+    services().webhooks.delete(webhook_id)
+
+
+@blp.route("/<webhook_id>/test", methods=["POST"])
+@require_role("admin", forbidden=_ADMIN)
+@blp.response(202, DeliverySchema)
+def send_test(webhook_id):
+    """Queue a `webhook.test` delivery to this subscription only."""
+    return services().webhooks.send_test(webhook_id)
+
+
+@blp.route("/<webhook_id>/deliveries", methods=["GET"])
+@require_role("admin", forbidden=_ADMIN)
+@blp.arguments(DeliveryQuerySchema(), location="query")
+@blp.response(200, DeliveryListSchema)
+def deliveries(query, webhook_id):
+    """The subscription's deliveries, newest first."""
+    found = services().webhooks.deliveries(webhook_id, query["limit"])
+    return {"count": len(found), "deliveries": found}
+
+
+@blp.route("/<webhook_id>/deliveries/<delivery_id>/retry", methods=["POST"])
+@require_role("admin", forbidden=_ADMIN)
+@blp.response(202, DeliverySchema)
+def retry(webhook_id, delivery_id):
+    """Send a delivery again (same webhook-id), with a fresh max age."""
+    return services().webhooks.retry(webhook_id, delivery_id)

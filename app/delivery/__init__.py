@@ -1,0 +1,1 @@
+"""The webhook deliverer: a process of its own (`flask --app wsgi deliver`)."""

@@ -1,0 +1,93 @@
+"""One webhook POST, safely: addresses checked after resolution, no redirects, small reads.
+
+The connection goes to the very address that was checked, so a name that resolves to a
+public address when checked and to a private one a moment later (DNS rebinding) cannot
+reach the private one.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from app.domain.destinations import refused_address
+
+TIMEOUT_SECONDS = 5.0
+MAX_RESPONSE_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the receiver said: its status (None when it never answered) or what failed."""
+
+    status: int | None
+    error: str | None
+
+    @property
+    def delivered(self) -> bool:
+        """A 2xx answer delivers."""
+        return self.status is not None and 200 <= self.status < 300
+
+
+class Refused(Exception):
+    """The destination may not be contacted."""
+
+
+def resolve(host: str, port: int, allow_private: bool) -> str:
+    """The address to connect to; every address the name resolves to must be allowed."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise Refused(f"cannot resolve {host}: {error.strerror}") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    if not allow_private:
+        for address in addresses:
+            reason = refused_address(address)
+            if reason:
+                raise Refused(f"refused: {host} resolves to {reason}")
+    return addresses[0]
+
+
+def _connection(url: str, allow_private: bool) -> tuple[http.client.HTTPConnection, str]:
+    parts = urlsplit(url)
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    address = resolve(parts.hostname, port, allow_private)
+    if https:
+        context = ssl.create_default_context()
+        conn = http.client.HTTPSConnection(
+            parts.hostname, port, timeout=TIMEOUT_SECONDS, context=context
+        )
+    else:
+        conn = http.client.HTTPConnection(parts.hostname, port, timeout=TIMEOUT_SECONDS)
+
+    # Connect to the checked address; TLS still verifies the certificate for the name.
+    def pinned(_address, timeout, source_address=None):
+        return socket.create_connection((address, port), timeout, source_address)
+
+    conn._create_connection = pinned
+    path = parts.path or "/"
+    return conn, f"{path}?{parts.query}" if parts.query else path
+
+
+def post(url: str, body: bytes, headers: dict[str, str], allow_private: bool) -> Answer:
+    """POST once; a redirect is an answer like any other (never followed)."""
+    try:
+        conn, target = _connection(url, allow_private)
+    except Refused as error:
+        return Answer(None, str(error))
+    try:
+        conn.request("POST", target, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read(MAX_RESPONSE_BYTES)  # enough to be polite; the rest is dropped
+        status = response.status
+    except (OSError, http.client.HTTPException) as error:
+        return Answer(None, f"{type(error).__name__}: {error}"[:300])
+    finally:
+        conn.close()
+    if 300 <= status < 400:
+        return Answer(status, f"redirect ({status}) not followed")
+    return Answer(status, None if 200 <= status < 300 else f"HTTP {status}")
