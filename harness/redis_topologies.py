@@ -14,6 +14,28 @@ from harness.redis_server import RedisServer
 SERVICE = "mymaster"
 
 
+class ProcessGroup:
+    """Several processes started together: a failed start stops the ones already up."""
+
+    def start(self):
+        """Start every process."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop every process."""
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
 class Sentinel:
     """One redis-sentinel process watching SERVICE."""
 
@@ -56,7 +78,7 @@ class Sentinel:
             self.process.wait(timeout=10)
 
 
-class SentinelGroup:
+class SentinelGroup(ProcessGroup):
     """A primary, `replicas` replicas and three sentinels (quorum 2), all on loopback.
 
     down_after_ms and failover_ms are the sentinels' settings, kept short for tests.
@@ -139,18 +161,8 @@ class SentinelGroup:
             if server:
                 server.stop()
 
-    def __enter__(self) -> SentinelGroup:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
 
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
-
-
-class RedisClusterNodes:
+class RedisClusterNodes(ProcessGroup):
     """A Redis Cluster of `primaries` primaries (no replicas) made by redis-cli."""
 
     def __init__(self, directory: Path, primaries: int = 3):
@@ -199,13 +211,3 @@ class RedisClusterNodes:
         """Stop every node."""
         for node in self.nodes:
             node.stop()
-
-    def __enter__(self) -> RedisClusterNodes:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
