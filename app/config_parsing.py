@@ -8,16 +8,16 @@ first bad value, naming the variable and the fix.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping
 
 from app import redis_urls
 from app.config import ApiKey, ConfigError, Settings
+from app.config_api_keys import api_keys
 from app.domain import approval_policy
 from app.domain.ids import AGENT_NAME, KEY_NAME
-from app.domain.model import DEFAULT_ROUTES, ROLES
+from app.domain.model import DEFAULT_ROUTES
 
 _ORIGIN = re.compile(r"^https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?$")
 _PUBLIC_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?$")
@@ -255,48 +255,7 @@ class SettingsParser:
         return groups
 
     def api_keys(self, name: str, _default: tuple) -> tuple[ApiKey, ...]:
-        keys: list[ApiKey] = []
-
-        def add(variable: str, key: str, role: str, label: str | None) -> None:
-            # One key with two roles (or two principals) would make the caller ambiguous.
-            if any(known.key == key for known in keys):
-                raise ConfigError(variable, "repeats a key configured elsewhere; keys must differ")
-            keys.append(_api_key(variable, key, role, label))
-
-        for entry in self.items(name):
-            key, sep, role = entry.partition(":")
-            # `key:` (a colon and no role) is a typo, not a request for the default role.
-            add(name, key, role if sep else "agent", None)
-        family = "ORCHESTRATOR_API_KEY_"
-        for variable in sorted(self.env):
-            # An empty value is unset: a dashboard may pass a blank secret it prompted for.
-            if variable.startswith(family) and variable != family and self.raw(variable):
-                label = variable.removeprefix(family)
-                key, sep, role = self.raw(variable).partition(":")
-                if not sep or not KEY_NAME.fullmatch(label):
-                    raise ConfigError(
-                        variable,
-                        "must be 'key:role' (role user, agent or admin), "
-                        "optionally ':agent1+agent2' to scope it to those agents",
-                    )
-                add(variable, key, role, label.lower())
-        return tuple(keys)
-
-
-def _api_key(variable: str, key: str, role: str, name: str | None) -> ApiKey:
-    role, _, scope = role.partition(":")
-    agents = frozenset(a.strip() for a in scope.split("+") if a.strip())
-    if scope and (role != "agent" or not agents or not all(map(AGENT_NAME.fullmatch, agents))):
-        raise ConfigError(variable, "a scope follows role agent: 'key:agent:dev_agent+ops_agent'")
-    if len(key) < 16 or any(c.isspace() or c in ",:" for c in key):
-        raise ConfigError(
-            variable, "each key must be at least 16 characters without spaces, ',' or ':'"
-        )
-    if role not in ROLES:
-        raise ConfigError(variable, f"unknown role {role!r}; use user, agent or admin")
-    # Unnamed keys get a short, non-reversible id so logs can tell them apart.
-    label = name or hashlib.sha256(key.encode()).hexdigest()[:12]
-    return ApiKey(key=key, role=role, principal=f"apikey:{label}", agents=agents)
+        return api_keys(self.env, name)
 
 
 def _is_network(entry: str) -> bool:
