@@ -119,6 +119,9 @@ class Settings:
         "ORCHESTRATOR_HITL_TASK_TYPES", DEFAULT_GATED_TYPES, "subset", choices=tuple(DEFAULT_ROUTES)
     )
     approver_role: str = setting("ORCHESTRATOR_APPROVER_ROLE", "agent", "choice", choices=ROLES)
+    agent_concurrency: Mapping[str, int] = setting(
+        "ORCHESTRATOR_AGENT_CONCURRENCY", {}, "agent_caps"
+    )
     metrics_token: str = setting("ORCHESTRATOR_METRICS_TOKEN", "", "text", secret=True)
 
     @property

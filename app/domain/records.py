@@ -27,6 +27,9 @@ TASK_FIELDS = (
     "approval_id",
     "claimed_by",
     "lease_expires_at",
+    "lease_token",
+    "run_at",
+    "depends_on",
 )
 APPROVAL_FIELDS = (
     "approval_id",
@@ -43,8 +46,8 @@ APPROVAL_FIELDS = (
     "rejection_reason",
     "comment",
 )
-_JSON = frozenset({"payload", "metadata", "sla"})
-_INT = frozenset({"retry_count", "max_retries"})
+_JSON = frozenset({"payload", "metadata", "sla", "depends_on"})
+_INT = frozenset({"retry_count", "max_retries", "lease_token"})
 
 
 def task_record(raw: dict) -> dict:

@@ -44,6 +44,8 @@ def constants() -> str:
         "LAYOUT": keys.lua_layout(),
         "IDEMPOTENCY_TTL_SECONDS": keys.IDEMPOTENCY_TTL_SECONDS,
         "TERMINAL": model.TERMINAL_STATUSES,
+        "RETRYABLE": frozenset(model.RETRYABLE_STATUSES),
+        "MAX_SCHEDULE_MS": model.MAX_SCHEDULE_SECONDS * 1000,
         "ALLOWED": model.CLIENT_MOVES,
         "PRIORITY_RANK": {priority: rank for rank, priority in enumerate(model.PRIORITIES)},
         "EVENT_PRIORITY": model.EVENT_PRIORITIES,
@@ -106,8 +108,14 @@ class Scripts:
         idempotency_key: str | None,
         fingerprint: str | None,
         sla_target_ms: int | None,
+        run_at_ms: int | None,
+        delay_ms: int | None,
+        depends_on: list[str] | None,
     ) -> dict:
-        """Store, route and maybe gate a new task: created / replay (task) or mismatch."""
+        """Store, route, maybe block, gate or schedule a new task.
+
+        created / replay (task), mismatch, or invalid (field, message).
+        """
         return self._call("create_task", locals())
 
     def get_task(self, *, task_id: str) -> dict:
@@ -127,12 +135,14 @@ class Scripts:
         """One page newest first: ok (tasks, next_seq when there may be more)."""
         return self._call("list_tasks", locals())
 
-    def claim_task(self, *, agent: str, lease_ms: int, principal: str) -> dict:
-        """The agent's best ready task, leased to the principal: ok (task) or empty."""
+    def claim_task(self, *, agent: str, lease_ms: int, principal: str, cap: int | None) -> dict:
+        """The agent's best ready task, leased to the principal: ok (task), empty, capped."""
         return self._call("claim_task", locals())
 
-    def heartbeat_task(self, *, task_id: str, principal: str, lease_ms: int | None) -> dict:
-        """Extend a held lease: ok (task), not_found, conflict (status) or forbidden."""
+    def heartbeat_task(
+        self, *, task_id: str, principal: str, lease_ms: int | None, lease_token: int | None
+    ) -> dict:
+        """Extend a held lease: ok (task), not_found, conflict, forbidden or lease_lost."""
         return self._call("heartbeat_task", locals())
 
     def set_task_status(
@@ -143,9 +153,26 @@ class Scripts:
         principal: str,
         error: str | None,
         for_any_holder: bool,
+        lease_token: int | None,
     ) -> dict:
-        """One client move: ok (task), not_found, conflict (status) or forbidden."""
+        """One client move: ok (task), not_found, conflict, forbidden or lease_lost."""
         return self._call("set_task_status", locals())
+
+    def retry_task(self, *, task_id: str) -> dict:
+        """A dead letter back to its queue: ok (task), not_found, conflict, not_approved."""
+        return self._call("retry_task", locals())
+
+    def redrive_tasks(
+        self,
+        *,
+        status: str,
+        task_type: str | None,
+        assigned_to: str | None,
+        limit: int,
+        scan_budget: int,
+    ) -> dict:
+        """Retry the matching dead letters, oldest first: ok (task_ids)."""
+        return self._call("redrive_tasks", locals())
 
     def sweep(self, *, budget: int) -> dict:
         """Apply what fell due, `budget` per kind: ok (still_due)."""

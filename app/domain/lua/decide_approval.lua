@@ -1,4 +1,5 @@
--- decide_approval: approve (queue the task) or reject (cancel it), exactly once.
+-- decide_approval: approve (the task goes on: scheduled or queued) or reject (cancel
+-- it), exactly once.
 -- A.approval_id  A.decision ('approved' | 'rejected')  A.principal (the decider)
 -- A.reason (for a rejection; absent = none given)  A.comment (absent = none)
 -- Returns {outcome = 'ok', approval, task (absent when the task is gone)}
@@ -31,7 +32,7 @@ close_approval(aid, decision, principal, fields)
 local task = hgetall(key('task', approval.task_id))
 if task.status == 'awaiting_approval' then
   if decision == 'approved' then
-    move(approval.task_id, task, 'assigned')
+    release(approval.task_id, task)
   else
     move(approval.task_id, task, 'cancelled', {'error', 'approval rejected: ' .. reason})
   end

@@ -1,9 +1,11 @@
 -- set_task_status: one state-machine move requested by a client (PATCH, cancel).
 -- A.task_id  A.status (the one requested)  A.principal  A.error (absent = none)
 -- A.for_any_holder (true: the caller may report for another principal's running task,
--- as admins may). Starting a task leases it for CFG.lease_ms.
+-- as admins may). A.lease_token (absent = none). Starting a task leases it for
+-- CFG.lease_ms.
 -- Returns {outcome = 'ok', task} | {outcome = 'not_found'}
---       | {outcome = 'conflict', status} | {outcome = 'forbidden'}.
+--       | {outcome = 'conflict', status} | {outcome = 'forbidden'}
+--       | {outcome = 'lease_lost', status} (A.lease_token is not the current lease's).
 -- Allowed moves are ALLOWED (model.CLIENT_MOVES); awaiting_approval -> cancelled
 -- withdraws the pending approval. Leaving awaiting_approval any other way takes a
 -- decision on its approval; back to assigned only when a lease expires.
@@ -11,6 +13,8 @@ settle()
 local id, to, err, principal = A.task_id, A.status, A.error, A.principal
 local task = fresh_task(id)
 if not task.status then return cjson.encode({outcome = 'not_found'}) end
+local lost = lease_lost(task)
+if lost then return lost end
 local allowed = ALLOWED[task.status]
 if not (allowed and allowed[to]) then
   return cjson.encode({outcome = 'conflict', status = task.status})
