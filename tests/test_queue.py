@@ -309,3 +309,29 @@ def test_redrive_filters_and_limits(api):
     assert api.task(cancelled)["status"] == "cancelled"
     api.call("POST", "/tasks/redrive", as_="admin", json={"status": "completed"}, expect=422)
     api.call("POST", "/tasks/redrive", as_="agent", json={"status": "failed"}, expect=403)
+
+
+# --- what a waiting task waits for (for explain) ---------------------------------------------
+
+
+def test_waiting_facts_name_the_run_time_and_the_unfinished_dependencies(app, api):
+    from app.domain.waits import waiting_facts
+    from app.errors import NotFound
+    from app.services import services
+
+    scheduled = api.create(delay_seconds=60)["task"]
+    first, second = api.create()["task_id"], api.create()["task_id"]
+    blocked = api.create(depends_on=[first, second])["task_id"]
+    api.status(first, "completed")
+    api.claim()
+    with app.app_context():
+        scripts = services().tasks.scripts
+        facts = waiting_facts(scripts, scheduled["task_id"])
+        assert facts["waiting_for"] == "schedule" and facts["run_at"] == scheduled["run_at"]
+        assert scheduled["run_at"] in facts["summary"]
+        facts = waiting_facts(scripts, blocked)
+        assert facts["waiting_for"] == "dependencies"
+        assert facts["unfinished"] == [{"task_id": second, "status": "in_progress"}]
+        assert waiting_facts(scripts, first) is None
+        with pytest.raises(NotFound):
+            waiting_facts(scripts, "6f1c5a0e-2b7d-4c1e-9f3a-0d2b8e4c7a11")

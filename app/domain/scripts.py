@@ -174,6 +174,10 @@ class Scripts:
         """Retry the matching dead letters, oldest first: ok (task_ids)."""
         return self._call("redrive_tasks", locals())
 
+    def read_waits(self, *, task_id: str) -> dict:
+        """A scheduled or blocked task's run time and unfinished dependencies: ok, not_found."""
+        return self._call("read_waits", locals())
+
     def sweep(self, *, budget: int) -> dict:
         """Apply what fell due, `budget` per kind: ok (still_due)."""
         return self._call("sweep", locals())
