@@ -148,9 +148,9 @@ def claim_task(body):
         g.retry_after = claimed.retry_after
         return "", 204, {"Retry-After": str(claimed.retry_after)}
     metrics.task_moved("in_progress")
-    body = _envelope(task, f"Task claimed until {task['lease_expires_at']}")
-    body["lease_token"] = task["lease_token"]
-    return body
+    answer = _envelope(task, f"Task claimed until {task['lease_expires_at']}")
+    answer["lease_token"] = task["lease_token"]
+    return answer
 
 
 @blp.route("/<task_id>", methods=["GET"])
