@@ -68,7 +68,7 @@ def gen_api_key_command(name: str, role: str) -> None:
 @click.command("sweep")
 @with_appcontext
 def sweep_command() -> None:
-    """Apply due lease expiries, task expiries and approval timeouts (for cron)."""
+    """Apply due lease expiries, run times, task expiries and approval timeouts (for cron)."""
     from app.services import services
 
     rounds, remaining = 0, 1

@@ -141,6 +141,9 @@ class Settings:
     redis_memory_high_watermark: float = setting(
         "ORCHESTRATOR_REDIS_MEMORY_HIGH_WATERMARK", 90.0, "number", low=1, high=100
     )
+    agent_concurrency: Mapping[str, int] = setting(
+        "ORCHESTRATOR_AGENT_CONCURRENCY", {}, "agent_caps"
+    )
     metrics_token: str = setting("ORCHESTRATOR_METRICS_TOKEN", "", "text", secret=True)
     # Default: false in production (/metrics then needs the token), true elsewhere.
     metrics_public: bool = setting("ORCHESTRATOR_METRICS_PUBLIC", True, "metrics_public")

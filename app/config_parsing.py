@@ -242,6 +242,17 @@ class SettingsParser:
         except approval_policy.PolicyError as error:
             raise ConfigError(name, str(error)) from None
 
+    def agent_caps(self, name: str, default: dict[str, int]) -> dict[str, int]:
+        caps = dict(default)
+        for rule in self.items(name):
+            agent, _, limit = (part.strip() for part in rule.partition("="))
+            if not AGENT_NAME.fullmatch(agent) or not limit.isdigit() or int(limit) < 1:
+                raise ConfigError(
+                    name, f"{rule!r} must be agent=N with an agent name like dev_agent and N >= 1"
+                )
+            caps[agent] = int(limit)
+        return caps
+
     def groups(self) -> dict[str, frozenset[str]]:
         """ORCHESTRATOR_GROUP_<NAME>=principal,...: group <name lowercased>."""
         family = "ORCHESTRATOR_GROUP_"

@@ -17,7 +17,14 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app.config import Settings
 from app.errors import BadRequest, error_response
 
-ALLOWED_HEADERS = ["Authorization", "Content-Type", "X-API-Key", "Idempotency-Key", "X-Request-ID"]
+ALLOWED_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "X-API-Key",
+    "Idempotency-Key",
+    "X-Request-ID",
+    "X-Lease-Token",
+]
 EXPOSED_HEADERS = [
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",

@@ -128,6 +128,12 @@ class RedisGauges:
             "Approvals waiting",
             value=stats["approvals"]["pending"],
         )
+        for state, meaning in (("scheduled", "their run time"), ("blocked", "dependencies")):
+            yield GaugeMetricFamily(
+                f"orchestrator_tasks_{state}",
+                f"Tasks waiting for {meaning}",
+                value=stats["queue"][state],
+            )
         tasks = GaugeMetricFamily("orchestrator_tasks", "Stored tasks by status", labels=["status"])
         for status, count in stats["tasks"].items():
             tasks.add_metric([status], count)

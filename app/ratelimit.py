@@ -213,6 +213,9 @@ def _retry_after_only_when_refused(response):
             response.headers.pop(name, None)
     if response.status_code not in (429, 503):
         response.headers.pop("Retry-After", None)
+        # A view's own Retry-After (claim's 204: when to poll again) is put back.
+        if g.get("retry_after") is not None:
+            response.headers["Retry-After"] = str(g.retry_after)
     elif response.headers.get("Retry-After") == "0":
         # flask-limiter truncates the time to the window's reset; "0" invites a retry storm.
         response.headers["Retry-After"] = "1"

@@ -31,6 +31,8 @@ def test_health_reports_redis_and_counters(client):
         "failed": 0,
         "cancelled": 0,
         "awaiting_approval": 0,
+        "scheduled": 0,
+        "blocked": 0,
     }
 
 

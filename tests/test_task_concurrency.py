@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from app import create_app
@@ -17,6 +19,7 @@ from tests.helpers import redis_keys
 
 AGENT = HEADERS["agent"]
 OPS = HEADERS["ops"]
+ADMIN = HEADERS["admin"]
 
 _local = threading.local()
 
@@ -159,3 +162,89 @@ def test_counters_match_a_recount_after_a_mixed_workload(live_server, redis_serv
         assert counted[status] == stats["queue"][status] == outcomes[status]
     assert stats["queue"]["pending"] == counted["assigned"] == sum(stats["agents"].values())
     assert stats["approvals"]["pending"] == counted["awaiting_approval"]
+
+
+NOT_TERMINAL = ("blocked", "awaiting_approval", "scheduled", "assigned", "in_progress")
+
+
+@pytest.mark.slow
+def test_with_schedules_dependencies_and_expiries_every_task_ends_once(live_server, redis_server):
+    server = live_server(workers=3)
+    shared: list[str] = []
+    lock = threading.Lock()
+
+    def worker(seed):
+        rng = random.Random(seed)
+        headers = AGENT if seed % 2 else OPS
+        for _ in range(40):
+            action = rng.choice(
+                ("create", "delayed", "dependent", "gated", "claim", "claim", "claim", "cancel")
+            )
+            if action == "claim":
+                agent = rng.choice(("dev_agent", "faq_agent"))
+                response = post(
+                    f"{server.url}/tasks/claim", headers, {"agent": agent, "lease_seconds": 1}
+                )
+                if response.status_code == 204:
+                    continue
+                fate = rng.choice(("completed", "completed", "failed", "abandon"))
+                if fate != "abandon":  # an abandoned lease expires: requeued or failed
+                    response = session().patch(
+                        f"{server.url}/tasks/{response.json()['task_id']}/status",
+                        json={"status": fate, "lease_token": response.json()["lease_token"]},
+                        headers=headers,
+                        timeout=10,
+                    )
+                    assert response.status_code in (200, 409)
+            elif action == "cancel":
+                with lock:
+                    task_id = rng.choice(shared) if shared else None
+                if task_id:
+                    response = post(f"{server.url}/tasks/{task_id}/cancel", headers)
+                    assert response.status_code in (200, 409)
+            else:
+                body = {"type": rng.choice(("bugfix", "faq")), "priority": "P3", "max_retries": 1}
+                if action == "gated":
+                    body["priority"] = "P0"
+                if action == "delayed":
+                    body["delay_seconds"] = rng.choice((0, 1))
+                if action == "dependent":
+                    with lock:
+                        body["depends_on"] = rng.sample(shared, min(len(shared), 2))
+                response = post(f"{server.url}/tasks", headers, body)
+                assert response.status_code == 201, response.text
+                with lock:
+                    shared.append(response.json()["task_id"])
+
+    run_in_threads(6, worker, range(6))
+
+    # Drain: approve what waits at the gate, finish what is queued, until all have ended.
+    deadline = time.monotonic() + 60
+    while True:
+        stats = requests.get(f"{server.url}/stats", timeout=5).json()
+        if not any(stats["tasks"][state] for state in NOT_TERMINAL):
+            break
+        assert time.monotonic() < deadline, stats["tasks"]
+        pending = session().get(f"{server.url}/approvals/pending", headers=ADMIN, timeout=5)
+        for approval in pending.json()["approvals"]:
+            post(f"{server.url}/approvals/{approval['approval_id']}/approve", ADMIN)
+        for agent in ("dev_agent", "faq_agent"):
+            response = post(f"{server.url}/tasks/claim", AGENT, {"agent": agent})
+            while response.status_code == 200:
+                task_id = response.json()["task_id"]
+                path = f"{server.url}/tasks/{task_id}/status"
+                session().patch(path, json={"status": "completed"}, headers=AGENT, timeout=10)
+                response = post(f"{server.url}/tasks/claim", AGENT, {"agent": agent})
+        time.sleep(0.3)
+
+    counted = recount(redis_server, server)
+    stats = requests.get(f"{server.url}/stats", timeout=5).json()
+    assert stats["tasks"] == counted
+    assert sum(counted.values()) == len(shared)
+    for status in ("completed", "failed", "cancelled"):
+        assert counted[status] == stats["queue"][status]
+    endings = Counter()
+    for _, fields in redis_server.client().xrange(redis_keys(server.env).name("events")):
+        if fields["type"] in ("task.completed", "task.failed", "task.cancelled"):
+            endings[fields["task_id"]] += 1
+    assert set(endings) == set(shared) and set(endings.values()) == {1}

@@ -11,10 +11,13 @@ from app.domain.model import STATUSES
 from tests.helpers import stream_types
 
 # The life cycle as seen through PATCH, written out here rather than read from the app:
-# leaving awaiting_approval for assigned takes an approval decision, and in_progress goes
+# leaving awaiting_approval for assigned takes an approval decision, blocked and scheduled
+# tasks go on by themselves (dependencies done, run time come), and in_progress goes
 # back to assigned only when its lease expires.
 ALLOWED = {
+    "blocked": {"cancelled"},
     "awaiting_approval": {"cancelled"},
+    "scheduled": {"cancelled"},
     "assigned": {"in_progress", "completed", "failed", "cancelled"},
     "in_progress": {"completed", "failed", "cancelled"},
     "completed": set(),
@@ -25,7 +28,12 @@ ALLOWED = {
 
 def reach(api, state: str) -> str:
     """A fresh task in `state`, reached the way a client would; returns its id."""
-    task_id = api.create(priority="P0" if state == "awaiting_approval" else "P3")["task_id"]
+    if state == "blocked":  # waits for a task that stays assigned
+        task_id = api.create(depends_on=[api.create()["task_id"]])["task_id"]
+    elif state == "scheduled":
+        task_id = api.create(delay_seconds=3600)["task_id"]
+    else:
+        task_id = api.create(priority="P0" if state == "awaiting_approval" else "P3")["task_id"]
     if state == "in_progress":
         assert api.claim()["task_id"] == task_id
     elif state in ("completed", "failed", "cancelled"):
@@ -56,7 +64,8 @@ def test_every_transition_follows_the_life_cycle(app, api, redis_server, current
         assert events_after == events_before
         final = current
     assert stored["status"] == final
-    assert counts == {state: int(state == final) for state in STATUSES}
+    dependency = {"assigned": 1} if current == "blocked" else {}
+    assert counts == {state: int(state == final) + dependency.get(state, 0) for state in STATUSES}
 
 
 def test_cancelling_a_gated_task_withdraws_its_approval(api):

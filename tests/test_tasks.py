@@ -75,6 +75,9 @@ def test_create_answers_201_with_location_and_the_spec_body(client, keys):
         "claimed_by": None,
         "lease_expires_at": None,
         "approval": None,  # the receipt, once people approved the task
+        "lease_token": None,
+        "run_at": None,
+        "depends_on": None,
     }
     assert ISO_UTC.match(task["created_at"]) and ISO_UTC.match(task["updated_at"])
     assert task["sla"]["target"] == "24h" and ISO_UTC.match(task["sla"]["deadline"])

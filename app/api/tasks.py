@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from flask import request
+from flask import g, request
 
 from app import metrics
 from app.api import merged
@@ -17,6 +17,8 @@ from app.schemas.tasks import (
     ClaimSchema,
     ExplanationSchema,
     HeartbeatSchema,
+    RedriveResultSchema,
+    RedriveSchema,
     StatusUpdateSchema,
     TaskCreatedSchema,
     TaskCreateSchema,
@@ -29,6 +31,28 @@ from app.services import services
 blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Create, route and run tasks")
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_LEASE_TOKEN_HEADER = {
+    "in": "header",
+    "name": "X-Lease-Token",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1},
+    "description": "The lease_token claim returned; a stale one is 409 lease lost",
+}
+_WAITING = {"blocked": "waiting for its dependencies", "scheduled": "scheduled for {run_at}"}
+
+
+def _lease_token(values: dict | None) -> int | None:
+    """The fencing token: `lease_token` in the body or query, else X-Lease-Token."""
+    if values and "lease_token" in values:
+        return values["lease_token"]
+    header = request.headers.get("X-Lease-Token")
+    if header is None:
+        return None
+    if not header.isdigit() or not 0 < int(header) < 2**53:
+        raise ValidationFailed(
+            "Invalid X-Lease-Token", errors={"X-Lease-Token": ["A lease_token from claim."]}
+        )
+    return int(header)
 
 
 def _envelope(task: dict, message: str | None = None) -> dict:
@@ -70,6 +94,10 @@ def create_task(body):
         metrics.task_created(task)
     if task["status"] == "awaiting_approval":
         message = f"Task created; awaiting approval {task['approval_id']}"
+    elif task["status"] in _WAITING:
+        message = "Task created; " + _WAITING[task["status"]].format(run_at=task["run_at"])
+    elif task["status"] == "cancelled":
+        message = f"Task created and cancelled: {task['error']}"
     else:
         message = f"Task created and assigned to {task['assigned_to']}"
     response = {"success": True, "task_id": task["task_id"], "message": message, "task": task}
@@ -102,17 +130,30 @@ def list_tasks(query):
 @require_role("agent")
 @blp.arguments(ClaimSchema())
 @blp.response(200, TaskEnvelopeSchema)
-@blp.alt_response(204, description="Nothing is ready for this agent")
+@blp.alt_response(
+    204,
+    description="Nothing is ready for this agent, or it holds its concurrency cap of leases; "
+    "Retry-After says when to ask again",
+    headers={"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+)
 def claim_task(body):
-    """Atomically take the agent's highest-priority, oldest ready task, with a lease."""
+    """Atomically take the agent's highest-priority, oldest ready task, with a lease.
+
+    The answer's `lease_token` fences the lease: send it with heartbeat, status and cancel.
+    """
     caller = current_principal()
-    task = services().tasks.claim(
+    claimed = services().tasks.claim(
         body["agent"], caller.id, body.get("lease_seconds"), scope=caller.agents
     )
+    task = claimed.task
     if task is None:
-        return "", 204
+        # Kept past the limiter, which would replace it with its own window's reset.
+        g.retry_after = claimed.retry_after
+        return "", 204, {"Retry-After": str(claimed.retry_after)}
     metrics.task_moved("in_progress")
-    return _envelope(task, f"Task claimed until {task['lease_expires_at']}")
+    answer = _envelope(task, f"Task claimed until {task['lease_expires_at']}")
+    answer["lease_token"] = task["lease_token"]
+    return answer
 
 
 @blp.route("/<task_id>", methods=["GET"])
@@ -141,7 +182,8 @@ def explain_task(task_id):
 @blp.arguments(StatusUpdateSchema(), location="query", as_kwargs=False)
 @blp.arguments(StatusUpdateSchema(), location="json", required=False)
 @blp.response(200, TaskEnvelopeSchema)
-@blp.alt_response(409, schema=ErrorSchema, description="Transition not allowed")
+@blp.alt_response(409, schema=ErrorSchema, description="Transition not allowed, or lease lost")
+@blp.doc(parameters=[_LEASE_TOKEN_HEADER])
 def update_status(query, body, task_id):
     """Move a task through the state machine (`status`, `error` in the query or body)."""
     update = merged(query, body)
@@ -157,22 +199,25 @@ def update_status(query, body, task_id):
         update.get("error"),
         for_any_holder=caller.role == "admin",
         scope=caller.agents,
+        lease_token=_lease_token(update),
     )
     metrics.task_moved(task["status"])
     return _envelope(task, f"Task is now {task['status']}")
 
 
-def _task_action(action: str, schema):
-    """POST /tasks/<task_id>/<action>: an agent acts on one task, with an optional body."""
+def _task_action(action: str, schema, role: str = "agent"):
+    """POST /tasks/<task_id>/<action>: a principal acts on one task, with an optional body."""
 
     def decorate(view):
         for decorator in reversed(
             (
                 blp.route(f"/<task_id>/{action}", methods=["POST"]),
-                require_role("agent"),
-                blp.arguments(schema, required=False),
+                require_role(role),
+                *([blp.arguments(schema, required=False)] if schema else []),
                 blp.response(200, TaskEnvelopeSchema),
-                blp.alt_response(409, schema=ErrorSchema, description="Transition not allowed"),
+                blp.alt_response(
+                    409, schema=ErrorSchema, description="Transition not allowed, or lease lost"
+                ),
             )
         ):
             view = decorator(view)
@@ -181,21 +226,52 @@ def _task_action(action: str, schema):
     return decorate
 
 
+@blp.doc(parameters=[_LEASE_TOKEN_HEADER])
 @_task_action("cancel", CancelSchema())
 def cancel_task(body, task_id):
-    """Cancel a task that has not finished."""
+    """Cancel a task that has not finished (blocked, scheduled and gated ones too)."""
     caller = current_principal()
     task = services().tasks.cancel(
-        task_id, caller.id, (body or {}).get("reason"), scope=caller.agents
+        task_id,
+        caller.id,
+        (body or {}).get("reason"),
+        scope=caller.agents,
+        lease_token=_lease_token(body),
     )
     metrics.task_moved("cancelled")
     return _envelope(task, "Task cancelled")
 
 
+@blp.doc(parameters=[_LEASE_TOKEN_HEADER])
 @_task_action("heartbeat", HeartbeatSchema())
 def heartbeat(body, task_id):
     """Extend the lease of a task the caller claimed."""
     task = services().tasks.heartbeat(
-        task_id, current_principal().id, (body or {}).get("lease_seconds")
+        task_id, current_principal().id, (body or {}).get("lease_seconds"), _lease_token(body)
     )
     return _envelope(task, f"Lease extended until {task['lease_expires_at']}")
+
+
+@_task_action("retry", None, role="admin")
+def retry_task(task_id):
+    """Put a failed or cancelled task back in its agent's queue (same id, retry_count 0)."""
+    task = services().tasks.retry(task_id)
+    metrics.task_moved("assigned")
+    return _envelope(task, f"Task retried; queued for {task['assigned_to']}")
+
+
+@blp.route("/redrive", methods=["POST"])
+@require_role("admin")
+@blp.arguments(RedriveSchema())
+@blp.response(200, RedriveResultSchema)
+def redrive(body):
+    """Retry the failed (or cancelled) tasks that match, oldest first, up to `limit`."""
+    task_ids = services().tasks.redrive(
+        body["status"],
+        task_type=body.get("type"),
+        assigned_to=body.get("assigned_to"),
+        limit=body["limit"],
+    )
+    for _ in task_ids:
+        metrics.task_moved("assigned")
+    return {"success": True, "count": len(task_ids), "task_ids": task_ids}

@@ -28,6 +28,12 @@ LAYOUT: dict[str, KeySpec] = {
     "queue": KeySpec("queue:{agent}", "zset", "ready tasks, rank*1e15 + seq (priority, FIFO)"),
     "agents": KeySpec("agents", "set", "agents that ever had a queue"),
     "leases": KeySpec("leases", "zset", "running tasks, scored by lease expiry (ms)"),
+    "running": KeySpec("running", "hash", "leases held now, per agent (concurrency caps)"),
+    "scheduled": KeySpec("scheduled", "zset", "scheduled tasks, scored by run time (ms)"),
+    "dependants": KeySpec(
+        "dependants:{task_id}", "set", "blocked tasks waiting for this task to finish"
+    ),
+    "dead": KeySpec("dead:{status}", "zset", "failed / cancelled tasks, by when they ended (ms)"),
     "expiring": KeySpec("expiring", "zset", "terminal tasks, scored by purge time (ms)"),
     "counts": KeySpec("counts", "hash", "tasks stored now, per status"),
     "totals": KeySpec("totals", "hash", "completed / failed / cancelled ever reached"),

@@ -39,6 +39,8 @@ def constants() -> str:
         "LAYOUT": keys.lua_layout(),
         "IDEMPOTENCY_TTL_SECONDS": keys.IDEMPOTENCY_TTL_SECONDS,
         "TERMINAL": model.TERMINAL_STATUSES,
+        "RETRYABLE": frozenset(model.RETRYABLE_STATUSES),
+        "MAX_SCHEDULE_MS": model.MAX_SCHEDULE_SECONDS * 1000,
         "ALLOWED": model.CLIENT_MOVES,
         "PRIORITY_RANK": {priority: rank for rank, priority in enumerate(model.PRIORITIES)},
         "EVENT_PRIORITY": model.EVENT_PRIORITIES,

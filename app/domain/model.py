@@ -8,16 +8,30 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-# Task states, in the order a task usually meets them.
-STATUSES = ("awaiting_approval", "assigned", "in_progress", "completed", "failed", "cancelled")
+# Task states, in the order a task usually meets them: blocked on its dependencies, then
+# the gate, then its run time, then its agent's queue.
+STATUSES = (
+    "blocked",
+    "awaiting_approval",
+    "scheduled",
+    "assigned",
+    "in_progress",
+    "completed",
+    "failed",
+    "cancelled",
+)
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+# Terminal states an admin may send back to the queue (retry, redrive): the dead letters.
+RETRYABLE_STATUSES = ("failed", "cancelled")
 
 # The moves a client may ask for (PATCH /tasks/<id>/status, cancel). Leaving
 # awaiting_approval any other way takes a decision on its approval, and a task goes
 # back to assigned only when its lease expires: the scripts make those moves themselves.
 CLIENT_MOVES = MappingProxyType(
     {
+        "blocked": frozenset({"cancelled"}),
         "awaiting_approval": frozenset({"cancelled"}),
+        "scheduled": frozenset({"cancelled"}),
         "assigned": frozenset({"in_progress", "completed", "failed", "cancelled"}),
         "in_progress": frozenset({"completed", "failed", "cancelled"}),
     }
@@ -30,6 +44,11 @@ PRIORITIES = ("P0", "P1", "P2", "P3")
 DEFAULT_PRIORITY = "P2"
 EVENT_PRIORITIES = MappingProxyType({"P0": "critical", "P1": "high", "P2": "medium", "P3": "low"})
 DEFAULT_EVENT_PRIORITY = EVENT_PRIORITIES[DEFAULT_PRIORITY]
+
+# How far ahead a task may be scheduled (run_at, delay_seconds) and how many tasks it may
+# wait for (depends_on).
+MAX_SCHEDULE_SECONDS = 30 * 24 * 3600
+MAX_DEPENDENCIES = 50
 
 # Attempts after the first before a task whose leases keep expiring is failed.
 DEFAULT_MAX_RETRIES = 3

@@ -28,6 +28,9 @@ TASK_FIELDS = (
     "claimed_by",
     "lease_expires_at",
     "approval",
+    "lease_token",
+    "run_at",
+    "depends_on",
 )
 APPROVAL_FIELDS = (
     "approval_id",
@@ -53,8 +56,8 @@ APPROVAL_FIELDS = (
     "requested_by_act",
     "decided_by_act",
 )
-_JSON = frozenset({"payload", "metadata", "sla", "approval"})
-_INT = frozenset({"retry_count", "max_retries"})
+_JSON = frozenset({"payload", "metadata", "sla", "approval", "depends_on"})
+_INT = frozenset({"retry_count", "max_retries", "lease_token"})
 
 
 def task_record(raw: dict) -> dict:

@@ -35,6 +35,8 @@ WRITES = frozenset(
         "delete_webhook",
         "retry_delivery",
         "spend_link",
+        "retry_task",
+        "redrive_tasks",
     }
 )
 UNCONFIRMED = (
@@ -122,8 +124,14 @@ class Scripts(WebhookScripts):
         idempotency_key: str | None,
         fingerprint: str | None,
         sla_target_ms: int | None,
+        run_at_ms: int | None,
+        delay_ms: int | None,
+        depends_on: list[str] | None,
     ) -> dict:
-        """Store, route and maybe gate a new task: created / replay (task) or mismatch."""
+        """Store, route, maybe block, gate or schedule a new task.
+
+        created / replay (task), mismatch, or invalid (field, message).
+        """
         return self._call("create_task", locals())
 
     def get_task(self, *, task_id: str) -> dict:
@@ -143,12 +151,14 @@ class Scripts(WebhookScripts):
         """One page newest first: ok (tasks, next_seq when there may be more)."""
         return self._call("list_tasks", locals())
 
-    def claim_task(self, *, agent: str, lease_ms: int, principal: str) -> dict:
-        """The agent's best ready task, leased to the principal: ok (task) or empty."""
+    def claim_task(self, *, agent: str, lease_ms: int, principal: str, cap: int | None) -> dict:
+        """The agent's best ready task, leased to the principal: ok (task), empty, capped."""
         return self._call("claim_task", locals())
 
-    def heartbeat_task(self, *, task_id: str, principal: str, lease_ms: int | None) -> dict:
-        """Extend a held lease: ok (task), not_found, conflict (status) or forbidden."""
+    def heartbeat_task(
+        self, *, task_id: str, principal: str, lease_ms: int | None, lease_token: int | None
+    ) -> dict:
+        """Extend a held lease: ok (task), not_found, conflict, forbidden or lease_lost."""
         return self._call("heartbeat_task", locals())
 
     def set_task_status(
@@ -160,13 +170,34 @@ class Scripts(WebhookScripts):
         error: str | None,
         for_any_holder: bool,
         agents: list[str] | None,
+        lease_token: int | None,
     ) -> dict:
-        """One client move: ok (task), not_found, conflict (status), forbidden, out_of_scope."""
+        """One client move: ok (task), not_found, conflict, forbidden, out_of_scope, lease_lost."""
         return self._call("set_task_status", locals())
 
     def explain_task(self, *, task_id: str) -> dict:
         """Why a task is where it is: ok (task, approval?, queue_rank?, queued?, now)."""
         return self._call("explain_task", locals())
+
+    def retry_task(self, *, task_id: str) -> dict:
+        """A dead letter back to its queue: ok (task), not_found, conflict, not_approved."""
+        return self._call("retry_task", locals())
+
+    def redrive_tasks(
+        self,
+        *,
+        status: str,
+        task_type: str | None,
+        assigned_to: str | None,
+        limit: int,
+        scan_budget: int,
+    ) -> dict:
+        """Retry the matching dead letters, oldest first: ok (task_ids)."""
+        return self._call("redrive_tasks", locals())
+
+    def read_waits(self, *, task_id: str) -> dict:
+        """A scheduled or blocked task's run time and unfinished dependencies: ok, not_found."""
+        return self._call("read_waits", locals())
 
     def sweep(self, *, budget: int) -> dict:
         """Apply what fell due, `budget` per kind: ok (still_due)."""

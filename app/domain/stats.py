@@ -27,6 +27,8 @@ class StatsReader:
             "failed": int(totals.get("failed", 0)),
             "cancelled": int(totals.get("cancelled", 0)),
             "awaiting_approval": counts["awaiting_approval"],
+            "scheduled": counts["scheduled"],
+            "blocked": counts["blocked"],
         }
         return {
             "queue": queue,

@@ -32,6 +32,12 @@ SLA_TARGETS = {
     "P3": timedelta(hours=72),
 }
 LIST_SCAN_BUDGET = 20000
+REDRIVE_SCAN_BUDGET = 20000
+# Retry-After of a 204 from claim: an idle queue is polled at most this often (sooner when
+# a scheduled task comes due first); an agent at its concurrency cap may look again in
+# a second, when one of its leases may have ended.
+IDLE_RETRY_AFTER = 5
+CAPPED_RETRY_AFTER = 1
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,15 @@ class Created:
 
     task: dict
     replayed: bool
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """The outcome of a claim: the task (None when nothing was handed out) and, then, the
+    seconds the claimant should wait before asking again."""
+
+    task: dict | None
+    retry_after: int = 0
 
 
 def _stamp(moment: datetime) -> str:
@@ -134,6 +149,12 @@ class TaskStore:
             fingerprint=_fingerprint(request) if idempotency_key else None,
             # Without a deadline the script sets one: created_at (Redis' clock) + target.
             sla_target_ms=None if deadline else int(target.total_seconds() * 1000),
+            run_at_ms=int(request["run_at"].timestamp() * 1000) if request.get("run_at") else None,
+            delay_ms=request["delay_seconds"] * 1000 if "delay_seconds" in request else None,
+            # Each dependency once, in the order given.
+            depends_on=list(dict.fromkeys(request["depends_on"]))
+            if request.get("depends_on")
+            else None,
         )
         return Created(_task(reply), replayed=reply["outcome"] == "replay")
 
@@ -168,10 +189,12 @@ class TaskStore:
         principal: str,
         lease_seconds: int | None = None,
         scope: frozenset[str] = frozenset(),
-    ) -> dict | None:
-        """Hand the agent's best ready task to the caller with a lease; None when idle.
+    ) -> Claimed:
+        """Hand the agent's best ready task to the caller with a lease and a fencing token.
 
-        A caller scoped to some agents (`scope`) claims only from their queues: 403.
+        Nothing when the queue is empty or the agent holds its ORCHESTRATOR_AGENT_CONCURRENCY
+        cap of leases; then `retry_after` says when to ask again. A caller scoped to some
+        agents (`scope`) claims only from their queues: 403.
         """
         if scope and agent not in scope:
             raise Forbidden(_out_of_scope(scope))
@@ -179,15 +202,30 @@ class TaskStore:
             agent=agent,
             lease_ms=(lease_seconds or self.settings.lease_seconds) * 1000,
             principal=principal,
+            cap=self.settings.agent_concurrency.get(agent),
         )
-        return None if reply["outcome"] == "empty" else _task(reply)
+        outcome = reply["outcome"]
+        if outcome == "capped":
+            return Claimed(None, CAPPED_RETRY_AFTER)
+        if outcome == "empty":
+            due_ms = reply.get("next_due_ms")
+            wait = IDLE_RETRY_AFTER if due_ms is None else -(-int(due_ms) // 1000)
+            return Claimed(None, min(IDLE_RETRY_AFTER, max(1, wait)))
+        return Claimed(_task(reply))
 
-    def heartbeat(self, task_id: str, principal: str, lease_seconds: int | None = None) -> dict:
+    def heartbeat(
+        self,
+        task_id: str,
+        principal: str,
+        lease_seconds: int | None = None,
+        lease_token: int | None = None,
+    ) -> dict:
         """Extend the lease of a task the caller claimed (by the claim's lease by default)."""
         reply = self.scripts.heartbeat_task(
             task_id=ids.check_task_id(task_id),
             principal=principal,
             lease_ms=lease_seconds * 1000 if lease_seconds else None,
+            lease_token=lease_token,
         )
         return _task(reply, "heartbeat")
 
@@ -200,11 +238,13 @@ class TaskStore:
         *,
         for_any_holder: bool = False,
         scope: frozenset[str] = frozenset(),
+        lease_token: int | None = None,
     ) -> dict:
         """Apply one transition of the state machine; 409 when it is not allowed.
 
         Completing or failing a running task is for the principal holding it (or, with
-        `for_any_holder`, an admin): 403 otherwise.
+        `for_any_holder`, an admin): 403 otherwise. A `lease_token` that is not the current
+        lease's is 409 "lease lost".
         """
         reply = self.scripts.set_task_status(
             task_id=ids.check_task_id(task_id),
@@ -213,6 +253,7 @@ class TaskStore:
             error=error or None,
             for_any_holder=for_any_holder,
             agents=sorted(scope) or None,
+            lease_token=lease_token,
         )
         if reply["outcome"] == "out_of_scope":
             raise Forbidden(_out_of_scope(scope))
@@ -224,9 +265,29 @@ class TaskStore:
         principal: str,
         reason: str | None = None,
         scope: frozenset[str] = frozenset(),
+        lease_token: int | None = None,
     ) -> dict:
         """Cancel a task that has not finished."""
-        return self.set_status(task_id, "cancelled", principal, reason, scope=scope)
+        return self.set_status(
+            task_id, "cancelled", principal, reason, scope=scope, lease_token=lease_token
+        )
+
+    def retry(self, task_id: str) -> dict:
+        """Put a failed or cancelled task back in its agent's queue (same id, retry_count 0)."""
+        return _task(self.scripts.retry_task(task_id=ids.check_task_id(task_id)), "retry")
+
+    def redrive(
+        self, status: str, *, task_type: str | None, assigned_to: str | None, limit: int
+    ) -> list[str]:
+        """Retry the matching failed or cancelled tasks, oldest first; their ids."""
+        reply = self.scripts.redrive_tasks(
+            status=status,
+            task_type=task_type or None,
+            assigned_to=assigned_to or None,
+            limit=limit,
+            scan_budget=REDRIVE_SCAN_BUDGET,
+        )
+        return rows(reply["task_ids"])
 
     def sweep(self, budget: int = 1000) -> int:
         """Apply what fell due; returns how much is still due."""
@@ -245,6 +306,9 @@ def _task(reply: dict, wanted: str = "") -> dict:
     if wanted == "heartbeat":
         action = "extend its lease"
         holder_only = "Only the principal that claimed this task may extend its lease"
+    elif wanted == "retry":
+        action = "retry it (only failed or cancelled tasks are retried)"
+        holder_only = ""
     else:
         action = f"move it to {wanted}"
         holder_only = "This task is running under another principal's lease"
@@ -254,6 +318,15 @@ def _task(reply: dict, wanted: str = "") -> dict:
     if outcome == "conflict":
         current = reply["status"]
         raise Conflict(f"Task is {current}; cannot {action}", extra={"current_status": current})
+    if outcome == "lease_lost":
+        raise Conflict("lease lost", extra={"current_status": reply["status"]})
+    if outcome == "not_approved":
+        raise Conflict(
+            "This task never passed its approval gate; create a new task instead",
+            extra={"current_status": reply["status"]},
+        )
+    if outcome == "invalid":
+        raise ValidationFailed("Validation failed", errors={reply["field"]: [reply["message"]]})
     if outcome == "forbidden":
         raise Forbidden(holder_only)
     if outcome == "memory_high":

@@ -8,7 +8,8 @@ from app.schemas.common import Schema
 
 
 class QueueStatsSchema(Schema):
-    """Tasks queued, running, and the totals that completed or failed."""
+    """Tasks queued, running, waiting (gate, schedule, dependencies), and the totals that
+    completed, failed or were cancelled."""
 
     pending = fields.Integer(required=True)
     in_progress = fields.Integer(required=True)
@@ -16,6 +17,8 @@ class QueueStatsSchema(Schema):
     failed = fields.Integer(required=True)
     cancelled = fields.Integer()
     awaiting_approval = fields.Integer()
+    scheduled = fields.Integer(metadata={"description": "Tasks waiting for their run time"})
+    blocked = fields.Integer(metadata={"description": "Tasks waiting for their dependencies"})
 
 
 class ServiceSchema(Schema):

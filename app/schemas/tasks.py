@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from app.domain.ids import AGENT_NAME, TASK_ID
 from app.domain.model import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_PRIORITY,
+    MAX_DEPENDENCIES,
     MAX_RETRIES_LIMIT,
+    MAX_SCHEDULE_SECONDS,
     PRIORITIES,
+    RETRYABLE_STATUSES,
     STATUSES,
     TASK_TYPES,
 )
@@ -20,6 +23,13 @@ from app.schemas.common import FullMatch, JsonObject, Schema, StrictSchema
 _TYPE = validate.OneOf(TASK_TYPES, error="Must be one of: {choices}.")
 _NAME = validate.Length(min=1, max=200)
 _AGENT = FullMatch(AGENT_NAME, error="Must be an agent name like dev_agent.")
+_TASK_ID = FullMatch(TASK_ID, error="Must be a task id (UUID4).")
+# A fencing token from claim: heartbeat, status and cancel refuse a stale one (409).
+_LEASE_TOKEN = {
+    "strict": True,
+    "validate": validate.Range(min=1),
+    "metadata": {"description": "The lease_token claim returned (or send X-Lease-Token)"},
+}
 
 
 class JsonBoolean(fields.Boolean):
@@ -47,7 +57,7 @@ class TaskCreateSchema(StrictSchema):
     payload = JsonObject(load_default=dict)
     metadata = JsonObject(load_default=dict)
     trace_id = fields.String(validate=validate.Length(min=1, max=128))
-    parent_task_id = fields.String(validate=FullMatch(TASK_ID, error="Must be a task id (UUID4)."))
+    parent_task_id = fields.String(validate=_TASK_ID)
     sla = fields.Nested(SlaSchema)
     # ISO 8601; a deadline without an offset is read as UTC, like every time we show.
     sla_deadline = fields.AwareDateTime(format="iso", default_timezone=UTC)
@@ -58,6 +68,21 @@ class TaskCreateSchema(StrictSchema):
         validate=validate.Range(min=0, max=MAX_RETRIES_LIMIT),
     )
     requires_approval = JsonBoolean(load_default=False)
+    # Run later: at run_at (ISO 8601, read as UTC without an offset; in the future by
+    # Redis' clock) or after delay_seconds; at most 30 days ahead either way.
+    run_at = fields.AwareDateTime(format="iso", default_timezone=UTC)
+    delay_seconds = fields.Integer(
+        strict=True, validate=validate.Range(min=0, max=MAX_SCHEDULE_SECONDS)
+    )
+    # Run after these tasks complete; if one fails or is cancelled, so is this one.
+    depends_on = fields.List(
+        fields.String(validate=_TASK_ID), validate=validate.Length(max=MAX_DEPENDENCIES)
+    )
+
+    @validates_schema
+    def _one_run_time(self, data, **_kwargs):
+        if "run_at" in data and "delay_seconds" in data:
+            raise ValidationError("Give run_at or delay_seconds, not both.", "run_at")
 
 
 class SlaOutSchema(Schema):
@@ -113,6 +138,9 @@ class TaskSchema(Schema):
         allow_none=True,
         metadata={"description": "The approval receipt, once people approved the task"},
     )
+    lease_token = fields.Integer(allow_none=True)
+    run_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    depends_on = fields.List(fields.String(), allow_none=True)
 
 
 class TaskCreatedSchema(Schema):
@@ -132,6 +160,7 @@ class TaskEnvelopeSchema(Schema):
     task_id = fields.String(required=True)
     task = fields.Nested(TaskSchema, required=True)
     message = fields.String()
+    lease_token = fields.Integer(metadata={"description": "Claim only: this lease's token"})
 
 
 class TaskListQuerySchema(StrictSchema):
@@ -158,12 +187,14 @@ class StatusUpdateSchema(StrictSchema):
 
     status = fields.String(validate=validate.OneOf(STATUSES))
     error = fields.String(validate=validate.Length(max=2000))
+    lease_token = fields.Integer(**_LEASE_TOKEN)
 
 
 class CancelSchema(StrictSchema):
     """Why the task is cancelled (becomes its error)."""
 
     reason = fields.String(validate=validate.Length(max=1000))
+    lease_token = fields.Integer(**_LEASE_TOKEN)
 
 
 class ClaimSchema(StrictSchema):
@@ -220,3 +251,21 @@ class ExplanationSchema(Schema):
             },
         },
     )
+    lease_token = fields.Integer(**_LEASE_TOKEN)
+
+
+class RedriveSchema(StrictSchema):
+    """Which dead letters to send back to their queues, oldest first."""
+
+    status = fields.String(required=True, validate=validate.OneOf(RETRYABLE_STATUSES))
+    type = fields.String(validate=_TYPE)
+    assigned_to = fields.String(validate=_AGENT)
+    limit = fields.Integer(strict=True, load_default=1000, validate=validate.Range(min=1, max=1000))
+
+
+class RedriveResultSchema(Schema):
+    """How many tasks went back to their queues, and which."""
+
+    success = fields.Boolean(required=True)
+    count = fields.Integer(required=True)
+    task_ids = fields.List(fields.String(), required=True)

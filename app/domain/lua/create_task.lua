@@ -9,11 +9,17 @@
 -- A.idempotency_key  the idempotency record's key; absent for none
 -- A.fingerprint      the request's fingerprint, kept with that record
 -- A.sla_target_ms    set sla.deadline to the creation time + this; absent = deadline given
+-- A.run_at_ms        run no earlier than this (epoch ms); A.delay_ms: or this long from now
+-- A.depends_on       task ids that must complete first (absent = none)
 -- Returns {outcome = 'created' | 'replay', task} | {outcome = 'mismatch'} (the key was
 -- used with another request body) | {outcome = 'memory_high', memory} (Redis is past
--- CFG.memory_high_watermark: nothing is written, so the memory left drains the queues).
+-- CFG.memory_high_watermark: nothing is written, so the memory left drains the queues)
+-- | {outcome = 'invalid', field, message} (a run time not ahead or too far ahead by
+-- Redis' clock, an unknown dependency).
 -- Guarantees: a repeated idempotency key never creates a second task; the task, its
--- queue entry or approval, its counters and its events appear together or not at all.
+-- queue entry, schedule or approval, its counters and its events appear together or not
+-- at all. Order: blocked on dependencies, then the gate, then the schedule, then queued;
+-- a dependency already failed or cancelled cancels the task at once.
 settle()
 local fields = A.task
 local idem_key = A.idempotency_key
@@ -29,6 +35,28 @@ if idem_key then
 end
 local mem = memory()
 if memory_high(mem) then return cjson.encode({outcome = 'memory_high', memory = mem}) end
+local run_at_ms = A.run_at_ms
+if A.delay_ms then
+  run_at_ms = NOW + A.delay_ms
+elseif run_at_ms and (run_at_ms <= NOW or run_at_ms > NOW + MAX_SCHEDULE_MS) then
+  return cjson.encode({outcome = 'invalid', field = 'run_at',
+    message = 'Must be in the future and at most 30 days ahead.'})
+end
+local waiting, missing, ended = {}, {}, nil
+for _, dep in ipairs(A.depends_on or {}) do
+  local status = redis.call('HGET', key('task', dep), 'status')
+  if not status then
+    missing[#missing + 1] = dep
+  elseif RETRYABLE[status] then
+    ended = ended or ('dependency ' .. dep .. ' ' .. status)
+  elseif status ~= 'completed' then
+    waiting[#waiting + 1] = dep
+  end
+end
+if #missing > 0 then
+  return cjson.encode({outcome = 'invalid', field = 'depends_on',
+    message = 'Unknown task ids: ' .. table.concat(missing, ', ')})
+end
 if A.sla_target_ms then
   local sla = cjson.decode(fields.sla)
   sla.deadline = iso(NOW + A.sla_target_ms)
@@ -40,39 +68,26 @@ local seq = redis.call('INCR', key('seq'))
 local out = {'seq', tostring(seq), 'created_at', NOW_ISO, 'updated_at', NOW_ISO,
   'retry_count', '0'}
 for name, value in pairs(fields) do out[#out + 1] = name; out[#out + 1] = value end
-local gate = A.approval
-if gate then out[#out + 1] = 'approval_id'; out[#out + 1] = gate.approval_id end
+local function add(name, value) out[#out + 1] = name; out[#out + 1] = value end
+-- The gate is opened by release(), once nothing else is in the way.
+if A.approval then add('gate', cjson.encode(A.approval)) end
+if run_at_ms then add('run_at_ms', tostring(run_at_ms)); add('run_at', iso(run_at_ms)) end
+if A.depends_on then
+  add('depends_on', cjson.encode(A.depends_on))
+  add('deps_left', tostring(#waiting))
+end
 redis.call('HSET', k, unpack(out))
 redis.call('ZADD', key('tasks'), seq, id)
 local task = hgetall(k)
 emit('task.created', task, {task_id = id, type = task.type, priority = task.priority,
   assigned_to = task.assigned_to, created_by = task.created_by})
-if gate then
-  task = move(id, task, 'awaiting_approval')
-  local aid = gate.approval_id
-  local expires = NOW + (gate.timeout_ms or CFG.approval_timeout * 1000)
-  local record = {'approval_id', aid, 'task_id', id,
-    'task_type', task.type, 'priority', task.priority, 'reason', gate.reason,
-    'status', 'pending', 'requested_by', gate.requested_by, 'requested_at', NOW_ISO,
-    'expires_at', iso(expires), 'required_approvals', tostring(gate.required),
-    'eligible', cjson.encode(gate.eligible), 'approvals', '[]', 'payload_version', '1',
-    'payload_sha256', gate.payload_sha256, 'payload_keys', cjson.encode(gate.payload_keys),
-    'escalated', '0', 'requester_identities', cjson.encode(gate.requester_identities)}
-  if gate.policy then
-    for _, v in ipairs({'policy', gate.policy, 'escalate_to', cjson.encode(gate.escalate_to
-      or {}), 'extend_ms', tostring(gate.extend_ms or 0)}) do record[#record + 1] = v end
-  end
-  if gate.requested_by_act then
-    record[#record + 1] = 'requested_by_act'
-    record[#record + 1] = cjson.encode(gate.requested_by_act)
-  end
-  redis.call('HSET', key('approval', aid), unpack(record))
-  redis.call('ZADD', key('approvals_pending'), seq, aid)
-  redis.call('ZADD', key('approvals_deadlines'), expires, aid)
-  emit('approval.requested', task, {approval_id = aid, task_id = id, reason = gate.reason,
-    requested_by = gate.requested_by, expires_at = iso(expires)})
+if ended then
+  task = move(id, task, 'cancelled', {'error', ended})
+elseif #waiting > 0 then
+  for _, dep in ipairs(waiting) do redis.call('SADD', key('dependants', dep), id) end
+  task = move(id, task, 'blocked')
 else
-  task = move(id, task, 'assigned')
+  task = release(id, task)
 end
 local stored, flat = hgetall(k)
 if idem_key then

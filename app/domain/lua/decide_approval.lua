@@ -1,4 +1,5 @@
--- decide_approval: one principal's approval (maybe with an edited payload) or rejection.
+-- decide_approval: one principal's approval (maybe with an edited payload) or rejection;
+-- once approved, the task goes on (scheduled or queued) through release().
 -- A.approval_id  A.decision ('approved' | 'rejected')  A.principal (the decider)
 -- A.role (the decider's role)  A.groups (the groups listing the decider)
 -- A.decider_identities (the decider and its token's `act` chain, normalised)
@@ -112,8 +113,9 @@ else
       for i, given in ipairs(approvals) do by[i] = given.by end
       local receipt = cjson.encode({approval_id = aid, approved_by = by,
         payload_sha256 = approval.payload_sha256, decided_at = NOW_ISO})
-      move(approval.task_id, hgetall(key('task', approval.task_id)), 'assigned',
-        {'approval', receipt})
+      -- The receipt first, then on: scheduled while its run time is ahead, else queued.
+      redis.call('HSET', key('task', approval.task_id), 'approval', receipt)
+      release(approval.task_id, hgetall(key('task', approval.task_id)))
     end
   end
 end

@@ -1,14 +1,17 @@
 -- heartbeat_task: extend the lease of a task its caller holds.
 -- A.task_id  A.principal  A.lease_ms (absent = the lease the claim chose, or
--- CFG.lease_ms for tasks claimed before leases were kept)
+-- CFG.lease_ms for tasks claimed before leases were kept)  A.lease_token (absent = none)
 -- Returns {outcome = 'ok', task} | {outcome = 'not_found'}
---       | {outcome = 'conflict', status} | {outcome = 'forbidden'} (not the holder).
+--       | {outcome = 'conflict', status} | {outcome = 'forbidden'} (not the holder)
+--       | {outcome = 'lease_lost', status} (A.lease_token is not the current lease's).
 -- Guarantees: an expired lease is requeued first, so a late heartbeat gets 409 and can
 -- never revive a task that another caller may already hold.
 settle()
 local id = A.task_id
 local task = fresh_task(id)
 if not task.status then return cjson.encode({outcome = 'not_found'}) end
+local lost = lease_lost(task)
+if lost then return lost end
 if task.status ~= 'in_progress' then
   return cjson.encode({outcome = 'conflict', status = task.status})
 end

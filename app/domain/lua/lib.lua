@@ -1,7 +1,7 @@
 -- Shared prelude of every script (scripts.py prepends it, after the constants it
--- generates from model.py and keys.py: LAYOUT, TERMINAL, ALLOWED, PRIORITY_RANK,
--- EVENT_PRIORITY, DEFAULT_EVENT_PRIORITY, DEFAULT_MAX_RETRIES, IDEMPOTENCY_TTL_SECONDS,
--- ROLE_RANK).
+-- generates from model.py and keys.py: LAYOUT, TERMINAL, RETRYABLE, ALLOWED, PRIORITY_RANK,
+-- EVENT_PRIORITY, DEFAULT_EVENT_PRIORITY, DEFAULT_MAX_RETRIES, MAX_SCHEDULE_MS,
+-- IDEMPOTENCY_TTL_SECONDS, ROLE_RANK, DELIVERY_GROUP).
 -- KEYS[1] = `{<prefix>}`, the hash tag every key carries: no script reads it, it routes
 -- the call to the node that holds the deployment's one slot.
 -- ARGV[1] = key prefix; ARGV[2] = JSON settings {task_ttl, approval_timeout, history_ttl,
@@ -89,33 +89,57 @@ local function enqueue(id, task)
   redis.call('SADD', key('agents'), task.assigned_to)
 end
 
--- The one place a task changes state: queue, lease, counters, fields and event
--- move together. `fields` is a flat list of extra hash fields to write.
+-- Set by resolve_dependants() below; move() calls it when a task finishes, and it moves
+-- the dependants itself (declared here so move() can name it).
+local resolve_dependants
+
+-- The one place a task changes state: queue, lease, schedule, indexes, counters, fields
+-- and event move together. `fields` is a flat list of extra hash fields to write.
 local function move(id, task, to, fields, event_type, lease_ms)
   local from = task.status
   local k = key('task', id)
-  if from == 'assigned' then redis.call('ZREM', key('queue', task.assigned_to), id) end
-  if from == 'in_progress' then redis.call('ZREM', key('leases'), id) end
+  if from == 'assigned' then
+    redis.call('ZREM', key('queue', task.assigned_to), id)
+  elseif from == 'in_progress' then
+    redis.call('ZREM', key('leases'), id)
+    -- Tasks running before the counter existed would drive it below zero.
+    if redis.call('HINCRBY', key('running'), task.assigned_to, -1) < 0 then
+      redis.call('HSET', key('running'), task.assigned_to, 0)
+    end
+  elseif from == 'scheduled' then
+    redis.call('ZREM', key('scheduled'), id)
+  elseif TERMINAL[from] then
+    -- Sent back (retry): no longer a dead letter, no longer due for purging.
+    redis.call('ZREM', key('expiring'), id)
+    redis.call('ZREM', key('dead', from), id)
+    redis.call('HDEL', k, 'completed_at', 'expires_ms', 'error')
+  end
   local out = {'status', to, 'updated_at', NOW_ISO}
   for _, v in ipairs(fields or {}) do out[#out + 1] = v end
   if to == 'in_progress' then
     local expires = NOW + lease_ms
     redis.call('ZADD', key('leases'), expires, id)
+    redis.call('HINCRBY', key('running'), task.assigned_to, 1)
     out[#out + 1] = 'lease_expires_at'; out[#out + 1] = iso(expires)
     -- Remembered so a heartbeat without lease_seconds renews the lease the claim chose.
     out[#out + 1] = 'lease_ms'; out[#out + 1] = tostring(lease_ms)
+    -- Fencing: every lease gets a larger token, so a report from an older lease is known.
+    out[#out + 1] = 'lease_token'
+    out[#out + 1] = tostring((tonumber(task.lease_token) or 0) + 1)
   elseif to == 'assigned' then
     -- Back in the queue (lease expired): nobody holds it any more.
     redis.call('HDEL', k, 'lease_expires_at', 'lease_ms', 'claimed_by')
   else
     redis.call('HDEL', k, 'lease_expires_at', 'lease_ms')
   end
+  if to == 'scheduled' then redis.call('ZADD', key('scheduled'), task.run_at_ms, id) end
   if TERMINAL[to] then
     local expires = NOW + CFG.task_ttl * 1000
     out[#out + 1] = 'completed_at'; out[#out + 1] = NOW_ISO
     out[#out + 1] = 'expires_ms'; out[#out + 1] = tostring(expires)
     redis.call('ZADD', key('expiring'), expires, id)
     redis.call('HINCRBY', key('totals'), to, 1)
+    if RETRYABLE[to] then redis.call('ZADD', key('dead', to), NOW, id) end
   end
   redis.call('HSET', k, unpack(out))
   if from then redis.call('HINCRBY', key('counts'), from, -1) end
@@ -127,7 +151,117 @@ local function move(id, task, to, fields, event_type, lease_ms)
     assigned_to = task.assigned_to, retry_count = tonumber(task.retry_count or '0'),
     error = task.error or cjson.null,
   })
+  if TERMINAL[to] then resolve_dependants(id, to) end
   return task
+end
+
+-- Open a gated task's approval: pending until `required` eligible principals approve,
+-- expiring after the rule's timeout (or CFG.approval_timeout). `gate` is what
+-- create_task was given: who asked (and every identity behind them), who may decide,
+-- how many, the payload's hash, and a policy rule's escalation.
+local function open_approval(id, task, gate)
+  local aid = gate.approval_id
+  local expires = NOW + (gate.timeout_ms or CFG.approval_timeout * 1000)
+  local record = {'approval_id', aid, 'task_id', id,
+    'task_type', task.type, 'priority', task.priority, 'reason', gate.reason,
+    'status', 'pending', 'requested_by', gate.requested_by, 'requested_at', NOW_ISO,
+    'expires_at', iso(expires), 'required_approvals', tostring(gate.required),
+    'eligible', cjson.encode(gate.eligible), 'approvals', '[]', 'payload_version', '1',
+    'payload_sha256', gate.payload_sha256, 'payload_keys', cjson.encode(gate.payload_keys),
+    'escalated', '0', 'requester_identities', cjson.encode(gate.requester_identities)}
+  if gate.policy then
+    for _, v in ipairs({'policy', gate.policy, 'escalate_to', cjson.encode(gate.escalate_to
+      or {}), 'extend_ms', tostring(gate.extend_ms or 0)}) do record[#record + 1] = v end
+  end
+  if gate.requested_by_act then
+    record[#record + 1] = 'requested_by_act'
+    record[#record + 1] = cjson.encode(gate.requested_by_act)
+  end
+  redis.call('HSET', key('approval', aid), unpack(record))
+  redis.call('ZADD', key('approvals_pending'), task.seq, aid)
+  redis.call('ZADD', key('approvals_deadlines'), expires, aid)
+  emit('approval.requested', task, {approval_id = aid, task_id = id, reason = gate.reason,
+    requested_by = gate.requested_by, expires_at = iso(expires)})
+end
+
+-- A task with nothing left to wait for goes on: first to its approval gate (its `gate`
+-- field, when gated and not yet asked), then to its run time while that is ahead, then
+-- to its agent's queue. Every way out of blocked and awaiting_approval goes through here.
+local function release(id, task)
+  if task.gate then
+    local gate = cjson.decode(task.gate)
+    redis.call('HDEL', key('task', id), 'gate')
+    task = move(id, task, 'awaiting_approval', {'approval_id', gate.approval_id})
+    open_approval(id, task, gate)
+    return task
+  end
+  if task.run_at_ms and tonumber(task.run_at_ms) > NOW then
+    return move(id, task, 'scheduled')
+  end
+  return move(id, task, 'assigned')
+end
+
+-- A finished task settles its blocked dependants: completed counts one dependency done
+-- (the last one releases the dependant); failed or cancelled cancels the dependant,
+-- which in turn settles its own (a work list, so a long chain never deepens the stack).
+local cascade = nil
+resolve_dependants = function(id, status)
+  if cascade then
+    cascade[#cascade + 1] = {id, status}
+    return
+  end
+  cascade = {{id, status}}
+  local i = 1
+  while i <= #cascade do
+    local done_id, done_status = cascade[i][1], cascade[i][2]
+    local dk = key('dependants', done_id)
+    for _, dep in ipairs(redis.call('SMEMBERS', dk)) do
+      local task = hgetall(key('task', dep))
+      if task.status == 'blocked' then
+        if done_status ~= 'completed' then
+          move(dep, task, 'cancelled', {'error', 'dependency ' .. done_id .. ' ' .. done_status})
+        elseif redis.call('HINCRBY', key('task', dep), 'deps_left', -1) <= 0 then
+          release(dep, task)
+        end
+      end
+    end
+    redis.call('DEL', dk)
+    i = i + 1
+  end
+  cascade = nil
+end
+
+-- Send a failed or cancelled task back to its agent's queue as new (retry_count 0, no
+-- error), keeping its id and history. A task that never passed its approval gate stays
+-- where it is: retrying must not skip the people who said no (returns false).
+local function retry(id, task)
+  if task.gate then return false end
+  if task.approval_id
+      and redis.call('HGET', key('approval', task.approval_id), 'status') ~= 'approved' then
+    return false
+  end
+  move(id, task, 'assigned', {'retry_count', '0'}, 'task.retried')
+  return true
+end
+
+-- A scheduled task whose run time came: to its agent's queue.
+local function start_scheduled(id)
+  local task = hgetall(key('task', id))
+  if task.status == 'scheduled' then
+    move(id, task, 'assigned')
+  else
+    redis.call('ZREM', key('scheduled'), id)
+  end
+end
+
+-- Fencing: a caller that names a lease token must hold that lease now. A token from an
+-- expired lease (the task requeued, perhaps claimed again since) gets 'lease_lost'.
+local function lease_lost(task)
+  if A.lease_token == nil then return nil end
+  if task.status == 'in_progress' and tonumber(task.lease_token) == A.lease_token then
+    return nil
+  end
+  return cjson.encode({outcome = 'lease_lost', status = task.status})
 end
 
 -- A lease ran out: back to the queue with one more retry, or failed past max_retries.
@@ -156,7 +290,8 @@ local function purge_task(id)
   local status = redis.call('HGET', k, 'status')
   if status and TERMINAL[status] then
     redis.call('HINCRBY', key('counts'), status, -1)
-    redis.call('DEL', k)
+    redis.call('DEL', k, key('dependants', id))
+    if RETRYABLE[status] then redis.call('ZREM', key('dead', status), id) end
   end
   redis.call('ZREM', key('tasks'), id)
   redis.call('ZREM', key('expiring'), id)
@@ -262,6 +397,10 @@ local function settle(budget)
       'LIMIT', 0, budget)) do
     expire_lease(id)
   end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', key('scheduled'), '-inf', NOW,
+      'LIMIT', 0, budget)) do
+    start_scheduled(id)
+  end
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', key('expiring'), '-inf', NOW,
       'LIMIT', 0, budget)) do
     purge_task(id)
@@ -291,8 +430,13 @@ end
 -- Read one task as the outside world should see it right now.
 local function fresh_task(id)
   settle_task(id)
-  local k = key('task', id)
-  local expires = redis.call('HGET', k, 'expires_ms')
-  if expires and tonumber(expires) <= NOW then purge_task(id) end
-  return hgetall(k)
+  local task = hgetall(key('task', id))
+  if task.expires_ms and tonumber(task.expires_ms) <= NOW then
+    purge_task(id)
+    return {}
+  end
+  if task.status == 'scheduled' and tonumber(task.run_at_ms) <= NOW then
+    return move(id, task, 'assigned')
+  end
+  return task
 end

@@ -6,7 +6,8 @@
 -- budget: a page may come back short with a next_seq when the filters match rarely
 -- (like SCAN).
 -- Guarantees: every row is shown (and filtered) as of now, like GET /tasks/<id>: an
--- expired lease is requeued and an expired task left out, whatever settle() reached.
+-- expired lease is requeued, a due schedule queued and an expired task left out,
+-- whatever settle() reached.
 settle()
 local limit, budget = A.limit, A.scan_budget
 local want_status, want_type, want_agent = A.status, A.task_type, A.assigned_to
@@ -23,8 +24,8 @@ end
 local function current_row(id)
   local k = key('task', id)
   local row = redis.call('HMGET', k, 'status', 'type', 'assigned_to', 'expires_ms')
-  if row[1] == 'in_progress' then
-    settle_task(id)
+  if row[1] == 'in_progress' or row[1] == 'scheduled' then
+    fresh_task(id)
     row = redis.call('HMGET', k, 'status', 'type', 'assigned_to', 'expires_ms')
   end
   if row[4] and tonumber(row[4]) <= NOW then

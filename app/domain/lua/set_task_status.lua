@@ -2,9 +2,11 @@
 -- A.task_id  A.status (the one requested)  A.principal  A.error (absent = none)
 -- A.for_any_holder (true: the caller may report for another principal's running task,
 -- as admins may). A.agents (a scoped API key's agents; absent = any): a task routed to
--- another agent is out_of_scope. Starting a task leases it for CFG.lease_ms.
+-- another agent is out_of_scope. A.lease_token (absent = none). Starting a task leases it
+-- for CFG.lease_ms.
 -- Returns {outcome = 'ok', task} | {outcome = 'not_found'}
---       | {outcome = 'conflict', status} | {outcome = 'forbidden'} | {outcome = 'out_of_scope'}.
+--       | {outcome = 'conflict', status} | {outcome = 'forbidden'} | {outcome = 'out_of_scope'}
+--       | {outcome = 'lease_lost', status} (A.lease_token is not the current lease's).
 -- Allowed moves are ALLOWED (model.CLIENT_MOVES); awaiting_approval -> cancelled
 -- withdraws the pending approval. Leaving awaiting_approval any other way takes a
 -- decision on its approval; back to assigned only when a lease expires.
@@ -17,6 +19,8 @@ if A.agents then
   for _, agent in ipairs(A.agents) do mine = mine or agent == task.assigned_to end
   if not mine then return cjson.encode({outcome = 'out_of_scope'}) end
 end
+local lost = lease_lost(task)
+if lost then return lost end
 local allowed = ALLOWED[task.status]
 if not (allowed and allowed[to]) then
   return cjson.encode({outcome = 'conflict', status = task.status})
