@@ -208,6 +208,7 @@ class HeartbeatSchema(StrictSchema):
     """A new lease length; by default the one the claim chose."""
 
     lease_seconds = fields.Integer(strict=True, validate=validate.Range(min=1, max=43200))
+    lease_token = fields.Integer(**_LEASE_TOKEN)
 
 
 class ExplanationSchema(Schema):
