@@ -72,6 +72,8 @@ class Settings:
     redis_tls_verify: bool = setting("REDIS_TLS_VERIFY", True, "boolean")
     cors_origins: tuple[str, ...] = setting("ORCHESTRATOR_CORS_ORIGINS", (), "cors_origins")
     rate_limit_tasks: int = per_minute("ORCHESTRATOR_RATE_LIMIT_TASKS", 10)
+    rate_limit_reads: int = per_minute("ORCHESTRATOR_RATE_LIMIT_READS", 600)
+    rate_limit_agent_ops: int = per_minute("ORCHESTRATOR_RATE_LIMIT_AGENT_OPS", 600)
     rate_limit_events: int = per_minute("ORCHESTRATOR_RATE_LIMIT_EVENTS", 20)
     rate_limit_approvals: int = per_minute("ORCHESTRATOR_RATE_LIMIT_APPROVALS", 5)
     rate_limit_stats: int = per_minute("ORCHESTRATOR_RATE_LIMIT_STATS", 30)

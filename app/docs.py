@@ -15,6 +15,7 @@ from flask_smorest import Api as SmorestApi
 
 from app import __version__
 from app.errors import handle_http_exception
+from app.rate_budgets import budget_for
 from app.ratelimit import UNLIMITED_ENDPOINTS
 from app.schemas.common import ErrorSchema, error_doc
 
@@ -45,6 +46,17 @@ class ErrorResponses(BasePlugin):
 
     ID_PARAMETERS = {"{task_id}": "Unknown task", "{approval_id}": "Unknown approval"}
 
+    @staticmethod
+    def limit_description(rule) -> str:
+        """Which per-minute budget the operation spends, shared with which others."""
+        budget = rule and budget_for(rule.endpoint, rule.methods or set())
+        if not budget:
+            return "Rate limited: ORCHESTRATOR_RATE_LIMIT_DEFAULT per minute per principal"
+        return (
+            f"Rate limited: {budget.variable} per minute per principal, one budget "
+            f"shared by {budget.covers}"
+        )
+
     def operation_helper(self, path=None, operations=None, **kwargs):
         """Add the shared error responses to each operation of one path."""
         rule = kwargs.get("rule")
@@ -60,7 +72,7 @@ class ErrorResponses(BasePlugin):
                 if name in (path or ""):
                     shared[404] = description
             if limited:
-                shared.update({429: "Rate limited", 503: "Redis unavailable"})
+                shared.update({429: self.limit_description(rule), 503: "Redis unavailable"})
             responses = operation.setdefault("responses", {})
             for code, description in shared.items():
                 responses.setdefault(str(code), error_doc(description))

@@ -10,9 +10,11 @@ slot and reads the window in one script and hands that window to the header read
 from __future__ import annotations
 
 import ipaddress
+import logging
 import time
 
-from flask import Flask, g, has_request_context, request
+import redis
+from flask import Flask, current_app, g, has_request_context, request
 from flask_limiter import Limiter, RateLimitExceeded
 from limits.storage import RedisStorage
 
@@ -21,7 +23,11 @@ from app.auth import authenticate
 from app.config import Settings
 from app.domain.keys import Keys
 from app.errors import Unauthorized, error_response
-from app.services import current_settings, redis_client
+from app.rate_budgets import attach_budgets
+from app.redis_client import REDIS_LOCATION
+from app.services import current_settings, redis_breaker, redis_client
+
+log = logging.getLogger("orchestrator.ratelimit")
 
 # KEYS[1] the window (a list of timestamps, newest first)
 # ARGV: now, limit, expiry (s), cost. Returns {acquired 0/1, window start, entries in window}.
@@ -62,9 +68,23 @@ class OneTripRedisStorage(RedisStorage):
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         """Take `amount` slots if the window has them; remember the window for this request."""
         key = self.prefixed_key(key)
-        acquired, start, count = self.lua_acquire_and_read(
-            [key], [time.time(), limit, expiry, amount]
-        )
+        try:
+            acquired, start, count = self.lua_acquire_and_read(
+                [key], [time.time(), limit, expiry, amount]
+            )
+        except redis.RedisError as error:
+            if not (has_request_context() and request.endpoint in REDIS_FREE_ENDPOINTS):
+                raise
+            # The docs, /metrics, / and /auth/token do not need Redis: a Redis outage
+            # must not become theirs, so they answer unlimited while it lasts.
+            redis_breaker().trip()
+            log.warning(
+                "rate limiter: redis at %s unavailable (%s); %s answered without a limit",
+                current_app.extensions.get(REDIS_LOCATION, "?"),
+                type(error).__name__,
+                request.path,
+            )
+            acquired, start, count = 1, time.time(), 0
         if has_request_context():
             g.setdefault("rate_windows", {})[key] = (float(start), int(count))
         return bool(acquired)
@@ -110,19 +130,23 @@ def is_exempt() -> bool:
     return False
 
 
-# Which blueprint each ORCHESTRATOR_RATE_LIMIT_* variable governs; everything else has
-# the default limit.
-BLUEPRINT_LIMITS = {
-    "tasks": "rate_limit_tasks",
-    "events": "rate_limit_events",
-    "approvals": "rate_limit_approvals",
-    "stats": "rate_limit_stats",
-}
 UNLIMITED_ENDPOINTS = ("service.health",)
+# Endpoints that answer without Redis: limited while Redis answers, never refused
+# because it does not (see OneTripRedisStorage.acquire_entry and never_limited).
+REDIS_FREE_ENDPOINTS = frozenset(
+    {
+        "service.root",
+        "service.prometheus_metrics",
+        "auth.token",
+        "api-docs.openapi_json",
+        "api-docs.openapi_swagger_ui",
+        "api-docs.openapi_redoc",
+    }
+)
 
 
 def never_limited() -> bool:
-    """/health, CORS preflights (sent by browsers on their own) and static doc assets.
+    """/health, CORS preflights, static doc assets, and Redis-free endpoints while Redis is down.
 
     /health is also exempt by route, but flask-limiter only finds that out after
     resolving every limit; answering here first keeps the health check cheap.
@@ -131,6 +155,7 @@ def never_limited() -> bool:
         request.endpoint in UNLIMITED_ENDPOINTS
         or request.method == "OPTIONS"
         or request.blueprint == "docs_assets"
+        or (request.endpoint in REDIS_FREE_ENDPOINTS and redis_breaker().is_open())
     )
 
 
@@ -192,8 +217,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         on_breach=_breach_response,
         **_storage(app, settings),
     )
-    for blueprint, setting in BLUEPRINT_LIMITS.items():
-        limiter.limit(_per_minute(settings, setting))(app.blueprints[blueprint])
+    attach_budgets(app, limiter, settings)
     for endpoint in UNLIMITED_ENDPOINTS:
         limiter.exempt(app.view_functions[endpoint])
     limiter.request_filter(never_limited)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from urllib.parse import urlsplit
+
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from app.config import Settings
+
+# app.extensions key of where the app's Redis is (redis_location), for log lines.
+REDIS_LOCATION = "orchestrator.redis_location"
 
 
 def connection_options(settings: Settings) -> dict:
@@ -42,3 +48,35 @@ def make_redis(settings: Settings) -> redis.Redis:
         settings.redis_url, decode_responses=True, **connection_options(settings)
     )
     return redis.Redis(connection_pool=pool)
+
+
+def redis_location(url: str) -> str:
+    """Where REDIS_URL points, for log lines: host:port or the socket path, never a password."""
+    if url.startswith("memory://"):
+        return "memory://"
+    parsed = urlsplit(url)
+    if parsed.scheme == "unix":
+        return parsed.path
+    return f"{parsed.hostname or 'localhost'}:{parsed.port or 6379}"
+
+
+class Breaker:
+    """How fast this process reports a Redis failure, not what any request returns.
+
+    After Redis failed, endpoints that do not need it (docs, /metrics, /, /auth/token)
+    skip their Redis calls for `seconds` instead of each waiting HEALTH_CHECK_TIMEOUT on
+    a hung server: they answer without a rate limit and /metrics says redis_up 0. Data
+    endpoints never consult it.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.open_until = 0.0
+
+    def trip(self) -> None:
+        """Redis just failed."""
+        self.open_until = time.monotonic() + self.seconds
+
+    def is_open(self) -> bool:
+        """Whether Redis failed within the last `seconds`."""
+        return time.monotonic() < self.open_until

@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Response, jsonify, request
+from flask import Response, current_app, jsonify, request
 from flask_smorest import Blueprint
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app import __version__, metrics
 from app.errors import Unauthorized
+from app.redis_client import REDIS_LOCATION
 from app.schemas.common import ErrorSchema
 from app.schemas.stats import HealthSchema, ServiceSchema, StatsSchema
-from app.services import current_settings, services
+from app.services import current_settings, redis_breaker, services
 
 log = logging.getLogger("orchestrator.health")
 blp = Blueprint("service", __name__, description="Service status")
@@ -36,7 +37,7 @@ def health():
     try:
         stats = services().stats.read()
     except (redis.ConnectionError, redis.TimeoutError) as error:
-        log.warning("health check: redis unavailable (%s)", type(error).__name__)
+        log.warning("health check: redis at %s unavailable (%s)", _where(), type(error).__name__)
         return {
             "status": "unhealthy",
             "redis": "disconnected",
@@ -77,9 +78,26 @@ def prometheus_metrics():
         )
     # The gauges settle what fell due first, like /stats: a scrape never shows a task
     # as running after its lease expired.
-    body = metrics.render_metrics(services().stats.read)
+    body = metrics.render_metrics(_stats_for_scrape)
     # CONTENT_TYPE_LATEST already names the charset; mimetype= would add it twice.
     return Response(body, content_type=CONTENT_TYPE_LATEST)
+
+
+def _stats_for_scrape() -> dict:
+    """The stats, or at once a failure while Redis has just failed (redis_up 0)."""
+    breaker = redis_breaker()
+    if breaker.is_open():
+        raise redis.ConnectionError("redis failed moments ago")
+    try:
+        return services().stats.read()
+    except redis.RedisError as error:
+        breaker.trip()
+        log.warning("metrics: redis at %s unavailable (%s)", _where(), type(error).__name__)
+        raise
+
+
+def _where() -> str:
+    return current_app.extensions.get(REDIS_LOCATION, "?")
 
 
 @stats_blp.route("/stats", methods=["GET"])
