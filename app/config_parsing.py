@@ -20,7 +20,10 @@ from app.domain.model import DEFAULT_ROUTES, ROLES
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "memory://")
 _ORIGIN = re.compile(r"^https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_HOW_TO_GENERATE = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+_HOW_TO_GENERATE = (
+    "set it in .env or the environment (`make run` writes a .env with one); generate one with"
+    " `flask --app wsgi gen-secret`"
+)
 
 
 class SettingsParser:

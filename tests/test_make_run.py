@@ -51,6 +51,13 @@ def test_two_runs_side_by_side_each_own_and_stop_only_what_they_started(make_run
     first.wait_for("==> ready")
     first_redis = int(first.env["REDIS_PORT"])
     assert f"redis://127.0.0.1:{first_redis}/0" in first.output  # the chosen Redis port
+    # The banner says how to point the flask CLI at this run's Redis; that command works.
+    cli = f"REDIS_URL=redis://127.0.0.1:{first_redis}/0 .venv/bin/flask --app wsgi sweep"
+    assert cli in first.output
+    swept = subprocess.run(
+        ["bash", "-c", cli], cwd=first.checkout, env=first.env, capture_output=True, text=True
+    )
+    assert f"swept Redis at 127.0.0.1:{first_redis}" in swept.stdout, swept.stderr
 
     # Same port: refused before anything is started, and the first run is untouched.
     clash = make_run(PORT=str(first.port))
