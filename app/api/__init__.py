@@ -18,7 +18,7 @@ def merged(query: dict, body: dict | None) -> dict:
 
 def init_app(app: Flask, _settings: Settings) -> None:
     """Register every blueprint on the app and in its OpenAPI spec."""
-    from app.api import approvals, events, service, tasks, tokens
+    from app.api import agents, approvals, events, service, tasks, tokens
     from app.docs import make_api
 
     api = make_api(app)
@@ -29,5 +29,6 @@ def init_app(app: Flask, _settings: Settings) -> None:
         tasks.blp,
         events.blp,
         approvals.blp,
+        agents.blp,
     ):
         api.register_blueprint(blueprint)

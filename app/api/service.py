@@ -47,6 +47,7 @@ def health():
         }, 503
     # Load balancers call this every few seconds: the body is built to HealthSchema
     # directly (jsonify passes through flask-smorest untouched) instead of dumped.
+    oldest = stats["oldest_waiting_seconds"]
     return jsonify(
         status="healthy",
         redis="connected",
@@ -54,6 +55,13 @@ def health():
         approvals_pending=stats["approvals"]["pending"],
         version=__version__,
         environment=settings.environment,
+        uptime_seconds=metrics.uptime_seconds(),
+        agents={
+            agent: {"queued": queued, "oldest_waiting_seconds": oldest.get(agent)}
+            for agent, queued in stats["agents"].items()
+        },
+        oldest_waiting_seconds=max(filter(None, oldest.values()), default=None),
+        oldest_approval_seconds=stats["oldest_approval_seconds"],
     )
 
 
@@ -78,7 +86,7 @@ def prometheus_metrics():
         )
     # The gauges settle what fell due first, like /stats: a scrape never shows a task
     # as running after its lease expired.
-    body = metrics.render_metrics(_stats_for_scrape)
+    body = metrics.render_metrics(_stats_for_scrape, current_settings().release)
     # CONTENT_TYPE_LATEST already names the charset; mimetype= would add it twice.
     return Response(body, content_type=CONTENT_TYPE_LATEST)
 

@@ -30,7 +30,9 @@ LAYOUT: dict[str, KeySpec] = {
     "leases": KeySpec("leases", "zset", "running tasks, scored by lease expiry (ms)"),
     "expiring": KeySpec("expiring", "zset", "terminal tasks, scored by purge time (ms)"),
     "counts": KeySpec("counts", "hash", "tasks stored now, per status"),
-    "totals": KeySpec("totals", "hash", "completed / failed / cancelled ever reached"),
+    "totals": KeySpec(
+        "totals", "hash", "completed / failed / cancelled ever reached, lease_expired"
+    ),
     "idempotency": KeySpec("idem:{digest}", "string", "sha256(principal, key) -> first reply"),
     "approval": KeySpec("approval:{approval_id}", "hash", "one approval record"),
     "approvals_pending": KeySpec("approvals:pending", "zset", "pending approvals, by request"),
@@ -45,6 +47,9 @@ LAYOUT: dict[str, KeySpec] = {
         "events:{event_type}", "pubsub", "live fan-out: one channel per type, and `*`"
     ),
     "rate_limits": KeySpec("ratelimit", "prefix", "the rate limiter's windows"),
+    "agent_activity": KeySpec(
+        "agent:{agent}", "hash", "an agent's last_claim_at / last_heartbeat_at (Redis time)"
+    ),
 }
 
 # How long a create's idempotency record is kept (a retry within it replays the answer).

@@ -10,7 +10,13 @@ from app.schemas.common import Schema
 class QueueStatsSchema(Schema):
     """Tasks queued, running, and the totals that completed or failed."""
 
-    pending = fields.Integer(required=True)
+    pending = fields.Integer(
+        required=True,
+        metadata={"description": "Tasks waiting in a queue (status assigned); same as queued"},
+    )
+    queued = fields.Integer(
+        metadata={"description": "Tasks waiting in a queue (status assigned)", "example": 3}
+    )
     in_progress = fields.Integer(required=True)
     completed = fields.Integer(required=True)
     failed = fields.Integer(required=True)
@@ -36,6 +42,25 @@ class HealthSchema(Schema):
     version = fields.String()
     environment = fields.String()
     detail = fields.String()
+    uptime_seconds = fields.Float(
+        metadata={"description": "Seconds since this instance started", "example": 3600.5}
+    )
+    agents = fields.Dict(
+        keys=fields.String(),
+        values=fields.Dict(),
+        metadata={
+            "description": "Per agent: queued tasks and the age in seconds of its oldest one",
+            "example": {"dev_agent": {"queued": 3, "oldest_waiting_seconds": 42.5}},
+        },
+    )
+    oldest_waiting_seconds = fields.Float(
+        allow_none=True,
+        metadata={"description": "Age of the oldest task waiting in any queue (null: none)"},
+    )
+    oldest_approval_seconds = fields.Float(
+        allow_none=True,
+        metadata={"description": "Age of the oldest pending approval (null: none)"},
+    )
 
 
 class StatsSchema(Schema):
@@ -46,3 +71,41 @@ class StatsSchema(Schema):
     agents = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     approvals = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     timestamp = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class AgentSchema(Schema):
+    """One agent: the work waiting for it and the last time it showed it is alive."""
+
+    agent = fields.String(
+        required=True, metadata={"description": "Agent name", "example": "dev_agent"}
+    )
+    queued = fields.Integer(
+        required=True, metadata={"description": "Tasks ready in its queue", "example": 2}
+    )
+    in_progress = fields.Integer(
+        required=True, metadata={"description": "Its tasks running now", "example": 1}
+    )
+    last_claim_at = fields.String(
+        allow_none=True,
+        metadata={
+            "format": "date-time",
+            "description": "Last POST /tasks/claim for it, found work or not (Redis time)",
+            "example": "2026-01-05T10:15:00.000Z",
+        },
+    )
+    last_heartbeat_at = fields.String(
+        allow_none=True,
+        metadata={
+            "format": "date-time",
+            "description": "Last heartbeat on one of its tasks (Redis time)",
+            "example": "2026-01-05T10:15:30.000Z",
+        },
+    )
+
+
+class AgentListSchema(Schema):
+    """Every agent seen or routed to, sorted by name."""
+
+    success = fields.Boolean(required=True, metadata={"example": True})
+    count = fields.Integer(required=True, metadata={"description": "Number of agents"})
+    agents = fields.List(fields.Nested(AgentSchema), required=True)

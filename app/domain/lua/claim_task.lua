@@ -4,6 +4,8 @@
 -- Guarantees: a task leaves the queue and gains its lease in the same step, so no two
 -- callers on any worker can receive it; tasks awaiting approval are never queued.
 settle()
+-- When the agent last asked for work, found or not (GET /agents).
+redis.call('HSET', key('agent_activity', A.agent), 'last_claim_at', NOW_ISO)
 local queue = key('queue', A.agent)
 local LEASE_BACKLOG_BUDGET = 1000
 local EMPTY = cjson.encode({outcome = 'empty'})
