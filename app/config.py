@@ -23,6 +23,7 @@ from app.domain.model import (
 
 ENVIRONMENTS = ("development", "staging", "production", "testing")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("console", "json")
 
 
 class ConfigError(Exception):
@@ -87,6 +88,8 @@ class Settings:
     # Default: 0 hops in development, 1 in production (Render's proxy).
     trusted_proxies: int = setting("ORCHESTRATOR_TRUSTED_PROXIES", 0, "trusted_proxies")
     log_level: str = setting("LOG_LEVEL", "INFO", "choice", choices=LOG_LEVELS, fold="upper")
+    # Default: console in development (people read it), json elsewhere (machines do).
+    log_format: str = setting("LOG_FORMAT", "json", "log_format", choices=LOG_FORMATS)
     # At most 25 s: gunicorn kills a worker silent for 30 s, which would turn the promised
     # 503 into a dropped connection.
     health_check_timeout: float = setting("HEALTH_CHECK_TIMEOUT", 5.0, "number", low=0.1, high=25)

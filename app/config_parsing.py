@@ -32,6 +32,7 @@ class SettingsParser:
     def __init__(self, env: Mapping[str, str]):
         self.env = env
         self.production = False
+        self.development = False
 
     def settings(self) -> Settings:
         values = {}
@@ -44,6 +45,7 @@ class SettingsParser:
             values[spec.name] = getattr(self, kind)(variable, default, **meta)
             if spec.name == "environment":
                 self.production = values["environment"] == "production"
+                self.development = values["environment"] == "development"
         return Settings(**values)
 
     def raw(self, name: str) -> str:
@@ -114,6 +116,9 @@ class SettingsParser:
                 name, f"must be at least 32 characters in production; {_HOW_TO_GENERATE}"
             )
         return secret
+
+    def log_format(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        return self.choice(name, "console" if self.development else default, choices, "lower")
 
     def trusted_proxies(self, name: str, default: int) -> int:
         return self.integer(name, 1 if self.production else default)
