@@ -14,6 +14,7 @@ from flask import Blueprint, Flask, send_from_directory
 from flask_smorest import Api as SmorestApi
 
 from app import __version__
+from app.domain.model import DEFAULT_ROUTES
 from app.errors import handle_http_exception
 from app.rate_budgets import budget_for
 from app.ratelimit import UNLIMITED_ENDPOINTS
@@ -79,6 +80,31 @@ class ErrorResponses(BasePlugin):
             operation["responses"] = dict(sorted(responses.items(), key=lambda kv: str(kv[0])))
 
 
+class OperationIds(BasePlugin):
+    """A stable operationId for every operation: `<blueprint>_<view function>`.
+
+    Derived from names the code already keeps stable (they are also the metrics' and
+    the limiter's endpoint names), so client generators keep their method names.
+    """
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        """Set operationId from the Flask endpoint."""
+        rule = kwargs.get("rule")
+        if rule is None:
+            return
+        for operation in (operations or {}).values():
+            operation.setdefault("operationId", rule.endpoint.replace(".", "_"))
+
+
+def routing_table(routes) -> str:
+    """The type -> agent routing table, as Markdown (README and the spec show it)."""
+    agents: dict[str, list[str]] = {}
+    for task_type, agent in routes.items():
+        agents.setdefault(agent, []).append(f"`{task_type}`")
+    rows = [f"| {', '.join(types)} | `{agent}` |" for agent, types in sorted(agents.items())]
+    return "\n".join(["| task type | agent |", "|---|---|", *rows])
+
+
 @assets.route("/docs/assets/<path:filename>")
 def swagger_asset(filename: str):
     """Swagger UI's own files, shipped by flask-swagger-ui: the docs work offline."""
@@ -91,7 +117,7 @@ def static_asset(filename: str):
     return send_from_directory(STATIC, filename, max_age=86400)
 
 
-def make_api(app: Flask) -> Api:
+def make_api(app: Flask, routes=DEFAULT_ROUTES) -> Api:
     """flask-smorest bound to this app, with the auth schemes and shared errors declared."""
     # ReDoc 2.5.4's bundle is vendored in app/static (MIT, see redoc.LICENSE) so /redoc
     # works offline too; the CDN is only a fallback for a checkout without it.
@@ -121,10 +147,12 @@ def make_api(app: Flask) -> Api:
     api = Api(
         app,
         spec_kwargs={
-            "extra_plugins": [ErrorResponses()],
+            "extra_plugins": [ErrorResponses(), OperationIds()],
             "info": {
                 "description": "Hand out work to AI agents, watch it and stop it. "
-                "Critical tasks wait for a human approval."
+                "Critical tasks wait for a human approval.\n\n"
+                "A task's `type` picks the agent whose queue it joins "
+                "(`ORCHESTRATOR_ROUTING_RULES` overrides entries):\n\n" + routing_table(routes)
             },
         },
     )

@@ -16,12 +16,12 @@ def merged(query: dict, body: dict | None) -> dict:
     return {**query, **(body or {})}
 
 
-def init_app(app: Flask, _settings: Settings) -> None:
+def init_app(app: Flask, settings: Settings) -> None:
     """Register every blueprint on the app and in its OpenAPI spec."""
     from app.api import agents, approvals, events, service, tasks, tokens
     from app.docs import make_api
 
-    api = make_api(app)
+    api = make_api(app, settings.routes)
     for blueprint in (
         service.blp,
         service.stats_blp,

@@ -13,6 +13,7 @@ from app.auth import current_principal, require_role
 from app.errors import ValidationFailed
 from app.schemas.common import ErrorSchema
 from app.schemas.tasks import (
+    CREATE_EXAMPLE,
     CancelSchema,
     ClaimSchema,
     HeartbeatSchema,
@@ -52,7 +53,7 @@ def _envelope(task: dict, message: str | None = None) -> dict:
     ],
 )
 @require_role("agent")
-@blp.arguments(TaskCreateSchema())
+@blp.arguments(TaskCreateSchema(), example=CREATE_EXAMPLE)
 @blp.response(201, TaskCreatedSchema)
 def create_task(body):
     """Create a task and route it to its agent (critical ones wait for approval)."""
@@ -121,7 +122,9 @@ def get_task(task_id):
 @blp.route("/<task_id>/status", methods=["PATCH"])
 @require_role("agent")
 @blp.arguments(StatusUpdateSchema(), location="query", as_kwargs=False)
-@blp.arguments(StatusUpdateSchema(), location="json", required=False)
+@blp.arguments(
+    StatusUpdateSchema(), location="json", required=False, example={"status": "completed"}
+)
 @blp.response(200, TaskEnvelopeSchema)
 @blp.alt_response(409, schema=ErrorSchema, description="Transition not allowed")
 def update_status(query, body, task_id):

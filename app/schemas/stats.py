@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields
 
-from app.schemas.common import Schema
+from app.schemas.common import COUNT, SUCCESS, Schema, describe
 
 
 class QueueStatsSchema(Schema):
@@ -109,3 +109,38 @@ class AgentListSchema(Schema):
     success = fields.Boolean(required=True, metadata={"example": True})
     count = fields.Integer(required=True, metadata={"description": "Number of agents"})
     agents = fields.List(fields.Nested(AgentSchema), required=True)
+
+
+describe(
+    QueueStatsSchema,
+    in_progress=("Tasks running now", 1),
+    completed=("Tasks that ever completed", 12),
+    failed=("Tasks that ever failed", 1),
+    cancelled=("Tasks that were ever cancelled", 0),
+    awaiting_approval=("Tasks waiting at the approval gate", 1),
+)
+describe(
+    ServiceSchema,
+    service=("Service name", "orchestrator-api"),
+    version=("Its version", "1.0.0"),
+    status=("Always running", "running"),
+)
+describe(
+    HealthSchema,
+    status=("healthy, or unhealthy (503) when Redis is unreachable", "healthy"),
+    redis=("connected or disconnected", "connected"),
+    queue_stats="Task counters",
+    approvals_pending=("Approvals waiting for a decision", 1),
+    version=("Service version", "1.0.0"),
+    environment=("ENVIRONMENT", "production"),
+    detail="Why it is unhealthy (503 only)",
+)
+describe(
+    StatsSchema,
+    queue="Task counters (as in /health)",
+    tasks=("Stored tasks by status", {"assigned": 3, "in_progress": 1}),
+    agents=("Ready tasks per agent", {"dev_agent": 3}),
+    approvals=("Pending approvals", {"pending": 1}),
+    timestamp=("Redis' time when read (UTC)", "2026-01-05T10:15:00.000Z"),
+)
+describe(AgentListSchema, success=SUCCESS, count=COUNT, agents="Sorted by name")
