@@ -76,31 +76,11 @@ class StatsSchema(Schema):
 class AgentSchema(Schema):
     """One agent: the work waiting for it and the last time it showed it is alive."""
 
-    agent = fields.String(
-        required=True, metadata={"description": "Agent name", "example": "dev_agent"}
-    )
-    queued = fields.Integer(
-        required=True, metadata={"description": "Tasks ready in its queue", "example": 2}
-    )
-    in_progress = fields.Integer(
-        required=True, metadata={"description": "Its tasks running now", "example": 1}
-    )
-    last_claim_at = fields.String(
-        allow_none=True,
-        metadata={
-            "format": "date-time",
-            "description": "Last POST /tasks/claim for it, found work or not (Redis time)",
-            "example": "2026-01-05T10:15:00.000Z",
-        },
-    )
-    last_heartbeat_at = fields.String(
-        allow_none=True,
-        metadata={
-            "format": "date-time",
-            "description": "Last heartbeat on one of its tasks (Redis time)",
-            "example": "2026-01-05T10:15:30.000Z",
-        },
-    )
+    agent = fields.String(required=True)
+    queued = fields.Integer(required=True)
+    in_progress = fields.Integer(required=True)
+    last_claim_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    last_heartbeat_at = fields.String(allow_none=True, metadata={"format": "date-time"})
 
 
 class AgentListSchema(Schema):
@@ -144,3 +124,17 @@ describe(
     timestamp=("Redis' time when read (UTC)", "2026-01-05T10:15:00.000Z"),
 )
 describe(AgentListSchema, success=SUCCESS, count=COUNT, agents="Sorted by name")
+describe(
+    AgentSchema,
+    agent=("Agent name", "dev_agent"),
+    queued=("Tasks ready in its queue", 2),
+    in_progress=("Its tasks running now", 1),
+    last_claim_at=(
+        "Last POST /tasks/claim for it, found work or not (Redis time; null: never)",
+        "2026-01-05T10:15:00.000Z",
+    ),
+    last_heartbeat_at=(
+        "Last heartbeat on one of its tasks (Redis time; null: never)",
+        "2026-01-05T10:15:30.000Z",
+    ),
+)
