@@ -49,7 +49,8 @@ def test_redis_hung_costs_one_timeout_not_one_per_request(make_app, own_redis):
         for _ in range(5):
             assert client.get("/openapi.json").status_code == 200
             assert client.get("/metrics").status_code == 200
-        assert time.monotonic() - started < 0.5
+        # Without the breaker each of these 10 would wait the 1 s timeout.
+        assert time.monotonic() - started < 3
     finally:
         own_redis.thaw()
 

@@ -60,13 +60,17 @@ class JsonObject(fields.Dict):
 def describe(schema: type[Schema], **fields_text: str | tuple[str, object]) -> None:
     """Document a schema's fields for OpenAPI: `name="text"` or `name=("text", example)`.
 
+    A None text keeps the description the declaration already gives.
+
     Written beside each schema rather than inside each declaration, so the declarations
     stay short; a test checks that every field of every schema in the spec has one.
     """
     for name, text in fields_text.items():
         description, *example = (text,) if isinstance(text, str) else text
         field = schema._declared_fields[name]
-        field.metadata = {**field.metadata, "description": description}
+        field.metadata = dict(field.metadata)
+        if description is not None:
+            field.metadata["description"] = description
         if example:
             field.metadata["example"] = example[0]
 
