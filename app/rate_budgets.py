@@ -9,8 +9,9 @@ neither eats into the budget for creating tasks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
-from flask import Flask
+from flask import Flask, request
 from flask_limiter import Limiter
 
 from app.config import Settings
@@ -53,15 +54,27 @@ def budget_for(endpoint: str, methods: set[str] | frozenset[str]) -> Budget | No
     )
 
 
+def _spends_other_budget(budget: Budget) -> bool:
+    """exempt_when of a budget's limit: this request spends another budget."""
+    methods = {"GET"} if request.method in ("GET", "HEAD") else {request.method}
+    return budget_for(request.endpoint or "", methods) is not budget
+
+
 def attach_budgets(app: Flask, limiter: Limiter, settings: Settings) -> None:
-    """Give each registered view its budget's shared limit (others keep the default)."""
-    done: set[str] = set()
-    for rule in app.url_map.iter_rules():
-        budget = budget_for(rule.endpoint, rule.methods or set())
-        if budget is not None and rule.endpoint not in done:
-            done.add(rule.endpoint)
-            limit = f"{getattr(settings, budget.setting)}/minute"
-            # flask-limiter checks a route limit in the wrapper it returns, so the
-            # registered view is replaced by it.
-            limited = limiter.shared_limit(limit, scope=budget.scope)
-            app.view_functions[rule.endpoint] = limited(app.view_functions[rule.endpoint])
+    """Give each blueprint one shared limit per budget its endpoints spend.
+
+    Blueprint limits are checked once, before the view; each applies only to the
+    requests that spend its budget (route decorators would run the limiter twice).
+    Blueprints with no budget keep the default limit.
+    """
+    pairs = {
+        (rule.endpoint.split(".", 1)[0], budget)
+        for rule in app.url_map.iter_rules()
+        if (budget := budget_for(rule.endpoint, rule.methods or set())) is not None
+    }
+    for blueprint, budget in sorted(pairs, key=lambda pair: (pair[0], pair[1].scope)):
+        limiter.shared_limit(
+            f"{getattr(settings, budget.setting)}/minute",
+            scope=budget.scope,
+            exempt_when=partial(_spends_other_budget, budget),
+        )(app.blueprints[blueprint])
