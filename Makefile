@@ -24,7 +24,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
-run: venv ## start the service (gunicorn) with a local Redis; writes .env on first run
+run: venv ## start the service on 127.0.0.1:8000 with its own Redis (PORT, BIND_HOST, REDIS_PORT); writes .env once
 	bash scripts/run.sh
 
 test: venv ## run the test suite (extra pytest arguments: make test PYTEST_ARGS="-k auth")

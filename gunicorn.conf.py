@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 
 def _fail(message: str) -> None:
@@ -63,6 +64,11 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="orchestrator-metrics-")
     os.environ[_OWNED_DIR_VAR] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
+# When this instance started, for /health's uptime and /metrics: set in the master so
+# every worker reports the same (kept across a SIGHUP reload, which re-reads this file).
+os.environ.setdefault("ORCHESTRATOR_STARTED_AT", str(time.time()))
 
 
 # --- the app's configuration, checked once in the master -----------------------------

@@ -69,13 +69,43 @@ def gen_api_key_command(name: str, role: str) -> None:
 @with_appcontext
 def sweep_command() -> None:
     """Apply due lease expiries, run times, task expiries and approval timeouts (for cron)."""
-    from app.services import services
+    import redis
 
+    from app.redis_client import redis_location
+    from app.services import current_settings, services
+
+    # REDIS_URL comes from the environment or .env; `make run`'s private Redis is in
+    # neither (its banner prints the URL), so say which Redis this is.
+    where = redis_location(current_settings().redis_url)
     rounds, remaining = 0, 1
-    while remaining and rounds < 1000:
-        remaining = services().tasks.sweep()
-        rounds += 1
-    click.echo(f"swept in {rounds} round(s); {remaining} still due")
+    try:
+        while remaining and rounds < 1000:
+            remaining = services().tasks.sweep()
+            rounds += 1
+    except redis.RedisError as error:
+        raise click.ClickException(
+            f"Redis at {where} unavailable ({type(error).__name__}); check REDIS_URL "
+            "(for make run's private Redis, use the REDIS_URL its banner prints)"
+        ) from None
+    click.echo(f"swept Redis at {where} in {rounds} round(s); {remaining} still due")
+
+
+# Commands that need no settings: they work on a fresh clone, before .env exists.
+SETTINGS_FREE = (gen_secret_command, gen_api_key_command)
+
+
+def settings_free_requested(argv: list[str]) -> bool:
+    """Whether this `flask ...` command line asks for a command that needs no settings."""
+    names = {command.name for command in SETTINGS_FREE}
+    return any(arg in names for arg in argv[1:])
+
+
+def settings_free_app() -> Flask:
+    """An app with only the settings-free commands, for when the settings are incomplete."""
+    app = Flask("orchestrator-cli")
+    for command in SETTINGS_FREE:
+        app.cli.add_command(command)
+    return app
 
 
 @click.command("migrate-keys")

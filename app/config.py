@@ -25,6 +25,7 @@ from app.domain.model import (
 
 ENVIRONMENTS = ("development", "staging", "production", "testing")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("console", "json")
 
 
 class ConfigError(Exception):
@@ -81,6 +82,8 @@ class Settings:
     redis_min_replicas: int = setting("ORCHESTRATOR_REDIS_MIN_REPLICAS", 0, "min_replicas")
     cors_origins: tuple[str, ...] = setting("ORCHESTRATOR_CORS_ORIGINS", (), "cors_origins")
     rate_limit_tasks: int = per_minute("ORCHESTRATOR_RATE_LIMIT_TASKS", 10)
+    rate_limit_reads: int = per_minute("ORCHESTRATOR_RATE_LIMIT_READS", 600)
+    rate_limit_agent_ops: int = per_minute("ORCHESTRATOR_RATE_LIMIT_AGENT_OPS", 600)
     rate_limit_events: int = per_minute("ORCHESTRATOR_RATE_LIMIT_EVENTS", 20)
     rate_limit_approvals: int = per_minute("ORCHESTRATOR_RATE_LIMIT_APPROVALS", 5)
     rate_limit_stats: int = per_minute("ORCHESTRATOR_RATE_LIMIT_STATS", 30)
@@ -95,6 +98,8 @@ class Settings:
     # Default: 0 hops in development, 1 in production (Render's proxy).
     trusted_proxies: int = setting("ORCHESTRATOR_TRUSTED_PROXIES", 0, "trusted_proxies")
     log_level: str = setting("LOG_LEVEL", "INFO", "choice", choices=LOG_LEVELS, fold="upper")
+    # Default: console in development (people read it), json elsewhere (machines do).
+    log_format: str = setting("LOG_FORMAT", "json", "log_format", choices=LOG_FORMATS)
     # At most 25 s: gunicorn kills a worker silent for 30 s, which would turn the promised
     # 503 into a dropped connection.
     health_check_timeout: float = setting("HEALTH_CHECK_TIMEOUT", 5.0, "number", low=0.1, high=25)

@@ -22,7 +22,10 @@ from app.domain.model import DEFAULT_ROUTES
 _ORIGIN = re.compile(r"^https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?$")
 _PUBLIC_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_HOW_TO_GENERATE = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+_HOW_TO_GENERATE = (
+    "set it in .env or the environment (`make run` writes a .env with one); generate one with"
+    " `flask --app wsgi gen-secret`"
+)
 
 
 class SettingsParser:
@@ -31,6 +34,7 @@ class SettingsParser:
     def __init__(self, env: Mapping[str, str]):
         self.env = env
         self.production = False
+        self.development = False
 
     def settings(self) -> Settings:
         values = {}
@@ -43,6 +47,7 @@ class SettingsParser:
             values[spec.name] = getattr(self, kind)(variable, default, **meta)
             if spec.name == "environment":
                 self.production = values["environment"] == "production"
+                self.development = values["environment"] == "development"
         return Settings(**values)
 
     def raw(self, name: str) -> str:
@@ -145,6 +150,9 @@ class SettingsParser:
         if url and not _PUBLIC_URL.match(url):
             raise ConfigError(name, "must be the service's base URL, like https://api.example.com")
         return url
+
+    def log_format(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        return self.choice(name, "console" if self.development else default, choices, "lower")
 
     def trusted_proxies(self, name: str, default: int) -> int:
         # A hop is trusted only when told, or on Render (RENDER=true), which puts exactly

@@ -14,7 +14,9 @@ from flask import Blueprint, Flask, send_from_directory
 from flask_smorest import Api as SmorestApi
 
 from app import __version__
+from app.domain.model import DEFAULT_ROUTES
 from app.errors import handle_http_exception
+from app.rate_budgets import budget_for
 from app.ratelimit import UNLIMITED_ENDPOINTS
 from app.schemas.common import ErrorSchema, error_doc
 
@@ -49,6 +51,17 @@ class ErrorResponses(BasePlugin):
         "{webhook_id}": "Unknown webhook or delivery",
     }
 
+    @staticmethod
+    def limit_description(rule) -> str:
+        """Which per-minute budget the operation spends, shared with which others."""
+        budget = rule and budget_for(rule.endpoint, rule.methods or set())
+        if not budget:
+            return "Rate limited: ORCHESTRATOR_RATE_LIMIT_DEFAULT per minute per principal"
+        return (
+            f"Rate limited: {budget.variable} per minute per principal, one budget "
+            f"shared by {budget.covers}"
+        )
+
     def operation_helper(self, path=None, operations=None, **kwargs):
         """Add the shared error responses to each operation of one path."""
         rule = kwargs.get("rule")
@@ -65,11 +78,36 @@ class ErrorResponses(BasePlugin):
                 if name in (path or ""):
                     shared[404] = description
             if limited:
-                shared.update({429: "Rate limited", 503: "Redis unavailable"})
+                shared.update({429: self.limit_description(rule), 503: "Redis unavailable"})
             responses = operation.setdefault("responses", {})
             for code, description in shared.items():
                 responses.setdefault(str(code), error_doc(description))
             operation["responses"] = dict(sorted(responses.items(), key=lambda kv: str(kv[0])))
+
+
+class OperationIds(BasePlugin):
+    """A stable operationId for every operation: `<blueprint>_<view function>`.
+
+    Derived from names the code already keeps stable (they are also the metrics' and
+    the limiter's endpoint names), so client generators keep their method names.
+    """
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        """Set operationId from the Flask endpoint."""
+        rule = kwargs.get("rule")
+        if rule is None:
+            return
+        for operation in (operations or {}).values():
+            operation.setdefault("operationId", rule.endpoint.replace(".", "_"))
+
+
+def routing_table(routes) -> str:
+    """The type -> agent routing table, as Markdown (README and the spec show it)."""
+    agents: dict[str, list[str]] = {}
+    for task_type, agent in routes.items():
+        agents.setdefault(agent, []).append(f"`{task_type}`")
+    rows = [f"| {', '.join(types)} | `{agent}` |" for agent, types in sorted(agents.items())]
+    return "\n".join(["| task type | agent |", "|---|---|", *rows])
 
 
 @assets.route("/docs/assets/<path:filename>")
@@ -84,7 +122,7 @@ def static_asset(filename: str):
     return send_from_directory(STATIC, filename, max_age=86400)
 
 
-def make_api(app: Flask) -> Api:
+def make_api(app: Flask, routes=DEFAULT_ROUTES) -> Api:
     """flask-smorest bound to this app, with the auth schemes and shared errors declared."""
     # ReDoc 2.5.4's bundle is vendored in app/static (MIT, see redoc.LICENSE) so /redoc
     # works offline too; the CDN is only a fallback for a checkout without it.
@@ -114,10 +152,12 @@ def make_api(app: Flask) -> Api:
     api = Api(
         app,
         spec_kwargs={
-            "extra_plugins": [ErrorResponses()],
+            "extra_plugins": [ErrorResponses(), OperationIds()],
             "info": {
                 "description": "Hand out work to AI agents, watch it and stop it. "
-                "Critical tasks wait for a human approval."
+                "Critical tasks wait for a human approval.\n\n"
+                "A task's `type` picks the agent whose queue it joins "
+                "(`ORCHESTRATOR_ROUTING_RULES` overrides entries):\n\n" + routing_table(routes)
             },
         },
     )

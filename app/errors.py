@@ -6,8 +6,10 @@ import logging
 
 import redis
 import sentry_sdk
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from app.redis_client import REDIS_LOCATION
 
 log = logging.getLogger("orchestrator.errors")
 
@@ -185,7 +187,11 @@ def handle_unexpected(error: BaseException):
     if isinstance(error, REDIS_UNAVAILABLE) or isinstance(
         getattr(error, "__cause__", None), REDIS_UNAVAILABLE
     ):
-        log.warning("redis unavailable: %s", type(error).__name__)
+        log.warning(
+            "redis unavailable at %s: %s",
+            current_app.extensions.get(REDIS_LOCATION, "?"),
+            type(error).__name__,
+        )
         return error_response(503, "Redis unavailable", headers={"Retry-After": "5"})
     if isinstance(error, ApiError):
         return handle_api_error(error)

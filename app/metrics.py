@@ -17,9 +17,10 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 REQUESTS = Counter(
@@ -53,6 +54,16 @@ APPROVALS_DECIDED = Counter(
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 _children: dict[tuple, object] = {}
+
+# When this instance started: gunicorn.conf.py records it in the master, so every worker
+# reports the same; without gunicorn, when this module was first imported.
+STARTED_VAR = "ORCHESTRATOR_STARTED_AT"
+START_TIME = float(os.environ.get(STARTED_VAR) or time.time())
+
+
+def uptime_seconds() -> float:
+    """Seconds since this instance started."""
+    return round(time.time() - START_TIME, 3)
 
 
 def _child(metric, *labels: str):
@@ -98,11 +109,22 @@ def approval_decided(outcome: str) -> None:
 class RedisGauges:
     """Queue depth per agent, running tasks and pending approvals, read when scraped."""
 
-    def __init__(self, read_stats):
+    def __init__(self, read_stats, release: str = ""):
         self.read_stats = read_stats
+        self.release = release
 
     def collect(self):
         """Read the counters from Redis now; redis_up 0 when it does not answer."""
+        from app import __version__
+
+        info = InfoMetricFamily("orchestrator_build", "Version and release of this service")
+        info.add_metric([], {"version": __version__, "release": self.release or __version__})
+        yield info
+        yield GaugeMetricFamily(
+            "orchestrator_start_time_seconds",
+            "When this instance started (Unix time)",
+            value=START_TIME,
+        )
         up = GaugeMetricFamily("orchestrator_redis_up", "1 when Redis answered the scrape")
         try:
             stats = self.read_stats()
@@ -148,6 +170,29 @@ class RedisGauges:
             value=memory["max_bytes"],
         )
         yield from _webhook_gauges(stats.get("webhooks") or {})
+        yield from self.on_call(stats)
+
+    @staticmethod
+    def on_call(stats: dict):
+        """What an on-call alert needs: waiting ages and lease expiries."""
+        oldest = GaugeMetricFamily(
+            "orchestrator_queue_oldest_age_seconds",
+            "Age of the oldest ready task per agent queue (0 when empty)",
+            labels=["agent"],
+        )
+        for agent in stats["agents"]:
+            oldest.add_metric([agent], stats["oldest_waiting_seconds"].get(agent) or 0)
+        yield oldest
+        yield GaugeMetricFamily(
+            "orchestrator_approval_oldest_age_seconds",
+            "Age of the oldest pending approval (0 when none)",
+            value=stats["oldest_approval_seconds"] or 0,
+        )
+        yield CounterMetricFamily(
+            "orchestrator_lease_expiries",
+            "Leases that ran out (the task was requeued, or failed past max_retries)",
+            value=stats["lease_expiries"],
+        )
 
 
 # Gauges of the deliverers' backlog (totals are counters kept in Redis).
@@ -170,13 +215,15 @@ def _webhook_gauges(health: dict):
             yield GaugeMetricFamily(name, documentation, value=health[field])
 
 
-def render_metrics(read_stats) -> bytes:
+def render_metrics(read_stats, release: str = "") -> bytes:
     """The exposition text: every worker's counters (or this process's) and Redis gauges."""
     gauges = CollectorRegistry()
-    gauges.register(RedisGauges(read_stats))
+    gauges.register(RedisGauges(read_stats, release))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         counters = CollectorRegistry()
         MultiProcessCollector(counters)
+        # process_* of the worker answering: the multiprocess files hold no process data.
+        ProcessCollector(registry=gauges)
     else:
         counters = REGISTRY
     return generate_latest(counters) + generate_latest(gauges)

@@ -26,13 +26,67 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def _json_formatter() -> JsonFormatter:
-    return JsonFormatter(LOG_FORMAT, rename_fields={"levelname": "level", "asctime": "time"})
+    return PlainJsonFormatter(LOG_FORMAT, rename_fields={"levelname": "level", "asctime": "time"})
 
 
-def configure_logging(level: str) -> None:
-    """One JSON line per record on stdout, for the app and gunicorn alike."""
+# --- LOG_FORMAT: console (people) or json (machines) -----------------------------------
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Attributes every LogRecord has: whatever else a record carries came as `extra`.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+}
+
+
+class PlainJsonFormatter(JsonFormatter):
+    """JSON lines with no terminal colour codes inside (a library may colour its text)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The JSON line, ANSI escapes removed from the message."""
+        record.msg = ANSI.sub("", str(record.msg))
+        return super().format(record)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """One readable line: time, level, logger, message, then the extras as key=value."""
+
+    def __init__(self):
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line, with any `extra` fields appended."""
+        line = super().format(record)
+        extras = {k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS}
+        return " ".join([line, *(f"{k}={v}" for k, v in extras.items())])
+
+
+def make_formatter(log_format: str) -> logging.Formatter:
+    """The formatter LOG_FORMAT names."""
+    return ConsoleFormatter() if log_format == "console" else _json_formatter()
+
+
+def log_format_from_env() -> str:
+    """LOG_FORMAT as the settings read it (gunicorn's master has no app); json if invalid."""
+    try:
+        return Settings.from_env().log_format
+    except Exception:  # noqa: BLE001 - the configuration check reports it in one line
+        return "json"
+
+
+class GunicornName(logging.Filter):
+    """gunicorn logs its start-up and worker lines as `gunicorn.error`; they are not errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Relabel the record; keep it."""
+        if record.name == "gunicorn.error":
+            record.name = "gunicorn"
+        return True
+
+
+def configure_logging(level: str, log_format: str = "json") -> None:
+    """One line per record on stdout (LOG_FORMAT), for the app and gunicorn alike."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(_json_formatter())
+    handler.setFormatter(make_formatter(log_format))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -82,7 +136,7 @@ def init_sentry(settings: Settings, transport=None) -> bool:
 def init_app(app: Flask, settings: Settings) -> None:
     """Logging, request ids (accepted when well-formed, else generated) and Sentry."""
     if settings.environment != "testing":
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
     init_sentry(settings)
 
     @app.before_request
@@ -144,10 +198,11 @@ class GunicornLogger(Logger):
     def setup(self, cfg):
         super().setup(cfg)
         GunicornLogger.active = self
-        formatter = _json_formatter()
+        formatter = make_formatter(log_format_from_env())
         for logger in (self.error_log, self.access_log):
             for handler in logger.handlers:
                 handler.setFormatter(formatter)
+                handler.addFilter(GunicornName())
         # gunicorn has no hook for its error bodies; workers call util.write_error by
         # module attribute, so replacing it makes them JSON like every other error.
         gunicorn_util.write_error = _json_error

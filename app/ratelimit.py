@@ -11,10 +11,11 @@ runs on the app's own client, so it works on whatever topology REDIS_URL names.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import time
 
 import redis
-from flask import Flask, g, has_request_context, request
+from flask import Flask, current_app, g, has_request_context, request
 from flask_limiter import Limiter, RateLimitExceeded
 from limits.storage import RedisStorage, Storage
 
@@ -23,7 +24,11 @@ from app.auth import authenticate, session_subject
 from app.config import Settings
 from app.domain.keys import Keys
 from app.errors import Unauthorized, error_response
-from app.services import current_settings, redis_client
+from app.rate_budgets import attach_budgets
+from app.redis_client import REDIS_LOCATION
+from app.services import current_settings, redis_breaker, redis_client
+
+log = logging.getLogger("orchestrator.ratelimit")
 
 # KEYS[1] the window (a list of timestamps, newest first); KEYS[2] (optional) the client
 # address' failed-authentication counter (app/auth_failures.py).
@@ -91,6 +96,19 @@ class OneTripRedisStorage(RedisStorage):
             # A full Redis cannot record the slot. Refusing every request would also stop
             # the reads and claims that drain it, so the request goes on uncounted.
             return True
+        except redis.RedisError as error:
+            if not (has_request_context() and request.endpoint in REDIS_FREE_ENDPOINTS):
+                raise
+            # The docs, /metrics, / and /auth/token do not need Redis: a Redis outage
+            # must not become theirs, so they answer unlimited while it lasts.
+            redis_breaker().trip()
+            log.warning(
+                "rate limiter: redis at %s unavailable (%s); %s answered without a limit",
+                current_app.extensions.get(REDIS_LOCATION, "?"),
+                type(error).__name__,
+                request.path,
+            )
+            acquired, start, count = 1, time.time(), 0
         if int(count) < 0:
             g.auth_failures_blocked = True  # read by _breach_response
             return False
@@ -146,20 +164,23 @@ def is_exempt() -> bool:
     return False
 
 
-# Which blueprint each ORCHESTRATOR_RATE_LIMIT_* variable governs; everything else has
-# the default limit.
-BLUEPRINT_LIMITS = {
-    "tasks": "rate_limit_tasks",
-    "events": "rate_limit_events",
-    "approvals": "rate_limit_approvals",
-    "decisions": "rate_limit_approvals",
-    "stats": "rate_limit_stats",
-}
 UNLIMITED_ENDPOINTS = ("service.health",)
+# Endpoints that answer without Redis: limited while Redis answers, never refused
+# because it does not (see OneTripRedisStorage.acquire_entry and never_limited).
+REDIS_FREE_ENDPOINTS = frozenset(
+    {
+        "service.root",
+        "service.prometheus_metrics",
+        "auth.token",
+        "api-docs.openapi_json",
+        "api-docs.openapi_swagger_ui",
+        "api-docs.openapi_redoc",
+    }
+)
 
 
 def never_limited() -> bool:
-    """/health, CORS preflights (sent by browsers on their own) and static assets.
+    """/health, CORS preflights, static assets, and Redis-free endpoints while Redis is down.
 
     /health is also exempt by route, but flask-limiter only finds that out after
     resolving every limit; answering here first keeps the health check cheap.
@@ -169,6 +190,7 @@ def never_limited() -> bool:
         or request.method == "OPTIONS"
         or request.blueprint == "docs_assets"
         or request.endpoint == "ui.static"
+        or (request.endpoint in REDIS_FREE_ENDPOINTS and redis_breaker().is_open())
     )
 
 
@@ -245,8 +267,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         on_breach=_breach_response,
         **_storage(app, settings),
     )
-    for blueprint, setting in BLUEPRINT_LIMITS.items():
-        limiter.limit(_per_minute(settings, setting))(app.blueprints[blueprint])
+    attach_budgets(app, limiter, settings)
     for endpoint in UNLIMITED_ENDPOINTS:
         limiter.exempt(app.view_functions[endpoint])
     limiter.request_filter(never_limited)

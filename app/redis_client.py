@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -14,6 +16,9 @@ from redis.sentinel import Sentinel
 
 from app import redis_urls
 from app.config import Settings
+
+# app.extensions key of where the app's Redis is (redis_location), for log lines.
+REDIS_LOCATION = "orchestrator.redis_location"
 
 
 def connection_options(settings: Settings) -> dict:
@@ -130,3 +135,42 @@ def _cluster(target: redis_urls.RedisTarget, options: dict) -> LazyCluster:
         decode_responses=True,
         **options,
     )
+
+
+def redis_location(url: str) -> str:
+    """Where REDIS_URL points, for log lines: host:port (every node), the socket path, or
+    memory://; never a password."""
+    try:
+        target = redis_urls.parse(url)
+    except ValueError:
+        return "an unreadable REDIS_URL"
+    if target.topology == "memory":
+        return "memory://"
+    if target.nodes:
+        return ",".join(f"{host}:{port}" for host, port in target.nodes)
+    parsed = urlsplit(url)
+    if parsed.scheme == "unix":
+        return parsed.path
+    return f"{parsed.hostname or 'localhost'}:{parsed.port or 6379}"
+
+
+class Breaker:
+    """How fast this process reports a Redis failure, not what any request returns.
+
+    After Redis failed, endpoints that do not need it (docs, /metrics, /, /auth/token)
+    skip their Redis calls for `seconds` instead of each waiting HEALTH_CHECK_TIMEOUT on
+    a hung server: they answer without a rate limit and /metrics says redis_up 0. Data
+    endpoints never consult it.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.open_until = 0.0
+
+    def trip(self) -> None:
+        """Redis just failed."""
+        self.open_until = time.monotonic() + self.seconds
+
+    def is_open(self) -> bool:
+        """Whether Redis failed within the last `seconds`."""
+        return time.monotonic() < self.open_until

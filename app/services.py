@@ -18,11 +18,12 @@ from app.domain.scripts import Scripts
 from app.domain.stats import StatsReader
 from app.domain.tasks import TaskStore
 from app.domain.webhooks import WebhookStore
-from app.redis_client import make_redis
+from app.redis_client import REDIS_LOCATION, Breaker, make_redis, redis_location
 
 SETTINGS = "orchestrator.settings"
 REDIS = "orchestrator.redis"
 SERVICES = "orchestrator.services"
+BREAKER = "orchestrator.redis_breaker"
 
 
 class Services:
@@ -44,6 +45,10 @@ def init_app(app: Flask, settings: Settings) -> None:
     client = make_redis(settings)
     app.extensions[REDIS] = client
     app.extensions[SERVICES] = Services(client, settings)
+    app.extensions[REDIS_LOCATION] = redis_location(settings.redis_url)
+    # At least as long as one Redis call may wait, so a hung server costs each
+    # Redis-free endpoint one timeout per window, not one per request.
+    app.extensions[BREAKER] = Breaker(max(2.0, settings.health_check_timeout))
 
 
 def services() -> Services:
@@ -59,3 +64,8 @@ def current_settings() -> Settings:
 def redis_client(app: Flask) -> redis.Redis:
     """An app's Redis client (the limiter shares its pool)."""
     return app.extensions[REDIS]
+
+
+def redis_breaker(app: Flask | None = None) -> Breaker:
+    """An app's (default: the current app's) Redis breaker, for the Redis-free endpoints."""
+    return (app or current_app).extensions[BREAKER]

@@ -43,6 +43,8 @@ def base_env(redis_url: str, **overrides: str) -> dict[str, str]:
         "ORCHESTRATOR_API_KEY_OPS": f"{API_KEYS['ops']}:agent",
         "ORCHESTRATOR_QUEUE_PREFIX": f"t{uuid.uuid4().hex[:12]}",
         "ORCHESTRATOR_RATE_LIMIT_TASKS": "100000",
+        "ORCHESTRATOR_RATE_LIMIT_READS": "100000",
+        "ORCHESTRATOR_RATE_LIMIT_AGENT_OPS": "100000",
         "ORCHESTRATOR_RATE_LIMIT_EVENTS": "100000",
         "ORCHESTRATOR_RATE_LIMIT_APPROVALS": "100000",
         "ORCHESTRATOR_RATE_LIMIT_STATS": "100000",

@@ -197,7 +197,7 @@ def test_missing_jwt_secret_is_refused(value):
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(env)
     assert caught.value.variable == "ORCHESTRATOR_JWT_SECRET"
-    assert "secrets.token_urlsafe" in str(caught.value)  # says how to fix it
+    assert "gen-secret" in str(caught.value)  # says how to fix it
 
 
 def test_short_secret_is_refused_in_production_only():

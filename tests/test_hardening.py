@@ -48,7 +48,7 @@ def test_task_id_with_trailing_newline_is_404(client, keys):
 
 def test_cors_preflight_is_never_rate_limited(make_app):
     app = make_app(
-        ORCHESTRATOR_CORS_ORIGINS="https://app.example.com", ORCHESTRATOR_RATE_LIMIT_TASKS="1"
+        ORCHESTRATOR_CORS_ORIGINS="https://app.example.com", ORCHESTRATOR_RATE_LIMIT_READS="1"
     )
     client = app.test_client()
     headers = {

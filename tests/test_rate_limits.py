@@ -1,4 +1,4 @@
-"""Rate limits: per blueprint, per principal or client IP, shared by every worker via Redis."""
+"""Rate limits: budgets by what a call does, per principal or client IP, shared via Redis."""
 
 from __future__ import annotations
 
@@ -12,15 +12,19 @@ from harness import LiveServer
 from tests.conftest import HEADERS
 from tests.helpers import redis_keys
 
-RATE_VARIABLES = ("TASKS", "EVENTS", "APPROVALS", "STATS", "DEFAULT")
+RATE_VARIABLES = ("TASKS", "READS", "AGENT_OPS", "EVENTS", "APPROVALS", "STATS", "DEFAULT")
 USER = HEADERS["user"]
 AGENT = HEADERS["agent"]
+UNKNOWN_APPROVAL = "apr-00000000-0000-4000-8000-000000000000"
 
 # (variable that governs it, method, path, headers, status when allowed)
 ENDPOINTS = [
-    ("TASKS", "GET", "/tasks", USER, 200),
-    ("EVENTS", "GET", "/events", USER, 200),
-    ("APPROVALS", "GET", "/approvals/pending", USER, 200),
+    ("READS", "GET", "/tasks", USER, 200),
+    ("READS", "GET", "/events", USER, 200),
+    ("READS", "GET", "/approvals/pending", USER, 200),
+    ("AGENT_OPS", "POST", "/tasks/claim", AGENT, 422),
+    ("EVENTS", "POST", "/events/publish", AGENT, 422),
+    ("APPROVALS", "POST", f"/approvals/{UNKNOWN_APPROVAL}/approve", AGENT, 404),
     ("STATS", "GET", "/stats", {}, 200),
     ("DEFAULT", "GET", "/", {}, 200),
     ("DEFAULT", "POST", "/auth/token", AGENT, 200),
@@ -55,15 +59,15 @@ def assert_refused(response, limit: int) -> None:
     ENDPOINTS,
     ids=[f"{v}-{p}" for v, _, p, *_ in ENDPOINTS],
 )
-def test_each_variable_governs_its_own_blueprint(make_app, variable, method, path, headers, ok):
+def test_each_variable_governs_its_own_budget(make_app, variable, method, path, headers, ok):
     client = make_app(**limits(**{variable: "2"})).test_client()
     answers = [client.open(path, method=method, headers=headers) for _ in range(3)]
     assert [a.status_code for a in answers] == [ok, ok, 429]
     assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["1", "0", "0"]
     assert_refused(answers[2], 2)
-    # Every other endpoint still answers, under its own variable's limit.
+    # Every endpoint on another budget still answers, under its own variable's limit.
     for other, o_method, o_path, o_headers, o_ok in ENDPOINTS:
-        if o_path == path:
+        if other == variable:
             continue
         response = client.open(o_path, method=o_method, headers=o_headers)
         assert response.status_code == o_ok, o_path
@@ -71,7 +75,7 @@ def test_each_variable_governs_its_own_blueprint(make_app, variable, method, pat
 
 
 def test_allowed_responses_carry_the_headers_but_no_retry_after(make_app):
-    client = make_app(**limits(TASKS="5")).test_client()
+    client = make_app(**limits(READS="5")).test_client()
     response = client.get("/tasks", headers=USER)
     assert response.status_code == 200
     assert response.headers["X-RateLimit-Limit"] == "5"
@@ -81,7 +85,7 @@ def test_allowed_responses_carry_the_headers_but_no_retry_after(make_app):
 
 
 def test_limits_are_per_principal_then_per_ip(make_app):
-    client = make_app(**limits(TASKS="1")).test_client()
+    client = make_app(**limits(READS="1")).test_client()
     assert client.get("/tasks", headers=USER).status_code == 200
     assert_refused(client.get("/tasks", headers=USER), 1)
     # Another principal, and the anonymous client IP, each have their own window.
@@ -104,11 +108,7 @@ def test_redis_down_is_503_not_500(make_app, own_redis):
     client = make_app(redis_url=own_redis.url).test_client()
     assert client.get("/tasks", headers=USER).status_code == 200
     own_redis.stop()
-    for response in (
-        client.get("/tasks", headers=USER),
-        client.get("/stats"),
-        client.post("/auth/token", headers=AGENT),
-    ):
+    for response in (client.get("/tasks", headers=USER), client.get("/stats")):
         assert response.status_code == 503
         assert response.json == {"detail": "Redis unavailable"}
     health = client.get("/health")
@@ -121,7 +121,7 @@ LIMIT = 3
 
 
 def start(module_live_server, **env: str) -> LiveServer:
-    server = module_live_server(workers=3, **limits(TASKS=str(LIMIT), STATS=str(LIMIT)), **env)
+    server = module_live_server(workers=3, **limits(READS=str(LIMIT), STATS=str(LIMIT)), **env)
     assert len(server.worker_pids()) == 3
     return server
 
@@ -236,3 +236,64 @@ def test_the_limiter_costs_one_redis_round_trip(make_app, own_redis):
     stats = redis.info("commandstats")
     # Stock flask-limiter runs a second script after the view to read the window.
     assert stats["cmdstat_evalsha"]["calls"] == 1
+
+
+# --- budgets split by what the call does ---------------------------------------------------
+
+
+def test_the_defaults_fit_an_agent_at_work():
+    from app.config import Settings
+
+    settings = Settings.from_env({"ORCHESTRATOR_JWT_SECRET": "x" * 40})
+    assert (settings.rate_limit_tasks, settings.rate_limit_reads) == (10, 600)
+    assert settings.rate_limit_agent_ops == 600
+
+
+def test_creates_reads_and_agent_operations_spend_separate_shared_budgets(make_app):
+    client = make_app(**limits(TASKS="2", READS="3", AGENT_OPS="4")).test_client()
+
+    def create():
+        return client.post("/tasks", json={"type": "bugfix", "priority": "P3"}, headers=AGENT)
+
+    first, second = create(), create()
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert_refused(create(), 2)  # creating is out of budget ...
+
+    # ... while claim, heartbeat, status and cancel share their own bucket of 4.
+    claimed = client.post("/tasks/claim", json={"agent": "dev_agent"}, headers=AGENT)
+    task_id = claimed.json["task_id"]
+    assert client.post(f"/tasks/{task_id}/heartbeat", headers=AGENT).status_code == 200
+    other = second.json["task_id"] if first.json["task_id"] == task_id else first.json["task_id"]
+    assert client.post(f"/tasks/{other}/cancel", headers=AGENT).status_code == 200
+    done = client.patch(f"/tasks/{task_id}/status?status=completed", headers=AGENT)
+    assert done.status_code == 200 and done.headers["X-RateLimit-Remaining"] == "0"
+    assert_refused(client.post("/tasks/claim", json={"agent": "dev_agent"}, headers=AGENT), 4)
+
+    # Every GET of tasks, events and approvals draws on one read bucket of 3.
+    reads = [
+        client.get(f"/tasks/{task_id}", headers=AGENT),
+        client.get("/events", headers=AGENT),
+        client.get("/approvals/history", headers=AGENT),
+    ]
+    assert [r.status_code for r in reads] == [200, 200, 200]
+    assert_refused(client.get("/tasks", headers=AGENT), 3)
+    # Each principal has its own buckets.
+    assert client.get("/tasks", headers=USER).status_code == 200
+
+
+def test_openapi_names_the_budget_of_each_operation(client):
+    paths = client.get("/openapi.json").json["paths"]
+    assert (
+        "ORCHESTRATOR_RATE_LIMIT_TASKS"
+        in paths["/tasks"]["post"]["responses"]["429"]["description"]
+    )
+    for path, method in (("/tasks", "get"), ("/events", "get"), ("/approvals/pending", "get")):
+        assert (
+            "ORCHESTRATOR_RATE_LIMIT_READS"
+            in (paths[path][method]["responses"]["429"]["description"])
+        )
+    for path in ("/tasks/claim", "/tasks/{task_id}/heartbeat", "/tasks/{task_id}/cancel"):
+        assert (
+            "ORCHESTRATOR_RATE_LIMIT_AGENT_OPS"
+            in (paths[path]["post"]["responses"]["429"]["description"])
+        )

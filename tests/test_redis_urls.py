@@ -20,7 +20,7 @@ def unix_redis(tmp_path):
 
 
 def test_unix_socket_url(make_app, keys, api, unix_redis):
-    app = make_app(redis_url=unix_redis, ORCHESTRATOR_RATE_LIMIT_TASKS="100")
+    app = make_app(redis_url=unix_redis, ORCHESTRATOR_RATE_LIMIT_READS="100")
     client = app.test_client()
     _create_and_read(api.using(client))
     limited = client.get("/tasks", headers=keys["user"])  # the limiter uses the socket too

@@ -26,6 +26,7 @@ def test_health_reports_redis_and_counters(client):
     assert body["status"] == "healthy" and body["redis"] == "connected"
     assert body["queue_stats"] == {
         "pending": 0,
+        "queued": 0,
         "in_progress": 0,
         "completed": 0,
         "failed": 0,

@@ -16,12 +16,12 @@ def merged(query: dict, body: dict | None) -> dict:
     return {**query, **(body or {})}
 
 
-def init_app(app: Flask, _settings: Settings) -> None:
+def init_app(app: Flask, settings: Settings) -> None:
     """Register every blueprint on the app and in its OpenAPI spec."""
-    from app.api import approvals, decisions, events, service, tasks, tokens, webhooks
+    from app.api import agents, approvals, decisions, events, service, tasks, tokens, webhooks
     from app.docs import make_api
 
-    api = make_api(app)
+    api = make_api(app, settings.routes)
     for blueprint in (
         service.blp,
         service.stats_blp,
@@ -30,6 +30,7 @@ def init_app(app: Flask, _settings: Settings) -> None:
         events.blp,
         approvals.blp,
         webhooks.blp,
+        agents.blp,
     ):
         api.register_blueprint(blueprint)
     # Pages for people, not API operations: outside the OpenAPI spec.

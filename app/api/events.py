@@ -8,6 +8,7 @@ from app.auth import current_principal, require_role
 from app.domain.events import to_cloudevent
 from app.parsing import Blueprint
 from app.schemas.events import (
+    PUBLISH_EXAMPLE,
     EventListSchema,
     EventPublishedSchema,
     EventPublishSchema,
@@ -33,7 +34,7 @@ blp = Blueprint(
 
 @blp.route("/publish", methods=["POST"])
 @require_role("agent", forbidden="Role too weak, or a reserved event family or source")
-@blp.arguments(EventPublishSchema())
+@blp.arguments(EventPublishSchema(), example=PUBLISH_EXAMPLE)
 @blp.response(201, EventPublishedSchema)
 def publish(body):
     """Publish an event: stored for replay and fanned out to live subscribers."""

@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Response, jsonify, request
+from flask import Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app import __version__, metrics
 from app.errors import REDIS_UNAVAILABLE, Forbidden, Unauthorized
 from app.parsing import Blueprint
+from app.redis_client import REDIS_LOCATION
 from app.schemas.common import ErrorSchema
 from app.schemas.stats import HealthSchema, ServiceSchema, StatsSchema
-from app.services import current_settings, services
+from app.services import current_settings, redis_breaker, services
 
 log = logging.getLogger("orchestrator.health")
 blp = Blueprint("service", __name__, description="Service status")
@@ -38,10 +39,10 @@ def health():
     try:
         stats = services().stats.read()
     except redis.OutOfMemoryError:
-        log.warning("health check: redis out of memory")
+        log.warning("health check: redis at %s out of memory", _where())
         return {**unhealthy, "redis": "out_of_memory", "detail": "Redis is out of memory"}, 503
     except REDIS_UNAVAILABLE as error:
-        log.warning("health check: redis unavailable (%s)", type(error).__name__)
+        log.warning("health check: redis at %s unavailable (%s)", _where(), type(error).__name__)
         return {**unhealthy, "redis": "disconnected", "detail": "Redis unavailable"}, 503
     memory = stats["memory"]
     state = memory_state(memory, settings.redis_memory_high_watermark)
@@ -51,6 +52,7 @@ def health():
     extra = {"detail": "Redis memory is above its high watermark; new tasks are refused"}
     # Load balancers call this every few seconds: the body is built to HealthSchema
     # directly (jsonify passes through flask-smorest untouched) instead of dumped.
+    oldest = stats["oldest_waiting_seconds"]
     return jsonify(
         status="degraded" if state == "memory_high" else "healthy",
         redis="connected",
@@ -61,6 +63,13 @@ def health():
         version=__version__,
         environment=settings.environment,
         **(extra if state == "memory_high" else {}),
+        uptime_seconds=metrics.uptime_seconds(),
+        agents={
+            agent: {"queued": queued, "oldest_waiting_seconds": oldest.get(agent)}
+            for agent, queued in stats["agents"].items()
+        },
+        oldest_waiting_seconds=max(filter(None, oldest.values()), default=None),
+        oldest_approval_seconds=stats["oldest_approval_seconds"],
     )
 
 
@@ -102,9 +111,26 @@ def prometheus_metrics():
         )
     # The gauges settle what fell due first, like /stats: a scrape never shows a task
     # as running after its lease expired.
-    body = metrics.render_metrics(services().stats.read)
+    body = metrics.render_metrics(_stats_for_scrape, current_settings().release)
     # CONTENT_TYPE_LATEST already names the charset; mimetype= would add it twice.
     return Response(body, content_type=CONTENT_TYPE_LATEST)
+
+
+def _stats_for_scrape() -> dict:
+    """The stats, or at once a failure while Redis has just failed (redis_up 0)."""
+    breaker = redis_breaker()
+    if breaker.is_open():
+        raise redis.ConnectionError("redis failed moments ago")
+    try:
+        return services().stats.read()
+    except redis.RedisError as error:
+        breaker.trip()
+        log.warning("metrics: redis at %s unavailable (%s)", _where(), type(error).__name__)
+        raise
+
+
+def _where() -> str:
+    return current_app.extensions.get(REDIS_LOCATION, "?")
 
 
 @stats_blp.route("/stats", methods=["GET"])

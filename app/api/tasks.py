@@ -13,6 +13,7 @@ from app.errors import ValidationFailed
 from app.parsing import Blueprint
 from app.schemas.common import ErrorSchema
 from app.schemas.tasks import (
+    CREATE_EXAMPLE,
     CancelSchema,
     ClaimSchema,
     ExplanationSchema,
@@ -77,7 +78,7 @@ def _envelope(task: dict, message: str | None = None) -> dict:
     ],
 )
 @require_role("agent")
-@blp.arguments(TaskCreateSchema())
+@blp.arguments(TaskCreateSchema(), example=CREATE_EXAMPLE)
 @blp.response(201, TaskCreatedSchema)
 def create_task(body):
     """Create a task and route it to its agent (critical ones wait for approval)."""
@@ -180,7 +181,9 @@ def explain_task(task_id):
 @blp.route("/<task_id>/status", methods=["PATCH"])
 @require_role("agent")
 @blp.arguments(StatusUpdateSchema(), location="query", as_kwargs=False)
-@blp.arguments(StatusUpdateSchema(), location="json", required=False)
+@blp.arguments(
+    StatusUpdateSchema(), location="json", required=False, example={"status": "completed"}
+)
 @blp.response(200, TaskEnvelopeSchema)
 @blp.alt_response(409, schema=ErrorSchema, description="Transition not allowed, or lease lost")
 @blp.doc(parameters=[_LEASE_TOKEN_HEADER])

@@ -14,7 +14,7 @@ blp = Blueprint("auth", __name__, url_prefix="/auth", description="Tokens")
 
 @blp.route("/token", methods=["POST"])
 @require_role(ROLES[0], forbidden="Not allowed to mint this token")
-@blp.arguments(TokenRequestSchema(), required=False)
+@blp.arguments(TokenRequestSchema(), required=False, example={})
 @blp.response(200, TokenSchema)
 def token(body):
     """A JWT for the caller's own principal at its role or lower; admins may name any `sub`."""

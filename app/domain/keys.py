@@ -36,7 +36,9 @@ LAYOUT: dict[str, KeySpec] = {
     "dead": KeySpec("dead:{status}", "zset", "failed / cancelled tasks, by when they ended (ms)"),
     "expiring": KeySpec("expiring", "zset", "terminal tasks, scored by purge time (ms)"),
     "counts": KeySpec("counts", "hash", "tasks stored now, per status"),
-    "totals": KeySpec("totals", "hash", "completed / failed / cancelled ever reached"),
+    "totals": KeySpec(
+        "totals", "hash", "completed / failed / cancelled ever reached, lease_expired"
+    ),
     "idempotency": KeySpec("idem:{digest}", "string", "sha256(principal, key) -> first reply"),
     "approval": KeySpec("approval:{approval_id}", "hash", "one approval record"),
     "approvals_pending": KeySpec("approvals:pending", "zset", "pending approvals, by request"),
@@ -68,6 +70,9 @@ LAYOUT: dict[str, KeySpec] = {
     ),
     "decision_link": KeySpec(
         "link:{digest}", "string", "a decision link that was used (single use)"
+    ),
+    "agent_activity": KeySpec(
+        "agent:{agent}", "hash", "an agent's last_claim_at / last_heartbeat_at (Redis time)"
     ),
 }
 

@@ -204,8 +204,12 @@ class Scripts(WebhookScripts):
         return self._call("sweep", locals())
 
     def read_stats(self, *, settle_budget: int) -> dict:
-        """Every counter: ok (counts, totals, agents, pending_approvals, now)."""
+        """Every counter: ok (counts, totals, agents, oldest, oldest_approval, ..., now)."""
         return self._call("read_stats", locals())
+
+    def list_agents(self, *, routed: list[str], settle_budget: int) -> dict:
+        """Every agent with its work: ok (agents)."""
+        return self._call("list_agents", locals())
 
     # Approvals -----------------------------------------------------------------------
 

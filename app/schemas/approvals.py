@@ -5,7 +5,15 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from app.domain.model import APPROVAL_STATUSES
-from app.schemas.common import ErrorSchema, JsonObject, Schema, StrictSchema
+from app.schemas.common import (
+    COUNT,
+    SUCCESS,
+    ErrorSchema,
+    JsonObject,
+    Schema,
+    StrictSchema,
+    describe,
+)
 from app.schemas.tasks import TaskSchema
 
 
@@ -149,3 +157,43 @@ class RejectSchema(ApproveQuerySchema):
             "when a policy rule gated the task"
         },
     )
+
+
+APPROVAL_ID_EXAMPLE = "apr-3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"
+
+describe(
+    ApprovalSchema,
+    approval_id=("The approval's id (apr- and its task's id)", APPROVAL_ID_EXAMPLE),
+    task_id=("The task it holds", "3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"),
+    task_type=("The task's type", "deploy"),
+    priority=("The task's priority", "P2"),
+    reason=("Why the gate holds it", "deploy to production needs approval"),
+    status=("pending, approved, rejected or timeout", "pending"),
+    requested_by=("Principal that created the task (may not decide it)", "apikey:agent"),
+    requested_at=("When it was requested (UTC)", "2026-01-05T10:15:00.000Z"),
+    expires_at=("When it times out and cancels its task (UTC)", "2026-01-06T10:15:00.000Z"),
+    decided_by=("Principal that approved or rejected it", None),
+    decided_at=("When it was decided", None),
+    rejection_reason=("Why it was rejected", None),
+    comment=("Comment given with the decision", None),
+    approved_by="Deprecated: decided_by when approved",
+    approved_at="Deprecated: decided_at when approved",
+)
+describe(
+    ApprovalConflictSchema,
+    approval="The approval as it stands now",
+)
+describe(ApprovalListSchema, success=SUCCESS, count=COUNT, approvals="The approvals")
+describe(
+    ApprovalEnvelopeSchema,
+    success=SUCCESS,
+    approval="The decided approval",
+    task="The task it released (now assigned) or cancelled",
+    message=("What happened", "Approval approved; task assigned to ops_agent"),
+)
+describe(HistoryQuerySchema, limit="How many entries, newest first")
+describe(ApproveSchema, comment=("Stored in the approval record", "Checked the diff; go ahead"))
+describe(
+    RejectSchema,
+    reason=("Why; becomes rejection_reason and the task's error", "Not during the freeze"),
+)

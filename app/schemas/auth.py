@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from app.domain.model import ROLES
-from app.schemas.common import Schema, StrictSchema
+from app.schemas.common import Schema, StrictSchema, describe
 
 
 class TokenRequestSchema(StrictSchema):
@@ -29,3 +29,16 @@ class TokenSchema(Schema):
     expires_in = fields.Integer(required=True)
     role = fields.String(required=True)
     sub = fields.String(required=True)
+
+
+describe(
+    TokenSchema,
+    access_token=(
+        "Send as `Authorization: Bearer <token>`",
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
+    ),
+    token_type=("Always bearer", "bearer"),
+    expires_in=("Seconds until it expires (ORCHESTRATOR_JWT_EXPIRES)", 3600),
+    role=("The role it grants", "agent"),
+    sub=("The principal it names", "apikey:agent"),
+)

@@ -12,7 +12,7 @@ from app.domain.events import (
     parse_event_id,
 )
 from app.domain.ids import TASK_ID
-from app.schemas.common import FullMatch, JsonObject, Schema, StrictSchema
+from app.schemas.common import COUNT, SUCCESS, FullMatch, JsonObject, Schema, StrictSchema, describe
 
 _EVENT_TYPE = [
     validate.Length(max=100),
@@ -127,3 +127,51 @@ class EventListSchema(Schema):
             "desc: pass as `before`, null at the end."
         },
     )
+
+
+EVENT_ID_EXAMPLE = "1767608100000-0"
+# The request example the docs send as-is: it must publish.
+PUBLISH_EXAMPLE = {
+    "event_type": "deploy.succeeded",
+    "source_agent": "ops_agent",
+    "priority": "medium",
+    "payload": {"service": "web", "version": "1.4.2"},
+}
+
+describe(
+    EventPublishSchema,
+    event_type=(None, "deploy.succeeded"),
+    source_agent=("Who publishes it", "ops_agent"),
+    payload=("The event's data, any JSON object", {"service": "web", "version": "1.4.2"}),
+    task_id="The task it concerns, if any (a task id)",
+    trace_id="Correlation id (default: the request's X-Request-ID)",
+    priority=("critical, high, medium (default) or low; P0-P3 map to them in order", "medium"),
+    metadata=("Extra JSON", {}),
+)
+describe(
+    EventPublishedSchema,
+    success=SUCCESS,
+    event_id=("Its stream id: unique, increasing, usable as a cursor", EVENT_ID_EXAMPLE),
+    event_type=("As published", "deploy.succeeded"),
+    message=("What happened", "Event published"),
+)
+describe(
+    EventSchema,
+    event_id=("Stream id", EVENT_ID_EXAMPLE),
+    event_type=("Dotted lowercase name", "task.created"),
+    source_agent=("Who published it (`orchestrator` for the service's own)", "orchestrator"),
+    task_id=("The task it concerns, or null", None),
+    trace_id=("Correlation id", "req-7f3a9c"),
+    priority=("critical, high, medium or low", "medium"),
+    payload=("The event's data", {"task_id": "3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"}),
+    metadata=("Extra JSON", {}),
+    timestamp=("When it was stored (Redis clock, UTC)", "2026-01-05T10:15:00.000Z"),
+)
+describe(
+    EventQuerySchema,
+    type="Only events of this type",
+    task_id="Only events of this task",
+    source_agent="Only events from this publisher",
+    limit="Page size (1-1000)",
+)
+describe(EventListSchema, success=SUCCESS, count=COUNT)

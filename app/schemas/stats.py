@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from marshmallow import fields
 
-from app.schemas.common import Schema
+from app.schemas.common import COUNT, SUCCESS, Schema, describe
 
 
 class QueueStatsSchema(Schema):
     """Tasks queued, running, waiting (gate, schedule, dependencies), and the totals that
     completed, failed or were cancelled."""
 
-    pending = fields.Integer(required=True)
+    pending = fields.Integer(
+        required=True,
+        metadata={"description": "Tasks waiting in a queue (status assigned); same as queued"},
+    )
+    queued = fields.Integer(
+        metadata={"description": "Tasks waiting in a queue (status assigned)", "example": 3}
+    )
     in_progress = fields.Integer(required=True)
     completed = fields.Integer(required=True)
     failed = fields.Integer(required=True)
@@ -67,6 +73,25 @@ class HealthSchema(Schema):
     version = fields.String()
     environment = fields.String()
     detail = fields.String()
+    uptime_seconds = fields.Float(
+        metadata={"description": "Seconds since this instance started", "example": 3600.5}
+    )
+    agents = fields.Dict(
+        keys=fields.String(),
+        values=fields.Dict(),
+        metadata={
+            "description": "Per agent: queued tasks and the age in seconds of its oldest one",
+            "example": {"dev_agent": {"queued": 3, "oldest_waiting_seconds": 42.5}},
+        },
+    )
+    oldest_waiting_seconds = fields.Float(
+        allow_none=True,
+        metadata={"description": "Age of the oldest task waiting in any queue (null: none)"},
+    )
+    oldest_approval_seconds = fields.Float(
+        allow_none=True,
+        metadata={"description": "Age of the oldest pending approval (null: none)"},
+    )
 
 
 class StatsSchema(Schema):
@@ -77,3 +102,70 @@ class StatsSchema(Schema):
     agents = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     approvals = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     timestamp = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class AgentSchema(Schema):
+    """One agent: the work waiting for it and the last time it showed it is alive."""
+
+    agent = fields.String(required=True)
+    queued = fields.Integer(required=True)
+    in_progress = fields.Integer(required=True)
+    last_claim_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    last_heartbeat_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+
+
+class AgentListSchema(Schema):
+    """Every agent seen or routed to, sorted by name."""
+
+    success = fields.Boolean(required=True, metadata={"example": True})
+    count = fields.Integer(required=True, metadata={"description": "Number of agents"})
+    agents = fields.List(fields.Nested(AgentSchema), required=True)
+
+
+describe(
+    QueueStatsSchema,
+    in_progress=("Tasks running now", 1),
+    completed=("Tasks that ever completed", 12),
+    failed=("Tasks that ever failed", 1),
+    cancelled=("Tasks that were ever cancelled", 0),
+    awaiting_approval=("Tasks waiting at the approval gate", 1),
+)
+describe(
+    ServiceSchema,
+    service=("Service name", "orchestrator-api"),
+    version=("Its version", "1.0.0"),
+    status=("Always running", "running"),
+)
+describe(
+    HealthSchema,
+    status=("healthy, or unhealthy (503) when Redis is unreachable", "healthy"),
+    redis=("connected or disconnected", "connected"),
+    queue_stats="Task counters",
+    approvals_pending=("Approvals waiting for a decision", 1),
+    version=("Service version", "1.0.0"),
+    environment=("ENVIRONMENT", "production"),
+    detail="Why it is unhealthy (503 only)",
+)
+describe(
+    StatsSchema,
+    queue="Task counters (as in /health)",
+    tasks=("Stored tasks by status", {"assigned": 3, "in_progress": 1}),
+    agents=("Ready tasks per agent", {"dev_agent": 3}),
+    approvals=("Pending approvals", {"pending": 1}),
+    timestamp=("Redis' time when read (UTC)", "2026-01-05T10:15:00.000Z"),
+)
+describe(AgentListSchema, success=SUCCESS, count=COUNT, agents="Sorted by name")
+describe(
+    AgentSchema,
+    agent=("Agent name", "dev_agent"),
+    queued=("Tasks ready in its queue", 2),
+    in_progress=("Its tasks running now", 1),
+    last_claim_at=(
+        "Last POST /tasks/claim for it, found work or not (Redis time; null: never)",
+        "2026-01-05T10:15:00.000Z",
+    ),
+    last_heartbeat_at=(
+        "Last heartbeat on one of its tasks (Redis time; null: never)",
+        "2026-01-05T10:15:30.000Z",
+    ),
+)

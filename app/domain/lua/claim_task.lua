@@ -8,6 +8,8 @@
 -- callers on any worker can receive it, and an agent never holds more than A.cap;
 -- blocked, gated and scheduled tasks are never queued.
 settle()
+-- When the agent last asked for work, found or not (GET /agents).
+redis.call('HSET', key('agent_activity', A.agent), 'last_claim_at', NOW_ISO)
 if A.cap and tonumber(redis.call('HGET', key('running'), A.agent) or '0') >= A.cap then
   return cjson.encode({outcome = 'capped'})
 end

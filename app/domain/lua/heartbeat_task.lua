@@ -21,4 +21,6 @@ local expires = NOW + lease_ms
 redis.call('ZADD', key('leases'), expires, id)
 redis.call('HSET', key('task', id), 'lease_expires_at', iso(expires), 'lease_ms',
   tostring(lease_ms), 'updated_at', NOW_ISO)
+-- When the task's agent last showed it is alive (GET /agents).
+redis.call('HSET', key('agent_activity', task.assigned_to), 'last_heartbeat_at', NOW_ISO)
 return cjson.encode({outcome = 'ok', task = hgetall(key('task', id))})

@@ -272,6 +272,7 @@ local function expire_lease(id)
     return
   end
   local retries = tonumber(task.retry_count or '0') + 1
+  redis.call('HINCRBY', key('totals'), 'lease_expired', 1)
   if retries > (tonumber(task.max_retries) or DEFAULT_MAX_RETRIES) then
     move(id, task, 'failed', {'error', 'lease expired'})
   else
