@@ -12,14 +12,12 @@ from app.auth import current_principal, require_role
 from app.errors import ValidationFailed
 from app.parsing import Blueprint
 from app.schemas.common import ErrorSchema
+from app.schemas.task_docs import CREATE_EXAMPLE
+from app.schemas.task_ops import ExplanationSchema, RedriveResultSchema, RedriveSchema
 from app.schemas.tasks import (
-    CREATE_EXAMPLE,
     CancelSchema,
     ClaimSchema,
-    ExplanationSchema,
     HeartbeatSchema,
-    RedriveResultSchema,
-    RedriveSchema,
     StatusUpdateSchema,
     TaskCreatedSchema,
     TaskCreateSchema,

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from app.config import Settings
-from app.domain import approval_policy, ids, policy, routing
+from app.domain import approval_policy, ids, policy
 from app.domain.keys import Keys
-from app.domain.model import DEFAULT_MAX_RETRIES
 from app.domain.records import task_record
 from app.domain.scripts import Scripts, rows
+from app.domain.task_fields import decode_cursor, encode_cursor, fingerprint, stored_fields
 from app.errors import (
     MEMORY_RETRY_AFTER,
     Conflict,
@@ -24,13 +19,6 @@ from app.errors import (
     ValidationFailed,
 )
 
-# Default SLA by priority when the creator gives no deadline.
-SLA_TARGETS = {
-    "P0": timedelta(hours=1),
-    "P1": timedelta(hours=4),
-    "P2": timedelta(hours=24),
-    "P3": timedelta(hours=72),
-}
 LIST_SCAN_BUDGET = 20000
 REDRIVE_SCAN_BUDGET = 20000
 # Retry-After of a 204 from claim: an idle queue is polled at most this often (sooner when
@@ -57,33 +45,6 @@ class Claimed:
     retry_after: int = 0
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _fingerprint(request: dict) -> str:
-    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def encode_cursor(seq: str | None) -> str | None:
-    """An opaque page cursor; None at the end of the listing."""
-    return base64.urlsafe_b64encode(f"t:{seq}".encode()).decode().rstrip("=") if seq else None
-
-
-def decode_cursor(cursor: str) -> str:
-    """The sequence a cursor stands for; 422 when it is not one of ours."""
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        text = ""
-    kind, _, seq = text.partition(":")
-    # isascii: str.isdigit() also takes other scripts' digits, which Redis cannot read.
-    if kind != "t" or not (seq.isascii() and seq.isdigit()) or len(seq) > 19:
-        raise ValidationFailed("Invalid cursor", errors={"cursor": ["Malformed cursor."]})
-    return seq
-
-
 class TaskStore:
     """Tasks in Redis; every change is one named script (see lua/)."""
 
@@ -104,29 +65,7 @@ class TaskStore:
         `act` is the principal's delegation chain: the approval keeps every identity in it.
         """
         task_id = ids.new_task_id()
-        sla = dict(request.get("sla") or {})
-        if request.get("sla_deadline"):
-            sla["deadline"] = request["sla_deadline"]
-        target = SLA_TARGETS[request["priority"]]
-        sla.setdefault("target", f"{int(target.total_seconds() // 3600)}h")
-        deadline = sla.get("deadline")
-        if deadline:
-            sla["deadline"] = _stamp(deadline)
-        fields = {
-            "task_id": task_id,
-            "type": request["type"],
-            "priority": request["priority"],
-            "source": request.get("source") or "api",
-            "payload": json.dumps(request.get("payload") or {}),
-            "metadata": json.dumps(request.get("metadata") or {}),
-            "trace_id": request.get("trace_id") or task_id,
-            "assigned_to": routing.route(request["type"], self.settings),
-            "created_by": principal,
-            "sla": json.dumps(sla),
-            "max_retries": str(request.get("max_retries", DEFAULT_MAX_RETRIES)),
-        }
-        if request.get("parent_task_id"):
-            fields["parent_task_id"] = request["parent_task_id"]
+        fields, sla_target_ms = stored_fields(request, task_id, principal, self.settings)
         gate = approval_policy.gate(
             request,
             self.settings.approval_policy,
@@ -146,9 +85,9 @@ class TaskStore:
             idempotency_key=(
                 self.keys.idempotency(principal, idempotency_key) if idempotency_key else None
             ),
-            fingerprint=_fingerprint(request) if idempotency_key else None,
+            fingerprint=fingerprint(request) if idempotency_key else None,
             # Without a deadline the script sets one: created_at (Redis' clock) + target.
-            sla_target_ms=None if deadline else int(target.total_seconds() * 1000),
+            sla_target_ms=sla_target_ms,
             run_at_ms=int(request["run_at"].timestamp() * 1000) if request.get("run_at") else None,
             delay_ms=request["delay_seconds"] * 1000 if "delay_seconds" in request else None,
             # Each dependency once, in the order given.

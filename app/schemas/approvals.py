@@ -197,3 +197,9 @@ describe(
     RejectSchema,
     reason=("Why; becomes rejection_reason and the task's error", "Not during the freeze"),
 )
+describe(
+    GivenApprovalSchema,
+    by="Who approved",
+    at="When (ISO 8601 UTC)",
+    comment="What they said, if anything",
+)

@@ -169,3 +169,22 @@ describe(
         "2026-01-05T10:15:30.000Z",
     ),
 )
+describe(
+    MemorySchema,
+    used_bytes=("Redis used_memory", 52428800),
+    max_bytes=("Redis maxmemory (0: no limit)", 268435456),
+)
+describe(
+    WebhookHealthSchema,
+    unacknowledged="Events a deliverer read but has not fanned out yet",
+    consumers="Deliverers registered in the consumer group",
+    pending_deliveries="Deliveries waiting for their next attempt",
+    delivered="Deliveries a receiver accepted, ever",
+    dead="Deliveries given up after ORCHESTRATOR_WEBHOOK_MAX_AGE, ever",
+    attempts="Delivery attempts started, ever",
+)
+describe(
+    HealthSchema,
+    redis_memory="Redis memory against its maxmemory (creates stop at the high watermark)",
+    webhooks="The webhook deliverers' backlog",
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.schemas.common import FullMatch, Schema, StrictSchema
+from app.schemas.common import COUNT, FullMatch, Schema, StrictSchema, describe
 
 # An event type (task.failed), a family (task.*) or every event (*).
 EVENT_FILTER = FullMatch(r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?)$")
@@ -92,3 +92,43 @@ class DeliveryQuerySchema(StrictSchema):
     """?limit= for the delivery list."""
 
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+_WEBHOOK_FIELDS = {
+    "webhook_id": ("The subscription's id", "wh_3f2b8c1e7d4a4e8b"),
+    "url": "Where events are POSTed (http or https, a public address)",
+    "events": "Event types, families (task.*) or * that this subscription receives",
+    "description": "What it is for, for people",
+    "format": "standard (signed Standard Webhooks) or slack (an incoming-webhook message)",
+    "approvers": "Principals who get decision links in approval.requested",
+    "created_at": "When it was created (ISO 8601 UTC)",
+    "created_by": "The admin who created it",
+}
+describe(
+    WebhookCreateSchema,
+    events=_WEBHOOK_FIELDS["events"],
+    description=_WEBHOOK_FIELDS["description"],
+    format=_WEBHOOK_FIELDS["format"],
+)
+describe(WebhookSchema, **_WEBHOOK_FIELDS)
+describe(
+    WebhookCreatedSchema,
+    **_WEBHOOK_FIELDS,
+    secret="The signing secret (whsec_...): shown only in this answer",  # noqa: S106
+)
+describe(WebhookListSchema, count=COUNT, webhooks="Every subscription, oldest first")
+describe(
+    DeliverySchema,
+    delivery_id="The delivery's id (the same webhook-id on every retry)",
+    webhook_id="The subscription it goes to",
+    event_id="The event's stream id",
+    event_type="The event's type",
+    status="pending, delivered or dead",
+    attempts="Attempts made so far",
+    last_status_code="The receiver's last HTTP status, if it answered",
+    last_error="Why the last attempt failed, if it did",
+    next_attempt_at="When the next attempt is due (pending only)",
+    created_at="When the event was matched to the subscription",
+    last_attempt_at="When the last attempt was made",
+)
+describe(DeliveryListSchema, count=COUNT, deliveries="Newest first")

@@ -1,0 +1,84 @@
+"""What a validated create request stores: the task's fields and SLA, and page cursors.
+
+Pure functions (no Redis): the task store hands their results to its scripts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+
+from app.config import Settings
+from app.domain import routing
+from app.domain.model import DEFAULT_MAX_RETRIES
+from app.errors import ValidationFailed
+
+# Default SLA by priority when the creator gives no deadline.
+SLA_TARGETS = {
+    "P0": timedelta(hours=1),
+    "P1": timedelta(hours=4),
+    "P2": timedelta(hours=24),
+    "P3": timedelta(hours=72),
+}
+
+
+def stored_fields(
+    request: dict, task_id: str, principal: str, settings: Settings
+) -> tuple[dict[str, str], int | None]:
+    """The new task's hash fields, and the SLA target (ms) when the script must set the
+    deadline from the creation time (None when the request gave a deadline)."""
+    sla = dict(request.get("sla") or {})
+    if request.get("sla_deadline"):
+        sla["deadline"] = request["sla_deadline"]
+    target = SLA_TARGETS[request["priority"]]
+    sla.setdefault("target", f"{int(target.total_seconds() // 3600)}h")
+    deadline = sla.get("deadline")
+    if deadline:
+        sla["deadline"] = _stamp(deadline)
+    fields = {
+        "task_id": task_id,
+        "type": request["type"],
+        "priority": request["priority"],
+        "source": request.get("source") or "api",
+        "payload": json.dumps(request.get("payload") or {}),
+        "metadata": json.dumps(request.get("metadata") or {}),
+        "trace_id": request.get("trace_id") or task_id,
+        "assigned_to": routing.route(request["type"], settings),
+        "created_by": principal,
+        "sla": json.dumps(sla),
+        "max_retries": str(request.get("max_retries", DEFAULT_MAX_RETRIES)),
+    }
+    if request.get("parent_task_id"):
+        fields["parent_task_id"] = request["parent_task_id"]
+    return fields, None if deadline else int(target.total_seconds() * 1000)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def fingerprint(request: dict) -> str:
+    """The request's identity for Idempotency-Key: SHA-256 of its canonical JSON."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def encode_cursor(seq: str | None) -> str | None:
+    """An opaque page cursor; None at the end of the listing."""
+    return base64.urlsafe_b64encode(f"t:{seq}".encode()).decode().rstrip("=") if seq else None
+
+
+def decode_cursor(cursor: str) -> str:
+    """The sequence a cursor stands for; 422 when it is not one of ours."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    kind, _, seq = text.partition(":")
+    # isascii: str.isdigit() also takes other scripts' digits, which Redis cannot read.
+    if kind != "t" or not (seq.isascii() and seq.isdigit()) or len(seq) > 19:
+        raise ValidationFailed("Invalid cursor", errors={"cursor": ["Malformed cursor."]})
+    return seq
