@@ -5,7 +5,9 @@ flask-limiter asks Redis twice per request: once to take a slot and once more, a
 the view, for the X-RateLimit-* headers. OneTripRedisStorage, a `limits` storage
 registered under its own URI scheme (the library's public extension point), takes the
 slot and reads the window in one script and hands that window to the header read. It
-runs on the app's own client, so it works on whatever topology REDIS_URL names.
+runs on the app's own client, so it works on whatever topology REDIS_URL names. The
+strategy is limits' sliding-window counter: two counters per limit, so a hit costs the
+same whatever the limit (a moving window keeps one entry per request in the window).
 """
 
 from __future__ import annotations
@@ -24,34 +26,43 @@ from app.domain.keys import Keys
 from app.errors import Unauthorized, error_response
 from app.services import current_settings, redis_client
 
-# KEYS[1] the window (a list of timestamps, newest first)
-# ARGV: now, limit, expiry (s), cost. Returns {acquired 0/1, window start, entries in window}.
-# Guarantees: the slot is taken and the window read in one atomic step.
+# KEYS[1] the previous window's counter, KEYS[2] the current one (one hash slot: limits
+# wraps the key in braces). ARGV: limit, expiry (s), cost. Times are Redis's own, in ms.
+# Returns {acquired 0/1, previous count, its ttl, current count, its ttl}, after the hit.
+# Guarantees: the slot is taken and the window read in one atomic step, in O(1) time and
+# memory whatever the limit; the same arithmetic as limits' own acquire script.
 ACQUIRE_AND_READ = """
-local now, limit, expiry, cost = tonumber(ARGV[1]), tonumber(ARGV[2]),
-  tonumber(ARGV[3]), tonumber(ARGV[4])
+local limit, expiry, cost = tonumber(ARGV[1]), tonumber(ARGV[2]) * 1000, tonumber(ARGV[3])
+local current_ttl = redis.call('PTTL', KEYS[2])
+local current = tonumber(redis.call('GET', KEYS[2])) or 0
+local previous, previous_ttl
+if current_ttl > 0 and current_ttl < expiry then
+  -- The current window has ended: it becomes the previous one, with the TTL it had.
+  redis.call('RENAME', KEYS[2], KEYS[1])
+  previous, previous_ttl = current, current_ttl
+  current, current_ttl = 0, current_ttl + expiry
+  redis.call('SET', KEYS[2], 0, 'PX', current_ttl)
+else
+  previous = tonumber(redis.call('GET', KEYS[1])) or 0
+  previous_ttl = math.max(0, redis.call('PTTL', KEYS[1]))
+end
 local acquired = 0
-local entry = redis.call('LINDEX', KEYS[1], limit - cost)
-if cost <= limit and not (entry and tonumber(entry) >= now - expiry) then
-  for _ = 1, cost do redis.call('LPUSH', KEYS[1], now) end
-  redis.call('LTRIM', KEYS[1], 0, limit - 1)
-  redis.call('EXPIRE', KEYS[1], expiry)
-  acquired = 1
+if cost <= limit and math.floor(previous * previous_ttl / expiry) + current + cost <= limit then
+  if current_ttl > 0 then
+    redis.call('INCRBY', KEYS[2], cost)
+  else
+    current_ttl = expiry * 2
+    redis.call('SET', KEYS[2], cost, 'PX', current_ttl)
+  end
+  current, acquired = current + cost, 1
 end
-local low, high, oldest = 0, redis.call('LLEN', KEYS[1]) - 1, nil
-while low <= high do
-  local mid = math.floor((low + high) / 2)
-  local value = tonumber(redis.call('LINDEX', KEYS[1], mid))
-  if value and value >= now - expiry then oldest = mid; low = mid + 1 else high = mid - 1 end
-end
-if oldest == nil then return {acquired, tostring(now), 0} end
-return {acquired, redis.call('LINDEX', KEYS[1], oldest), oldest + 1}
+return {acquired, previous, previous_ttl, current, math.max(0, current_ttl)}
 """
 STORAGE_SCHEME = "orchestrator+redis"
 
 
 class OneTripRedisStorage(RedisStorage):
-    """A moving-window storage whose acquire also reads the window, for the headers."""
+    """A sliding-window-counter storage whose acquire also reads the window, for the headers."""
 
     STORAGE_SCHEME = [STORAGE_SCHEME]
 
@@ -71,22 +82,28 @@ class OneTripRedisStorage(RedisStorage):
         super().initialize_storage(uri)
         self.lua_acquire_and_read = self.get_connection().register_script(ACQUIRE_AND_READ)
 
-    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        """Take `amount` slots if the window has them; remember the window for this request."""
-        key = self.prefixed_key(key)
-        acquired, start, count = self.lua_acquire_and_read(
-            [key], [time.time(), limit, expiry, amount]
+    def acquire_sliding_window_entry(
+        self, key: str, limit: int, expiry: int, amount: int = 1
+    ) -> bool:
+        """Take `amount` if the weighted count allows; remember the window for this request."""
+        previous_key = self.prefixed_key(self._previous_window_key(key))
+        current_key = self.prefixed_key(self._current_window_key(key))
+        acquired, previous, previous_ttl, current, current_ttl = self.lua_acquire_and_read(
+            [previous_key, current_key], [limit, expiry, amount]
         )
         if has_request_context():
-            g.setdefault("rate_windows", {})[key] = (float(start), int(count))
+            window = (int(previous), previous_ttl / 1000, int(current), current_ttl / 1000)
+            g.setdefault("rate_windows", {})[current_key] = window
         return bool(acquired)
 
-    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
-        """The window acquire_entry read in this request, else from Redis."""
-        cached = (
-            g.get("rate_windows", {}).get(self.prefixed_key(key)) if has_request_context() else None
-        )
-        return cached if cached is not None else super().get_moving_window(key, limit, expiry)
+    def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
+        """The window acquire_sliding_window_entry read in this request, else from Redis."""
+        if has_request_context():
+            current_key = self.prefixed_key(self._current_window_key(key))
+            cached = g.get("rate_windows", {}).get(current_key)
+            if cached is not None:
+                return cached
+        return super().get_sliding_window(key, expiry)
 
 
 def client_ip() -> str:
@@ -208,7 +225,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         key_func=rate_limit_key,
         default_limits=[_per_minute(settings, "rate_limit_default")],
         headers_enabled=True,
-        strategy="moving-window",
+        strategy="sliding-window-counter",
         on_breach=_breach_response,
         **_storage(app, settings),
     )
