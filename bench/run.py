@@ -28,6 +28,8 @@ from harness import ROOT, LiveServer, RedisServer
 
 BENCH_KEY = "bench-agent-key-0123456789abcdef"
 # Commands a client sends itself; everything else in commandstats ran inside a script.
+# GET and SET are left out: the service never sends them bare, and the limiter's script
+# runs both, so counting them would report its one round trip as three.
 CLIENT_COMMANDS = {
     "evalsha",
     "eval",
@@ -37,8 +39,6 @@ CLIENT_COMMANDS = {
     "script|load",
     "multi",
     "exec",
-    "get",
-    "set",
 }
 TARGETS = {"POST /tasks": 0.55, "GET /health": 0.80}
 # The realistic-limits scenario: this many principals, each under this per-minute limit
