@@ -1,11 +1,7 @@
 """Rate limits: flask-limiter on the shared Redis, keyed by principal or client address.
 
-Which requests count, under which key, and which never do is decided here. Stock
-flask-limiter asks Redis twice per request: once to take a slot and once more, after
-the view, for the X-RateLimit-* headers. OneTripRedisStorage, a `limits` storage
-registered under its own URI scheme (the library's public extension point), takes the
-slot and reads the window in one script and hands that window to the header read. It
-runs on the app's own client, so it works on whatever topology REDIS_URL names.
+Which requests count, under which key, and which never do is decided here; the storage
+that counts them in one round trip is app/rate_storage.py.
 """
 
 from __future__ import annotations
@@ -14,10 +10,8 @@ import ipaddress
 import logging
 import time
 
-import redis
-from flask import Flask, current_app, g, has_request_context, request
+from flask import Flask, g, request
 from flask_limiter import Limiter, RateLimitExceeded
-from limits.storage import RedisStorage, Storage
 
 from app import auth_failures, metrics
 from app.auth import authenticate, session_subject
@@ -25,103 +19,10 @@ from app.config import Settings
 from app.domain.keys import Keys
 from app.errors import Unauthorized, error_response
 from app.rate_budgets import attach_budgets
-from app.redis_client import REDIS_LOCATION
+from app.rate_storage import REDIS_FREE_ENDPOINTS, STORAGE_SCHEME
 from app.services import current_settings, redis_breaker, redis_client
 
 log = logging.getLogger("orchestrator.ratelimit")
-
-# KEYS[1] the window (a list of timestamps, newest first); KEYS[2] (optional) the client
-# address' failed-authentication counter (app/auth_failures.py).
-# ARGV: now, limit, expiry (s), cost, failure limit. Returns {acquired 0/1, window start,
-# entries in window}, or {0, now, -1} when the address is over its failure limit.
-# Guarantees: the slot is taken and the window read in one atomic step.
-ACQUIRE_AND_READ = """
-local now, limit, expiry, cost = tonumber(ARGV[1]), tonumber(ARGV[2]),
-  tonumber(ARGV[3]), tonumber(ARGV[4])
-if KEYS[2] and tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[5]) then
-  return {0, tostring(now), -1}
-end
-local acquired = 0
-local entry = redis.call('LINDEX', KEYS[1], limit - cost)
-if cost <= limit and not (entry and tonumber(entry) >= now - expiry) then
-  for _ = 1, cost do redis.call('LPUSH', KEYS[1], now) end
-  redis.call('LTRIM', KEYS[1], 0, limit - 1)
-  redis.call('EXPIRE', KEYS[1], expiry)
-  acquired = 1
-end
-local low, high, oldest = 0, redis.call('LLEN', KEYS[1]) - 1, nil
-while low <= high do
-  local mid = math.floor((low + high) / 2)
-  local value = tonumber(redis.call('LINDEX', KEYS[1], mid))
-  if value and value >= now - expiry then oldest = mid; low = mid + 1 else high = mid - 1 end
-end
-if oldest == nil then return {acquired, tostring(now), 0} end
-return {acquired, redis.call('LINDEX', KEYS[1], oldest), oldest + 1}
-"""
-STORAGE_SCHEME = "orchestrator+redis"
-
-
-class OneTripRedisStorage(RedisStorage):
-    """A moving-window storage whose acquire also reads the window, for the headers."""
-
-    STORAGE_SCHEME = [STORAGE_SCHEME]
-
-    def __init__(self, uri: str, client, key_prefix: str, wrap_exceptions: bool = False):
-        """Use `client`, the app's (single node, sentinel or cluster), instead of a URL."""
-        # RedisStorage.__init__ would build a client from the URI; the app's factory has
-        # already built the right one, so only the base Storage set-up runs here.
-        Storage.__init__(self, uri, wrap_exceptions=wrap_exceptions)
-        self.key_prefix = key_prefix
-        self.target_server = "redis"
-        self.dependency = self.dependencies["redis"].module
-        self.storage = client
-        self.initialize_storage(uri)
-
-    def initialize_storage(self, uri: str) -> None:
-        """Register the library's scripts and ours."""
-        super().initialize_storage(uri)
-        self.lua_acquire_and_read = self.get_connection().register_script(ACQUIRE_AND_READ)
-
-    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        """Take `amount` slots if the window has them; remember the window for this request."""
-        key = self.prefixed_key(key)
-        failures = auth_failures.counter() if has_request_context() else None
-        keys, args = [key], [time.time(), limit, expiry, amount]
-        if failures:
-            keys.append(failures[0])
-            args.append(failures[1])
-        try:
-            acquired, start, count = self.lua_acquire_and_read(keys, args)
-        except redis.OutOfMemoryError:
-            # A full Redis cannot record the slot. Refusing every request would also stop
-            # the reads and claims that drain it, so the request goes on uncounted.
-            return True
-        except redis.RedisError as error:
-            if not (has_request_context() and request.endpoint in REDIS_FREE_ENDPOINTS):
-                raise
-            # The docs, /metrics, / and /auth/token do not need Redis: a Redis outage
-            # must not become theirs, so they answer unlimited while it lasts.
-            redis_breaker().trip()
-            log.warning(
-                "rate limiter: redis at %s unavailable (%s); %s answered without a limit",
-                current_app.extensions.get(REDIS_LOCATION, "?"),
-                type(error).__name__,
-                request.path,
-            )
-            acquired, start, count = 1, time.time(), 0
-        if int(count) < 0:
-            g.auth_failures_blocked = True  # read by _breach_response
-            return False
-        if has_request_context():
-            g.setdefault("rate_windows", {})[key] = (float(start), int(count))
-        return bool(acquired)
-
-    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
-        """The window acquire_entry read in this request, else from Redis."""
-        cached = (
-            g.get("rate_windows", {}).get(self.prefixed_key(key)) if has_request_context() else None
-        )
-        return cached if cached is not None else super().get_moving_window(key, limit, expiry)
 
 
 def client_ip() -> str:
@@ -165,18 +66,6 @@ def is_exempt() -> bool:
 
 
 UNLIMITED_ENDPOINTS = ("service.health",)
-# Endpoints that answer without Redis: limited while Redis answers, never refused
-# because it does not (see OneTripRedisStorage.acquire_entry and never_limited).
-REDIS_FREE_ENDPOINTS = frozenset(
-    {
-        "service.root",
-        "service.prometheus_metrics",
-        "auth.token",
-        "api-docs.openapi_json",
-        "api-docs.openapi_swagger_ui",
-        "api-docs.openapi_redoc",
-    }
-)
 
 
 def never_limited() -> bool:
@@ -263,7 +152,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         key_func=rate_limit_key,
         default_limits=[_per_minute(settings, "rate_limit_default")],
         headers_enabled=True,
-        strategy="moving-window",
+        strategy="sliding-window-counter",
         on_breach=_breach_response,
         **_storage(app, settings),
     )

@@ -297,3 +297,59 @@ def test_openapi_names_the_budget_of_each_operation(client):
             "ORCHESTRATOR_RATE_LIMIT_AGENT_OPS"
             in (paths[path]["post"]["responses"]["429"]["description"])
         )
+
+
+def test_the_limit_holds_exactly_at_the_boundary(make_app, own_redis):
+    client = make_app(redis_url=own_redis.url, **limits(READS="5")).test_client()
+    answers = [client.get("/tasks", headers=USER) for _ in range(6)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429]
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["4", "3", "2", "1", "0", "0"]
+    assert all(a.headers["X-RateLimit-Limit"] == "5" for a in answers)
+    assert_refused(answers[-1], 5)
+
+
+def test_the_refused_hit_is_not_counted(make_app, own_redis):
+    client = make_app(redis_url=own_redis.url, **limits(READS="2")).test_client()
+    for _ in range(10):
+        client.get("/tasks", headers=USER)
+    redis = own_redis.client()
+    names = [name for name in redis.scan_iter("*") if "LIMITER" in name]
+    assert len(names) == 1 and int(redis.get(names[0])) == 2
+
+
+def test_the_state_per_principal_stays_constant_whatever_the_limit(own_redis):
+    from limits import RateLimitItemPerMinute
+    from limits.strategies import SlidingWindowCounterRateLimiter
+
+    from app.rate_storage import OneTripRedisStorage
+
+    redis = own_redis.client()
+    storage = OneTripRedisStorage("orchestrator+redis://", redis, key_prefix="{t}:rate_limits")
+    limiter = SlidingWindowCounterRateLimiter(storage)
+    item = RateLimitItemPerMinute(100_000)
+    assert all(limiter.hit(item, "principal:apikey:busy") for _ in range(5_000))
+    names = list(redis.scan_iter("*"))
+    assert len(names) == 1  # the current window's counter; the previous joins when it rolls
+    assert int(redis.get(names[0])) == 5_000
+    assert redis.memory_usage(names[0]) < 200  # bytes, key name included
+    assert limiter.get_window_stats(item, "principal:apikey:busy").remaining == 95_000
+
+
+def test_the_window_rolls_over_into_a_weighted_previous_one(own_redis):
+    from limits import RateLimitItemPerSecond
+    from limits.strategies import SlidingWindowCounterRateLimiter
+
+    from app.rate_storage import OneTripRedisStorage
+
+    redis = own_redis.client()
+    storage = OneTripRedisStorage("orchestrator+redis://", redis, key_prefix="{t}:rate_limits")
+    limiter = SlidingWindowCounterRateLimiter(storage)
+    item = RateLimitItemPerSecond(10)
+    assert [limiter.hit(item, "p") for _ in range(11)] == [True] * 10 + [False]
+    time.sleep(1.1)  # one window later: the previous window still weighs on the count
+    allowed = sum(limiter.hit(item, "p") for _ in range(10))
+    assert 1 <= allowed < 10
+    assert len(list(redis.scan_iter("*"))) == 2  # two counters, never more
+    time.sleep(2.1)  # two windows later nothing weighs any more
+    assert [limiter.hit(item, "p") for _ in range(11)] == [True] * 10 + [False]
+    assert len(list(redis.scan_iter("*"))) <= 2
