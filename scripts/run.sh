@@ -117,11 +117,17 @@ fi
 # --- cleanup: stop only what this run started ---------------------------------------------
 GUNICORN_PID=""
 REDIS_PID=""
+DELIVERER_PID=""
 # shellcheck disable=SC2317  # invoked by trap
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM HUP
     trap '' PIPE # stdout may be gone (closed terminal or pipe): still clean up
+    # The webhook deliverer first: it reads the Redis stopped last.
+    if [ -n "$DELIVERER_PID" ] && kill -0 "$DELIVERER_PID" 2>/dev/null; then
+        kill -TERM "$DELIVERER_PID" 2>/dev/null || true
+        wait "$DELIVERER_PID" 2>/dev/null || true
+    fi
     if [ -n "$GUNICORN_PID" ] && kill -0 "$GUNICORN_PID" 2>/dev/null; then
         say "Stopping gunicorn (pid $GUNICORN_PID)..." 2>/dev/null || true
         kill -TERM "$GUNICORN_PID" 2>/dev/null || true
@@ -245,9 +251,8 @@ say ""
 "$GUNICORN" -c gunicorn.conf.py --bind "$BIND_HOST:$PORT" wsgi:app &
 GUNICORN_PID=$!
 
-# --- webhook deliverer: one beside gunicorn, stopped before the rest on exit -------------
+# --- webhook deliverer: one beside gunicorn, stopped first by cleanup on exit ------------
 # (not with memory://: a second process would have a fake Redis of its own)
-DELIVERER_PID=""
 case "$REDIS_URL" in
     memory://*) warn "webhooks are not delivered with memory:// (the deliverer needs a real Redis)" ;;
     *)
@@ -256,17 +261,6 @@ case "$REDIS_URL" in
         say "==> webhook deliverer running (pid $DELIVERER_PID): flask --app wsgi deliver"
         ;;
 esac
-# shellcheck disable=SC2317  # invoked by trap
-stop_deliverer() {
-    local rc=$?
-    if [ -n "$DELIVERER_PID" ] && kill -0 "$DELIVERER_PID" 2>/dev/null; then
-        kill -TERM "$DELIVERER_PID" 2>/dev/null || true
-        wait "$DELIVERER_PID" 2>/dev/null || true
-    fi
-    (exit "$rc") # hand the exit status on to cleanup
-    cleanup
-}
-trap stop_deliverer EXIT
 
 # Ready means /health answers 200; anything else is said as it is (the banner above may
 # have scrolled away by then).
