@@ -18,7 +18,7 @@ from tests.conftest import API_KEYS, HEADERS, PRINCIPALS
 from tests.helpers import CHROMIUM_FLAGS, chromium
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -90,7 +90,11 @@ def sign_in(driver, server, role: str) -> None:
 
 def wait_for(driver, condition, timeout: float = 30):
     try:
-        return WebDriverWait(driver, timeout).until(condition)
+        # htmx swaps polled elements out (outerHTML): one read between a find and its .text
+        # may meet the old element, which is a reason to look again, not a failure.
+        return WebDriverWait(
+            driver, timeout, ignored_exceptions=(StaleElementReferenceException,)
+        ).until(condition)
     except TimeoutException:
         pytest.fail(f"timed out on {driver.current_url}: {driver.page_source[:3000]}")
 
