@@ -40,6 +40,7 @@ AGENT_OPS = Budget("rate_limit_agent_ops", "agent_ops", "claim, heartbeat, statu
 PUBLISH = Budget("rate_limit_events", "events.publish", "publishing events")
 DECIDE = Budget("rate_limit_approvals", "approvals.decide", "approving and rejecting")
 STATS = Budget("rate_limit_stats", "stats", "GET /stats")
+BUDGETS = (CREATE, READS, AGENT_OPS, PUBLISH, DECIDE, STATS)
 
 
 def budget_for(endpoint: str, methods: set[str] | frozenset[str]) -> Budget | None:

@@ -227,9 +227,15 @@ def test_sweep_command_settles_without_any_read(make_app, api, redis_server):
     assert raw.zcard(key.name("leases")) == 0
     assert raw.zrange(key.queue("dev_agent"), 0, -1) == [leased]
     assert raw.exists(key.task(done)) == 0
-    assert raw.zscore(key.name("tasks"), done) is None
+    for index in (
+        key.name("by_status", "cancelled"),
+        key.name("by_type", "bugfix"),
+        key.name("by_agent", "dev_agent"),
+    ):
+        assert raw.zscore(index, done) is None
+    assert raw.exists(key.name("task_events", done)) == 0
     assert raw.zcard(key.name("expiring")) == 0
-    assert raw.hmget(key.name("counts"), "cancelled", "assigned") == ["0", "1"]
+    assert raw.zrange(key.name("by_status", "assigned"), 0, -1) == [leased]
 
 
 def test_claim_requeues_a_backlog_of_expired_leases_before_answering_none(api):

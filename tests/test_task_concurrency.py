@@ -49,6 +49,40 @@ def recount(redis_server, server) -> dict[str, int]:
     return {state: found.get(state, 0) for state in STATUSES}
 
 
+def assert_indexes_match_a_recount(redis_server, server) -> None:
+    """Every index the scripts keep holds exactly what a scan of the task hashes and the
+    event stream finds, and the filtered listings read through them page out the same."""
+    client, key = redis_server.client(), redis_keys(server.env)
+    tasks = {
+        name.rsplit(":", 1)[1]: client.hmget(name, "status", "type", "assigned_to")
+        for name in client.scan_iter(key.task("*"), count=1000)
+    }
+    by = {"by_status": 0, "by_type": 1, "by_agent": 2}
+    for kind, field in by.items():
+        values = {row[field] for row in tasks.values()} | set(STATUSES if field == 0 else ())
+        for value in values:
+            expected = {task_id for task_id, row in tasks.items() if row[field] == value}
+            assert set(client.zrange(key.name(kind, value), 0, -1)) == expected, (kind, value)
+    events = defaultdict(list)
+    for event_id, fields in client.xrange(key.name("events")):
+        events[fields["task_id"]].append(event_id)
+    for task_id in tasks:
+        assert client.lrange(key.name("task_events", task_id), 0, -1) == events[task_id]
+    for filter_name, field in (("status", 0), ("type", 1), ("assigned_to", 2)):
+        for value in {row[field] for row in tasks.values()}:
+            listed, cursor = [], None
+            while True:
+                query = {filter_name: value, "limit": 100, **({"cursor": cursor} if cursor else {})}
+                page = session().get(f"{server.url}/tasks", params=query, headers=ADMIN, timeout=10)
+                assert page.status_code == 200, page.text
+                listed += [task["task_id"] for task in page.json()["tasks"]]
+                cursor = page.json()["next_cursor"]
+                if not cursor:
+                    break
+            expected = [t for t, row in tasks.items() if row[field] == value]
+            assert sorted(listed) == sorted(expected) and len(listed) == len(set(listed))
+
+
 def test_concurrent_claims_hand_out_every_task_exactly_once(live_server):
     server = live_server(workers=3)
     # The 500 tasks are created in-process on the same Redis and prefix (faster than
@@ -162,6 +196,7 @@ def test_counters_match_a_recount_after_a_mixed_workload(live_server, redis_serv
         assert counted[status] == stats["queue"][status] == outcomes[status]
     assert stats["queue"]["pending"] == counted["assigned"] == sum(stats["agents"].values())
     assert stats["approvals"]["pending"] == counted["awaiting_approval"]
+    assert_indexes_match_a_recount(redis_server, server)
 
 
 NOT_TERMINAL = ("blocked", "awaiting_approval", "scheduled", "assigned", "in_progress")
@@ -248,3 +283,4 @@ def test_with_schedules_dependencies_and_expiries_every_task_ends_once(live_serv
         if fields["type"] in ("task.completed", "task.failed", "task.cancelled"):
             endings[fields["task_id"]] += 1
     assert set(endings) == set(shared) and set(endings.values()) == {1}
+    assert_indexes_match_a_recount(redis_server, server)

@@ -23,7 +23,16 @@ class KeySpec:
 
 LAYOUT: dict[str, KeySpec] = {
     "task": KeySpec("task:{task_id}", "hash", "one task's fields"),
-    "tasks": KeySpec("tasks", "zset", "every stored task, scored by creation sequence"),
+    "by_status": KeySpec(
+        "tasks:status:{status}", "zset", "stored tasks in one status, by creation sequence"
+    ),
+    "by_type": KeySpec("tasks:type:{type}", "zset", "stored tasks of one type, by creation sequence"),
+    "by_agent": KeySpec(
+        "tasks:agent:{agent}", "zset", "stored tasks routed to one agent, by creation sequence"
+    ),
+    "task_events": KeySpec(
+        "task_events:{task_id}", "list", "the stream ids of one task's events (go with the task)"
+    ),
     "seq": KeySpec("seq", "string", "the creation sequence"),
     "queue": KeySpec("queue:{agent}", "zset", "ready tasks, rank*1e15 + seq (priority, FIFO)"),
     "agents": KeySpec("agents", "set", "agents that ever had a queue"),
@@ -33,9 +42,10 @@ LAYOUT: dict[str, KeySpec] = {
     "dependants": KeySpec(
         "dependants:{task_id}", "set", "blocked tasks waiting for this task to finish"
     ),
-    "dead": KeySpec("dead:{status}", "zset", "failed / cancelled tasks, by when they ended (ms)"),
     "expiring": KeySpec("expiring", "zset", "terminal tasks, scored by purge time (ms)"),
-    "counts": KeySpec("counts", "hash", "tasks stored now, per status"),
+    "timers": KeySpec(
+        "timers", "zset", "per kind of deadline, a lower bound of its earliest (ms); `~` at +inf"
+    ),
     "totals": KeySpec(
         "totals", "hash", "completed / failed / cancelled ever reached, lease_expired"
     ),

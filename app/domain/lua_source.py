@@ -26,6 +26,8 @@ def _lua(value) -> str:
         return str(value)
     if isinstance(value, str) and value.isascii():
         return json.dumps(value)  # for ASCII text, JSON's quoting is also Lua's
+    if isinstance(value, tuple | list):
+        return "{" + ", ".join(_lua(item) for item in value) + "}"
     if isinstance(value, frozenset | set):
         value = dict.fromkeys(sorted(value), True)
     if isinstance(value, Mapping):
@@ -38,6 +40,7 @@ def constants() -> str:
     values = {
         "LAYOUT": keys.lua_layout(),
         "IDEMPOTENCY_TTL_SECONDS": keys.IDEMPOTENCY_TTL_SECONDS,
+        "STATUSES": model.STATUSES,
         "TERMINAL": model.TERMINAL_STATUSES,
         "RETRYABLE": frozenset(model.RETRYABLE_STATUSES),
         "MAX_SCHEDULE_MS": model.MAX_SCHEDULE_SECONDS * 1000,
@@ -59,4 +62,9 @@ def constants() -> str:
 def source(name: str) -> str:
     """The full text of a script: generated constants, the prelude, the script's body."""
     prelude = (LUA_DIR / "lib.lua").read_text()
-    return "\n".join((constants(), prelude, (LUA_DIR / f"{name}.lua").read_text()))
+    # The body runs as a function so that whatever it returns, the writes the prelude
+    # defers to the end of the call (each task's event index: one RPUSH per task) happen.
+    body = (LUA_DIR / f"{name}.lua").read_text()
+    return "\n".join(
+        (constants(), prelude, "local function main()", body, "end", "return finish(main())")
+    )

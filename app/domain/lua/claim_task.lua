@@ -16,10 +16,19 @@ end
 local queue = key('queue', A.agent)
 local BACKLOG_BUDGET = 1000
 
+-- The next scheduled task's bound: a lower bound, so an agent may ask a little early.
 local function empty()
-  local next_due = redis.call('ZRANGE', key('scheduled'), 0, 0, 'WITHSCORES')
-  return cjson.encode({outcome = 'empty',
-    next_due_ms = next_due[2] and (tonumber(next_due[2]) - NOW) or nil})
+  local next_due = bounds().scheduled
+  return cjson.encode({outcome = 'empty', next_due_ms = next_due and (next_due - NOW)})
+end
+
+-- Apply up to BACKLOG_BUDGET more of one kind of due entry; how many were applied.
+local function backlog(kind, apply)
+  if not due(kind) then return 0 end
+  local ids = redis.call('ZRANGEBYSCORE', key(kind), '-inf', NOW, 'LIMIT', 0, BACKLOG_BUDGET)
+  for _, id in ipairs(ids) do apply(id) end
+  rebound(kind)
+  return #ids
 end
 
 while true do
@@ -28,22 +37,18 @@ while true do
     -- Before answering "nothing ready", apply a backlog of expired leases and due
     -- schedules beyond the usual settle budget (after an outage, say): one of them may
     -- be this agent's.
-    local due = redis.call('ZRANGEBYSCORE', key('leases'), '-inf', NOW, 'LIMIT', 0,
-      BACKLOG_BUDGET)
-    for _, id in ipairs(due) do expire_lease(id) end
-    local starting = redis.call('ZRANGEBYSCORE', key('scheduled'), '-inf', NOW, 'LIMIT', 0,
-      BACKLOG_BUDGET)
-    for _, id in ipairs(starting) do start_scheduled(id) end
-    if #due + #starting == 0 then return empty() end
+    if backlog('leases', expire_lease) + backlog('scheduled', start_scheduled) == 0 then
+      return empty()
+    end
     head = redis.call('ZRANGE', queue, 0, 0)
     if #head == 0 then return empty() end
   end
   local id = head[1]
   local task = hgetall(key('task', id))
   if task.status == 'assigned' then
-    move(id, task, 'in_progress', {'started_at', NOW_ISO, 'claimed_by', A.principal}, nil,
-      A.lease_ms)
-    return cjson.encode({outcome = 'ok', task = hgetall(key('task', id))})
+    task = move(id, task, 'in_progress', {'started_at', NOW_ISO, 'claimed_by', A.principal},
+      nil, A.lease_ms)
+    return cjson.encode({outcome = 'ok', task = task})
   end
   redis.call('ZREM', queue, id) -- a stale entry; never hand it out
 end

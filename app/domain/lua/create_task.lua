@@ -17,7 +17,7 @@
 -- | {outcome = 'invalid', field, message} (a run time not ahead or too far ahead by
 -- Redis' clock, an unknown dependency).
 -- Guarantees: a repeated idempotency key never creates a second task; the task, its
--- queue entry, schedule or approval, its counters and its events appear together or not
+-- queue entry, schedule or approval, its indexes and its events appear together or not
 -- at all. Order: blocked on dependencies, then the gate, then the schedule, then queued;
 -- a dependency already failed or cancelled cancels the task at once.
 settle()
@@ -63,22 +63,24 @@ if A.sla_target_ms then
   fields.sla = cjson.encode(sla)
 end
 local id = fields.task_id
-local k = key('task', id)
 local seq = redis.call('INCR', key('seq'))
-local out = {'seq', tostring(seq), 'created_at', NOW_ISO, 'updated_at', NOW_ISO,
-  'retry_count', '0'}
-for name, value in pairs(fields) do out[#out + 1] = name; out[#out + 1] = value end
-local function add(name, value) out[#out + 1] = name; out[#out + 1] = value end
--- The gate is opened by release(), once nothing else is in the way.
-if A.approval then add('gate', cjson.encode(A.approval)) end
-if run_at_ms then add('run_at_ms', tostring(run_at_ms)); add('run_at', iso(run_at_ms)) end
+-- The task as first stored, built here: its first move() writes it in one HSET.
+local task = {seq = tostring(seq), created_at = NOW_ISO, updated_at = NOW_ISO,
+  retry_count = '0'}
+for name, value in pairs(fields) do task[name] = value end
+if run_at_ms then task.run_at_ms = tostring(run_at_ms); task.run_at = iso(run_at_ms) end
 if A.depends_on then
-  add('depends_on', cjson.encode(A.depends_on))
-  add('deps_left', tostring(#waiting))
+  task.depends_on = cjson.encode(A.depends_on)
+  task.deps_left = tostring(#waiting)
 end
-redis.call('HSET', k, unpack(out))
-redis.call('ZADD', key('tasks'), seq, id)
-local task = hgetall(k)
+-- A gate waits in the task until release() opens it, once nothing else is in the way (a
+-- task cancelled at once keeps it too, so a retry cannot skip the people it needed).
+if A.approval and (#waiting > 0 or ended) then task.gate = cjson.encode(A.approval) end
+local unsaved = {}
+for name, value in pairs(task) do unsaved[#unsaved + 1] = name; unsaved[#unsaved + 1] = value end
+UNSAVED[id] = unsaved
+redis.call('ZADD', key('by_type', task.type), seq, id)
+redis.call('ZADD', key('by_agent', task.assigned_to), seq, id)
 emit('task.created', task, {task_id = id, type = task.type, priority = task.priority,
   assigned_to = task.assigned_to, created_by = task.created_by})
 if ended then
@@ -87,13 +89,14 @@ elseif #waiting > 0 then
   for _, dep in ipairs(waiting) do redis.call('SADD', key('dependants', dep), id) end
   task = move(id, task, 'blocked')
 else
-  task = release(id, task)
+  task = release(id, task, A.approval)
 end
-local stored, flat = hgetall(k)
 if idem_key then
   -- The snapshot stays the flat HGETALL list it has always been, so a record replays
   -- across a rolling deploy whichever release wrote it.
+  local flat = {}
+  for name, value in pairs(task) do flat[#flat + 1] = name; flat[#flat + 1] = value end
   redis.call('SET', idem_key, cjson.encode({fingerprint = A.fingerprint, snapshot = flat}),
     'EX', IDEMPOTENCY_TTL_SECONDS)
 end
-return cjson.encode({outcome = 'created', task = stored})
+return cjson.encode({outcome = 'created', task = task})

@@ -115,7 +115,7 @@ else
         payload_sha256 = approval.payload_sha256, decided_at = NOW_ISO})
       -- The receipt first, then on: scheduled while its run time is ahead, else queued.
       redis.call('HSET', key('task', approval.task_id), 'approval', receipt)
-      release(approval.task_id, hgetall(key('task', approval.task_id)))
+      release(approval.task_id, (hgetall(key('task', approval.task_id))))
     end
   end
 end

@@ -8,7 +8,8 @@
 -- max_history, maxlen, lease_ms (the default lease), memory_high_watermark (percent)}; ARGV[3] = the call's named
 -- arguments as one JSON object, read as A.<name>. An argument the caller left out is nil
 -- (Python never sends null, which cjson would decode to a truthy cjson.null).
--- Every script answers cjson.encode({outcome = ..., ...}).
+-- Every script answers cjson.encode({outcome = ..., ...}); its body runs as main(), and
+-- finish() (below) does the writes deferred to the end of the call.
 -- Keys are built here from the prefix because a task's keys (its queue, its approval)
 -- are only known inside the script; the hash tag keeps them all in one cluster slot.
 -- Time is Redis' own clock (TIME), so every worker and instance agrees on leases
@@ -62,16 +63,46 @@ end
 
 -- Events: one stream entry plus two pub/sub messages, so the stored log and the
 -- live fan-out never disagree. `data` is the envelope as JSON without event_id.
+-- Each event about a task also goes in that task's event index (task_events): the ids
+-- are collected here and written by finish(), one RPUSH per task per call.
+local EVENT_IDS, EVENT_TASKS = {}, {}
+-- Tasks this call knows are stored (their index goes with them when they are purged).
+local STORED = {}
 local function emit_raw(event_type, task_id, source_agent, data)
   local id = redis.call('XADD', key('events'), 'MAXLEN', '~', CFG.maxlen, '*',
     'type', event_type, 'task_id', task_id, 'source_agent', source_agent, 'data', data)
   local message = '{"event_id":"' .. id .. '",' .. string.sub(data, 2)
   redis.call('PUBLISH', key('event_channel', event_type), message)
   redis.call('PUBLISH', key('event_channel', '*'), message)
+  if task_id ~= '' then
+    local ids = EVENT_IDS[task_id]
+    if not ids then
+      ids = {}
+      EVENT_IDS[task_id] = ids
+      EVENT_TASKS[#EVENT_TASKS + 1] = task_id
+    end
+    ids[#ids + 1] = id
+  end
   return id
 end
 
+-- The end of every call: write the event ids collected above. An index started for a
+-- task id that is not stored (a client's event about an unknown or purged task) expires
+-- like a finished task would, so it cannot outlive what it indexes for ever.
+local function finish(reply)
+  for _, task_id in ipairs(EVENT_TASKS) do
+    local ids = EVENT_IDS[task_id]
+    local index = key('task_events', task_id)
+    if redis.call('RPUSH', index, unpack(ids)) == #ids and not STORED[task_id]
+        and redis.call('EXISTS', key('task', task_id)) == 0 then
+      redis.call('PEXPIRE', index, CFG.task_ttl * 1000)
+    end
+  end
+  return reply
+end
+
 local function emit(event_type, task, payload)
+  if task.seq then STORED[task.task_id] = true end
   local envelope = {
     event_type = event_type, source_agent = 'orchestrator', task_id = task.task_id,
     trace_id = task.trace_id or cjson.null,
@@ -79,6 +110,64 @@ local function emit(event_type, task, payload)
     payload = payload, metadata = {}, timestamp = NOW_ISO,
   }
   return emit_raw(event_type, task.task_id or '', 'orchestrator', cjson.encode(envelope))
+end
+
+-- Deadlines -------------------------------------------------------------------
+-- Four kinds of entries fall due with time, each a sorted set scored by when (ms).
+-- `timers` holds, per kind, a lower bound of its earliest score (no member: the kind is
+-- empty) and `~` at +inf, so a key that exists says the bounds are kept. settle() reads
+-- it in one command and touches a kind only once its bound has passed: no idle work.
+local TIMER_KINDS = {'leases', 'scheduled', 'expiring', 'approvals_deadlines'}
+local BOUNDS = nil
+
+local function bounds()
+  if BOUNDS then return BOUNDS end
+  BOUNDS = {}
+  local flat = redis.call('ZRANGE', key('timers'), 0, -1, 'WITHSCORES')
+  if #flat > 0 then
+    for i = 1, #flat, 2 do BOUNDS[flat[i]] = tonumber(flat[i + 1]) end
+    BOUNDS['~'] = nil
+    return BOUNDS
+  end
+  -- First call on this store (or on one written before timers existed): read each head.
+  for _, kind in ipairs(TIMER_KINDS) do
+    local head = redis.call('ZRANGE', key(kind), 0, 0, 'WITHSCORES')
+    if head[2] then
+      BOUNDS[kind] = tonumber(head[2])
+      redis.call('ZADD', key('timers'), head[2], kind)
+    end
+  end
+  redis.call('ZADD', key('timers'), '+inf', '~')
+  return BOUNDS
+end
+
+-- Schedule `member` in deadline kind `kind` at `ms`; lowers the kind's bound if needed.
+local function add_timer(kind, ms, member)
+  redis.call('ZADD', key(kind), ms, member)
+  local b = bounds()
+  if not b[kind] or ms < b[kind] then
+    b[kind] = ms
+    redis.call('ZADD', key('timers'), ms, kind)
+  end
+end
+
+-- After working a kind off, its bound is its earliest entry again (or it has none).
+local function rebound(kind)
+  local head = redis.call('ZRANGE', key(kind), 0, 0, 'WITHSCORES')
+  local b = bounds()
+  if head[2] then
+    b[kind] = tonumber(head[2])
+    redis.call('ZADD', key('timers'), head[2], kind)
+  else
+    b[kind] = nil
+    redis.call('ZREM', key('timers'), kind)
+  end
+end
+
+-- Whether some entry of `kind` may have fallen due.
+local function due(kind)
+  local bound = bounds()[kind]
+  return bound ~= nil and bound <= NOW
 end
 
 -- Tasks ------------------------------------------------------------------------
@@ -89,15 +178,20 @@ local function enqueue(id, task)
   redis.call('SADD', key('agents'), task.assigned_to)
 end
 
+-- A new task's fields, written by its first move() in the same HSET as its status.
+local UNSAVED = {}
+
 -- Set by resolve_dependants() below; move() calls it when a task finishes, and it moves
 -- the dependants itself (declared here so move() can name it).
 local resolve_dependants
 
--- The one place a task changes state: queue, lease, schedule, indexes, counters, fields
--- and event move together. `fields` is a flat list of extra hash fields to write.
+-- The one place a task changes state: queue, lease, schedule, status index, fields and
+-- event move together. `fields` is a flat list of extra hash fields to write. `task` is
+-- updated in place (no read back) and returned.
 local function move(id, task, to, fields, event_type, lease_ms)
   local from = task.status
   local k = key('task', id)
+  local drop = {}
   if from == 'assigned' then
     redis.call('ZREM', key('queue', task.assigned_to), id)
   elseif from == 'in_progress' then
@@ -109,16 +203,17 @@ local function move(id, task, to, fields, event_type, lease_ms)
   elseif from == 'scheduled' then
     redis.call('ZREM', key('scheduled'), id)
   elseif TERMINAL[from] then
-    -- Sent back (retry): no longer a dead letter, no longer due for purging.
+    -- Sent back (retry): no longer due for purging.
     redis.call('ZREM', key('expiring'), id)
-    redis.call('ZREM', key('dead', from), id)
-    redis.call('HDEL', k, 'completed_at', 'expires_ms', 'error')
+    drop = {'completed_at', 'expires_ms', 'error'}
   end
-  local out = {'status', to, 'updated_at', NOW_ISO}
+  local out = UNSAVED[id] or {}
+  UNSAVED[id] = nil
+  for _, v in ipairs({'status', to, 'updated_at', NOW_ISO}) do out[#out + 1] = v end
   for _, v in ipairs(fields or {}) do out[#out + 1] = v end
   if to == 'in_progress' then
     local expires = NOW + lease_ms
-    redis.call('ZADD', key('leases'), expires, id)
+    add_timer('leases', expires, id)
     redis.call('HINCRBY', key('running'), task.assigned_to, 1)
     out[#out + 1] = 'lease_expires_at'; out[#out + 1] = iso(expires)
     -- Remembered so a heartbeat without lease_seconds renews the lease the claim chose.
@@ -126,25 +221,33 @@ local function move(id, task, to, fields, event_type, lease_ms)
     -- Fencing: every lease gets a larger token, so a report from an older lease is known.
     out[#out + 1] = 'lease_token'
     out[#out + 1] = tostring((tonumber(task.lease_token) or 0) + 1)
-  elseif to == 'assigned' then
+  elseif task.lease_expires_at or (to == 'assigned' and task.claimed_by) then
+    drop[#drop + 1] = 'lease_expires_at'
+    drop[#drop + 1] = 'lease_ms'
     -- Back in the queue (lease expired): nobody holds it any more.
-    redis.call('HDEL', k, 'lease_expires_at', 'lease_ms', 'claimed_by')
-  else
-    redis.call('HDEL', k, 'lease_expires_at', 'lease_ms')
+    if to == 'assigned' then drop[#drop + 1] = 'claimed_by' end
   end
-  if to == 'scheduled' then redis.call('ZADD', key('scheduled'), task.run_at_ms, id) end
+  if to == 'scheduled' then add_timer('scheduled', tonumber(task.run_at_ms), id) end
   if TERMINAL[to] then
     local expires = NOW + CFG.task_ttl * 1000
     out[#out + 1] = 'completed_at'; out[#out + 1] = NOW_ISO
     out[#out + 1] = 'expires_ms'; out[#out + 1] = tostring(expires)
-    redis.call('ZADD', key('expiring'), expires, id)
+    add_timer('expiring', expires, id)
     redis.call('HINCRBY', key('totals'), to, 1)
-    if RETRYABLE[to] then redis.call('ZADD', key('dead', to), NOW, id) end
   end
+  -- A field set again in `out` (an error on the way back to failed) is not dropped.
+  local kept = {}
+  for i = 1, #out, 2 do kept[out[i]] = true end
+  local gone = {}
+  for _, name in ipairs(drop) do
+    if task[name] and not kept[name] then gone[#gone + 1] = name end
+    task[name] = nil
+  end
+  if #gone > 0 then redis.call('HDEL', k, unpack(gone)) end
   redis.call('HSET', k, unpack(out))
-  if from then redis.call('HINCRBY', key('counts'), from, -1) end
-  redis.call('HINCRBY', key('counts'), to, 1)
-  task = hgetall(k)
+  for i = 1, #out, 2 do task[out[i]] = out[i + 1] end
+  if from then redis.call('ZREM', key('by_status', from), id) end
+  redis.call('ZADD', key('by_status', to), task.seq, id)
   if to == 'assigned' then enqueue(id, task) end
   emit(event_type or ('task.' .. to), task, {
     task_id = id, status = to, previous_status = from or cjson.null,
@@ -179,7 +282,7 @@ local function open_approval(id, task, gate)
   end
   redis.call('HSET', key('approval', aid), unpack(record))
   redis.call('ZADD', key('approvals_pending'), task.seq, aid)
-  redis.call('ZADD', key('approvals_deadlines'), expires, aid)
+  add_timer('approvals_deadlines', expires, aid)
   emit('approval.requested', task, {approval_id = aid, task_id = id, reason = gate.reason,
     requested_by = gate.requested_by, expires_at = iso(expires)})
 end
@@ -187,10 +290,14 @@ end
 -- A task with nothing left to wait for goes on: first to its approval gate (its `gate`
 -- field, when gated and not yet asked), then to its run time while that is ahead, then
 -- to its agent's queue. Every way out of blocked and awaiting_approval goes through here.
-local function release(id, task)
+-- `gate` is a new task's gate, never stored (a stored one is the task's `gate` field).
+local function release(id, task, gate)
   if task.gate then
-    local gate = cjson.decode(task.gate)
+    gate = cjson.decode(task.gate)
     redis.call('HDEL', key('task', id), 'gate')
+    task.gate = nil
+  end
+  if gate then
     task = move(id, task, 'awaiting_approval', {'approval_id', gate.approval_id})
     open_approval(id, task, gate)
     return task
@@ -265,36 +372,32 @@ local function lease_lost(task)
 end
 
 -- A lease ran out: back to the queue with one more retry, or failed past max_retries.
-local function expire_lease(id)
-  local task = hgetall(key('task', id))
+local function expire_lease(id, task)
+  task = task or hgetall(key('task', id))
   if task.status ~= 'in_progress' then
     redis.call('ZREM', key('leases'), id)
-    return
+    return task
   end
   local retries = tonumber(task.retry_count or '0') + 1
   redis.call('HINCRBY', key('totals'), 'lease_expired', 1)
   if retries > (tonumber(task.max_retries) or DEFAULT_MAX_RETRIES) then
-    move(id, task, 'failed', {'error', 'lease expired'})
-  else
-    move(id, task, 'assigned', {'retry_count', tostring(retries)}, 'task.requeued')
+    return move(id, task, 'failed', {'error', 'lease expired'})
   end
+  return move(id, task, 'assigned', {'retry_count', tostring(retries)}, 'task.requeued')
 end
 
-local function settle_task(id)
-  local deadline = redis.call('ZSCORE', key('leases'), id)
-  if deadline and tonumber(deadline) <= NOW then expire_lease(id) end
-end
-
--- Terminal tasks past ORCHESTRATOR_TASK_TTL leave the store and every index.
+-- Terminal tasks past ORCHESTRATOR_TASK_TTL leave the store and every index, with their
+-- event index (the events stay in the stream until it is trimmed).
 local function purge_task(id)
   local k = key('task', id)
-  local status = redis.call('HGET', k, 'status')
-  if status and TERMINAL[status] then
-    redis.call('HINCRBY', key('counts'), status, -1)
-    redis.call('DEL', k, key('dependants', id))
-    if RETRYABLE[status] then redis.call('ZREM', key('dead', status), id) end
+  local row = redis.call('HMGET', k, 'status', 'type', 'assigned_to')
+  if row[1] and TERMINAL[row[1]] then
+    redis.call('ZREM', key('by_status', row[1]), id)
+    redis.call('ZREM', key('by_type', row[2]), id)
+    redis.call('ZREM', key('by_agent', row[3]), id)
+    redis.call('DEL', k, key('dependants', id), key('task_events', id))
+    STORED[id] = nil
   end
-  redis.call('ZREM', key('tasks'), id)
   redis.call('ZREM', key('expiring'), id)
 end
 
@@ -344,7 +447,7 @@ local function escalate_approval(aid, approval)
     + tonumber(approval.extend_ms)
   redis.call('HSET', key('approval', aid), 'eligible', cjson.encode(eligible),
     'escalated', '1', 'expires_at', iso(expires))
-  redis.call('ZADD', key('approvals_deadlines'), expires, aid)
+  add_timer('approvals_deadlines', expires, aid)
   emit('approval.escalated', hgetall(key('task', approval.task_id)), {
     approval_id = aid, task_id = approval.task_id, escalate_to = extra,
     eligible = eligible, expires_at = iso(expires),
@@ -390,25 +493,21 @@ local function settle_approval(aid)
   if deadline and tonumber(deadline) <= NOW then timeout_approval(aid) end
 end
 
--- Everything that falls due with time, applied before any read or change (bounded,
--- so a backlog is worked off over several requests or by the sweep command).
+-- Everything that falls due with time, applied before any read or change: one command
+-- when nothing is due; bounded by `budget` entries per kind when much is (a backlog is
+-- worked off over several requests, or by the sweep command).
 local function settle(budget)
   budget = budget or SETTLE_BUDGET
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', key('leases'), '-inf', NOW,
-      'LIMIT', 0, budget)) do
-    expire_lease(id)
-  end
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', key('scheduled'), '-inf', NOW,
-      'LIMIT', 0, budget)) do
-    start_scheduled(id)
-  end
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', key('expiring'), '-inf', NOW,
-      'LIMIT', 0, budget)) do
-    purge_task(id)
-  end
-  for _, aid in ipairs(redis.call('ZRANGEBYSCORE', key('approvals_deadlines'), '-inf',
-      NOW, 'LIMIT', 0, budget)) do
-    timeout_approval(aid)
+  local work = {leases = expire_lease, scheduled = start_scheduled, expiring = purge_task,
+    approvals_deadlines = timeout_approval}
+  for _, kind in ipairs(TIMER_KINDS) do
+    if due(kind) then
+      for _, id in ipairs(redis.call('ZRANGEBYSCORE', key(kind), '-inf', NOW,
+          'LIMIT', 0, budget)) do
+        work[kind](id)
+      end
+      rebound(kind)
+    end
   end
 end
 
@@ -430,8 +529,11 @@ end
 
 -- Read one task as the outside world should see it right now.
 local function fresh_task(id)
-  settle_task(id)
   local task = hgetall(key('task', id))
+  if task.status == 'in_progress' then
+    local deadline = redis.call('ZSCORE', key('leases'), id)
+    if deadline and tonumber(deadline) <= NOW then task = expire_lease(id, task) end
+  end
   if task.expires_ms and tonumber(task.expires_ms) <= NOW then
     purge_task(id)
     return {}

@@ -1,53 +1,78 @@
--- list_tasks: newest first, filtered, one page.
+-- list_tasks: newest first, filtered, one page, read through the indexes.
 -- A.after_seq (exclusive creation sequence, a string: it may exceed a double's precision;
 -- absent = newest)  A.limit  A.status  A.task_type  A.assigned_to (filters, absent = any)
 -- A.scan_budget (index entries examined at most)
--- Returns {outcome = 'ok', tasks, next_seq (absent at the end)}. Work is bounded by the
--- budget: a page may come back short with a next_seq when the filters match rarely
--- (like SCAN).
+-- Returns {outcome = 'ok', tasks, next_seq (absent at the end)}.
+-- How: one filter reads its index (by_status, by_type or by_agent) and every entry
+-- matches, so a page costs O(log N + page) whatever N; several filters read the smallest
+-- of their indexes and check the others on each row (bounded by the budget: such a page
+-- may come back short, with a next_seq, like SCAN); no filter merges the status indexes.
 -- Guarantees: every row is shown (and filtered) as of now, like GET /tasks/<id>: an
 -- expired lease is requeued, a due schedule queued and an expired task left out,
 -- whatever settle() reached.
 settle()
 local limit, budget = A.limit, A.scan_budget
-local want_status, want_type, want_agent = A.status, A.task_type, A.assigned_to
+local filters = {status = A.status, type = A.task_type, assigned_to = A.assigned_to}
 local upper = A.after_seq and ('(' .. A.after_seq) or '+inf'
-local found, examined, last_seq = {}, 0, nil
-local filtered = want_status or want_type or want_agent
-local batch = filtered and 500 or (limit + 1)
+local found = {}
 
 local function page(next_seq)
   return cjson.encode({outcome = 'ok', tasks = found, next_seq = next_seq})
 end
 
--- The fields a filter reads, after applying what fell due to this one task.
-local function current_row(id)
-  local k = key('task', id)
-  local row = redis.call('HMGET', k, 'status', 'type', 'assigned_to', 'expires_ms')
-  if row[1] == 'in_progress' or row[1] == 'scheduled' then
-    fresh_task(id)
-    row = redis.call('HMGET', k, 'status', 'type', 'assigned_to', 'expires_ms')
+-- The task as of now, or nil when it is gone or no longer matches every filter.
+local function current(id)
+  local task = fresh_task(id)
+  for field, wanted in pairs(filters) do
+    if task[field] ~= wanted then return nil end
   end
-  if row[4] and tonumber(row[4]) <= NOW then
-    purge_task(id)
-    return nil
-  end
-  return row[1] and row or nil
+  return task.status and task or nil
 end
 
+-- The indexes to read: the smallest of the filters', or every status index.
+local indexes, choices = {}, {}
+if A.status then choices[#choices + 1] = key('by_status', A.status) end
+if A.task_type then choices[#choices + 1] = key('by_type', A.task_type) end
+if A.assigned_to then choices[#choices + 1] = key('by_agent', A.assigned_to) end
+if #choices == 1 then
+  indexes = choices
+elseif #choices > 1 then
+  local best, size = nil, nil
+  for _, index in ipairs(choices) do
+    local n = redis.call('ZCARD', index)
+    if not size or n < size then best, size = index, n end
+  end
+  indexes = {best}
+else
+  for _, status in ipairs(STATUSES) do indexes[#indexes + 1] = key('by_status', status) end
+end
+
+-- The next `count` entries below `upper` across the indexes, newest first: {id, seq}.
+-- Merged, only the first `count` are certain to come before every entry not yet read.
+local function next_entries(count)
+  local merged = {}
+  for _, index in ipairs(indexes) do
+    local flat = redis.call('ZREVRANGEBYSCORE', index, upper, '-inf', 'WITHSCORES',
+      'LIMIT', 0, count)
+    for i = 1, #flat, 2 do merged[#merged + 1] = {flat[i], flat[i + 1]} end
+  end
+  if #indexes > 1 then
+    table.sort(merged, function(a, b) return tonumber(a[2]) > tonumber(b[2]) end)
+    for i = #merged, count + 1, -1 do merged[i] = nil end
+  end
+  return merged
+end
+
+local examined, last_seq = 0, nil
 while true do
-  local entries = redis.call('ZREVRANGEBYSCORE', key('tasks'), upper, '-inf', 'WITHSCORES',
-    'LIMIT', 0, batch)
+  local entries = next_entries(limit + 1 - #found)
   if #entries == 0 then return page(nil) end
-  for i = 1, #entries, 2 do
-    local id, seq = entries[i], entries[i + 1]
-    local row = current_row(id)
-    local match = row and (not want_status or row[1] == want_status)
-      and (not want_type or row[2] == want_type)
-      and (not want_agent or row[3] == want_agent)
-    if match then
+  for _, entry in ipairs(entries) do
+    local id, seq = entry[1], entry[2]
+    local task = current(id)
+    if task then
       if #found == limit then return page(last_seq) end
-      found[#found + 1] = hgetall(key('task', id))
+      found[#found + 1] = task
     end
     last_seq = seq
     examined = examined + 1

@@ -9,6 +9,10 @@
 -- examined per call, in batches of 200, so a rare filter never loads or blocks on the
 -- whole stream: a page may then hold fewer than A.limit events but still carries the
 -- cursor to go on from.
+-- With A.task_id the task's event index (task_events, the ids of its events in stream
+-- order) is read instead of the stream: a binary search for the cursor, then one XRANGE
+-- per id, so one task's events cost O(log n + page) whatever the stream holds. Ids the
+-- stream has trimmed away are skipped.
 -- Guarantees: the work per call is bounded and the cursor never skips an unexamined
 -- entry. The caller guarantees the bounds are valid ids Redis can step past (not 0-0
 -- as the upper bound, not the largest id as the lower one).
@@ -26,6 +30,68 @@ end
 local function page(next_cursor)
   return cjson.encode({outcome = 'ok', events = events, cursor = next_cursor})
 end
+
+-- Stream ids compare as two unsigned integers (too large for a double: by length, then
+-- text; Redis writes them without leading zeros).
+local function number_less(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+local function id_less(a, b)
+  local a_ms, a_seq = string.match(a, '^(%d+)-(%d+)$')
+  local b_ms, b_seq = string.match(b, '^(%d+)-(%d+)$')
+  if a_ms ~= b_ms then return number_less(a_ms, b_ms) end
+  return number_less(a_seq, b_seq)
+end
+
+local function from_index()
+  local index = key('task_events', A.task_id)
+  local n = redis.call('LLEN', index)
+  -- The first position past the cursor: ascending, the first id > cursor; descending
+  -- (positions counted from the end), the first id < cursor.
+  local function position_of(bound)
+    if not bound then return 0 end
+    local low, high = 0, n
+    while low < high do
+      local mid = math.floor((low + high) / 2)
+      local at = asc and mid or (n - 1 - mid)
+      local id = redis.call('LINDEX', index, at)
+      local past = asc and id_less(bound, id) or id_less(id, bound)
+      if past then high = mid else low = mid + 1 end
+    end
+    return low
+  end
+  local i = position_of(cursor)
+  while i < n do
+    local first, last = i, math.min(n - 1, i + 199)
+    local ids
+    if asc then
+      ids = redis.call('LRANGE', index, first, last)
+    else
+      ids = redis.call('LRANGE', index, n - 1 - last, n - 1 - first)
+      local reversed = {}
+      for j = #ids, 1, -1 do reversed[#reversed + 1] = ids[j] end
+      ids = reversed
+    end
+    for _, id in ipairs(ids) do
+      if stop and not (asc and id_less(id, stop) or (not asc and id_less(stop, id))) then
+        return page(asc and (cursor or '0-0') or nil)
+      end
+      local entry = redis.call('XRANGE', stream, id, id)[1]
+      if entry then
+        local fields = as_map(entry[2])
+        if matches(fields) then events[#events + 1] = {event_id = id, data = fields.data} end
+      end
+      cursor = id
+      examined = examined + 1
+      if #events == A.limit or examined >= A.scan_budget then return page(cursor) end
+    end
+    i = last + 1
+  end
+  return page(asc and (cursor or '0-0') or nil)
+end
+
+if A.task_id then return from_index() end
 
 while true do
   local entries

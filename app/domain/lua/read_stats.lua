@@ -43,7 +43,13 @@ if type(groups) == 'table' and not groups.err then
     if group.name == DELIVERY_GROUP then webhooks.group = group end
   end
 end
-return cjson.encode({outcome = 'ok', counts = hgetall(key('counts')),
+-- Tasks stored per status: each status index's size (the scripts that move tasks keep
+-- the indexes, so nothing is recounted).
+local counts = {}
+for _, status in ipairs(STATUSES) do
+  counts[status] = redis.call('ZCARD', key('by_status', status))
+end
+return cjson.encode({outcome = 'ok', counts = counts,
   totals = hgetall(key('totals')), agents = agents, oldest = oldest,
   oldest_approval = oldest_approval,
   pending_approvals = redis.call('ZCARD', key('approvals_pending')), now = NOW_ISO,

@@ -14,4 +14,4 @@ end
 if not retry(id, task) then
   return cjson.encode({outcome = 'not_approved', status = task.status})
 end
-return cjson.encode({outcome = 'ok', task = hgetall(key('task', id))})
+return cjson.encode({outcome = 'ok', task = task})

@@ -45,5 +45,4 @@ if task.status == 'awaiting_approval' and task.approval_id then
       {'rejection_reason', err or 'task cancelled'})
   end
 end
-move(id, task, to, fields, nil, CFG.lease_ms)
-return cjson.encode({outcome = 'ok', task = hgetall(key('task', id))})
+return cjson.encode({outcome = 'ok', task = move(id, task, to, fields, nil, CFG.lease_ms)})

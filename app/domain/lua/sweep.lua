@@ -5,8 +5,8 @@
 -- while it is > 0).
 -- Guarantees: bounded work per call (A.budget per kind), applied oldest first.
 settle(A.budget)
-local still_due = redis.call('ZCOUNT', key('leases'), '-inf', NOW)
-  + redis.call('ZCOUNT', key('scheduled'), '-inf', NOW)
-  + redis.call('ZCOUNT', key('expiring'), '-inf', NOW)
-  + redis.call('ZCOUNT', key('approvals_deadlines'), '-inf', NOW)
+local still_due = 0
+for _, kind in ipairs(TIMER_KINDS) do
+  if due(kind) then still_due = still_due + redis.call('ZCOUNT', key(kind), '-inf', NOW) end
+end
 return cjson.encode({outcome = 'ok', still_due = still_due})
