@@ -61,6 +61,9 @@ describe(
     sla_deadline="Shorthand for `sla.deadline` (ISO 8601; no offset = UTC); give one of the two",
     max_retries="How many times an expired lease may requeue it before it fails",
     requires_approval="Hold it for a human approval even if the policy would not",
+    run_at="Run no earlier than this (ISO 8601, at most 30 days ahead)",
+    delay_seconds="Or run this many seconds from now",
+    depends_on="Task ids that must complete first (up to 50)",
 )
 describe(
     TaskSchema,
@@ -89,6 +92,9 @@ describe(
     approval_id=("Its approval, when it was gated", None),
     claimed_by=("Principal holding its lease", None),
     lease_expires_at=("When the lease runs out unless renewed by a heartbeat", None),
+    lease_token="The current lease's fencing token (grows with every claim)",  # noqa: S106
+    run_at="When a scheduled task runs",
+    depends_on="Tasks that must complete before this one runs",
 )
 describe(
     TaskCreatedSchema,
@@ -140,16 +146,4 @@ describe(
     approval_id=("The approval that released the task", "apr-3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"),
     approved_by="Who approved the payload that runs",
     decided_at=("When the last approval needed arrived", TIME_EXAMPLE),
-)
-describe(
-    TaskCreateSchema,
-    run_at="Run no earlier than this (ISO 8601, at most 30 days ahead)",
-    delay_seconds="Or run this many seconds from now",
-    depends_on="Task ids that must complete first (up to 50)",
-)
-describe(
-    TaskSchema,
-    lease_token="The current lease's fencing token (grows with every claim)",  # noqa: S106
-    run_at="When a scheduled task runs",
-    depends_on="Tasks that must complete before this one runs",
 )
