@@ -6,22 +6,8 @@ importing this module (app/api/tasks.py does) attaches them before the spec is b
 
 from __future__ import annotations
 
+from app.schemas import tasks
 from app.schemas.common import COUNT, SUCCESS, describe
-from app.schemas.tasks import (
-    CancelSchema,
-    ClaimSchema,
-    HeartbeatSchema,
-    ReceiptSchema,
-    SlaOutSchema,
-    SlaSchema,
-    StatusUpdateSchema,
-    TaskCreatedSchema,
-    TaskCreateSchema,
-    TaskEnvelopeSchema,
-    TaskListQuerySchema,
-    TaskListSchema,
-    TaskSchema,
-)
 
 TASK_ID_EXAMPLE = "3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"
 TIME_EXAMPLE = "2026-01-05T10:15:00.000Z"
@@ -39,17 +25,17 @@ _SLA = (
 )
 
 describe(
-    SlaSchema,
+    tasks.SlaSchema,
     target=("Free-text target, e.g. a duration", "4h"),
     deadline=("When the task must be done (ISO 8601; no offset = UTC)", "2030-01-01T12:00:00Z"),
 )
 describe(
-    SlaOutSchema,
+    tasks.SlaOutSchema,
     target=("Free-text target", "4h"),
     deadline=("Deadline, ISO 8601 UTC", TIME_EXAMPLE),
 )
 describe(
-    TaskCreateSchema,
+    tasks.TaskCreateSchema,
     type="What kind of work it is; picks the agent (see the routing table)",
     priority="P0 (most urgent) to P3; P0 and P1 wait for approval by default",
     source="Who or what asked for it (free text, default `api`)",
@@ -66,7 +52,7 @@ describe(
     depends_on="Task ids that must complete first (up to 50)",
 )
 describe(
-    TaskSchema,
+    tasks.TaskSchema,
     task_id=("The task's id (UUID4)", TASK_ID_EXAMPLE),
     type=("Kind of work", "bugfix"),
     priority=("P0 (most urgent) to P3", "P2"),
@@ -97,7 +83,7 @@ describe(
     depends_on="Tasks that must complete before this one runs",
 )
 describe(
-    TaskCreatedSchema,
+    tasks.TaskCreatedSchema,
     success=SUCCESS,
     task_id=("The new task's id (also in Location)", TASK_ID_EXAMPLE),
     message=("What happened", "Task created and assigned to dev_agent"),
@@ -105,14 +91,14 @@ describe(
     approval_id="Present when the task waits for approval: decide it at /approvals/{id}",
 )
 describe(
-    TaskEnvelopeSchema,
+    tasks.TaskEnvelopeSchema,
     success=SUCCESS,
     task_id=("The task's id", TASK_ID_EXAMPLE),
     task="The task",
     message=("What happened, for changes", "Task claimed"),
 )
 describe(
-    TaskListQuerySchema,
+    tasks.TaskListQuerySchema,
     status="Only tasks in this state",
     type="Only tasks of this type",
     assigned_to="Only tasks routed to this agent",
@@ -120,29 +106,31 @@ describe(
     cursor="`next_cursor` of the previous page",
 )
 describe(
-    TaskListSchema,
+    tasks.TaskListSchema,
     success=SUCCESS,
     count=COUNT,
     tasks="Newest first",
     next_cursor=("Pass as `cursor` for the next page; null on the last page", None),
 )
 describe(
-    StatusUpdateSchema,
+    tasks.StatusUpdateSchema,
     status=("The state to move to (the state machine decides)", "completed"),
     error="Why, when moving to failed",
 )
-describe(CancelSchema, reason=("Why (stored as the task's error)", "Duplicate of another task"))
 describe(
-    ClaimSchema,
+    tasks.CancelSchema, reason=("Why (stored as the task's error)", "Duplicate of another task")
+)
+describe(
+    tasks.ClaimSchema,
     agent=("The agent whose queue to take from", "dev_agent"),
     lease_seconds=(
         "How long to hold it without a heartbeat (default ORCHESTRATOR_LEASE_SECONDS)",
         300,
     ),
 )
-describe(HeartbeatSchema, lease_seconds=("New lease length (default: the claim's)", 300))
+describe(tasks.HeartbeatSchema, lease_seconds=("New lease length (default: the claim's)", 300))
 describe(
-    ReceiptSchema,
+    tasks.ReceiptSchema,
     approval_id=("The approval that released the task", "apr-3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"),
     approved_by="Who approved the payload that runs",
     decided_at=("When the last approval needed arrived", TIME_EXAMPLE),
