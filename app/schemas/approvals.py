@@ -12,6 +12,7 @@ from app.schemas.common import (
     JsonObject,
     Schema,
     StrictSchema,
+    Timestamp,
     describe,
 )
 from app.schemas.tasks import TaskSchema
@@ -21,7 +22,7 @@ class GivenApprovalSchema(Schema):
     """One principal's approval of the current payload version."""
 
     by = fields.String(required=True)
-    at = fields.String(required=True, metadata={"format": "date-time"})
+    at = Timestamp(required=True)
     comment = fields.String(allow_none=True)
 
 
@@ -35,10 +36,10 @@ class ApprovalSchema(Schema):
     reason = fields.String(allow_none=True)
     status = fields.String(required=True, validate=validate.OneOf(APPROVAL_STATUSES))
     requested_by = fields.String(allow_none=True)
-    requested_at = fields.String(allow_none=True, metadata={"format": "date-time"})
-    expires_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    requested_at = Timestamp(allow_none=True)
+    expires_at = Timestamp(allow_none=True)
     decided_by = fields.String(allow_none=True)
-    decided_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    decided_at = Timestamp(allow_none=True)
     rejection_reason = fields.String(allow_none=True)
     comment = fields.String(allow_none=True)
     requested_by_act = fields.List(

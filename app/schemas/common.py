@@ -57,6 +57,17 @@ class JsonObject(fields.Dict):
         super().__init__(keys=fields.String(), **kwargs)
 
 
+class Timestamp(fields.String):
+    """A time the service wrote: ISO 8601 in UTC, a `date-time` in the OpenAPI document.
+
+    A String rather than a DateTime so the stored text (Redis' clock, milliseconds, Z)
+    goes out exactly as it was written.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(metadata={"format": "date-time"}, **kwargs)
+
+
 def describe(schema: type[Schema], **fields_text: str | tuple[str, object]) -> None:
     """Document a schema's fields for OpenAPI: `name="text"` or `name=("text", example)`.
 

@@ -12,7 +12,16 @@ from app.domain.events import (
     parse_event_id,
 )
 from app.domain.ids import TASK_ID
-from app.schemas.common import COUNT, SUCCESS, FullMatch, JsonObject, Schema, StrictSchema, describe
+from app.schemas.common import (
+    COUNT,
+    SUCCESS,
+    FullMatch,
+    JsonObject,
+    Schema,
+    StrictSchema,
+    Timestamp,
+    describe,
+)
 
 _EVENT_TYPE = [
     validate.Length(max=100),
@@ -76,7 +85,7 @@ class EventSchema(Schema):
     priority = fields.String(required=True)
     payload = JsonObject(required=True)
     metadata = JsonObject()
-    timestamp = fields.String(required=True, metadata={"format": "date-time"})
+    timestamp = Timestamp(required=True)
 
 
 class EventQuerySchema(StrictSchema):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields
 
-from app.schemas.common import COUNT, SUCCESS, Schema, describe
+from app.schemas.common import COUNT, SUCCESS, Schema, Timestamp, describe
 
 
 class QueueStatsSchema(Schema):
@@ -101,7 +101,7 @@ class StatsSchema(Schema):
     tasks = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     agents = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     approvals = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
-    timestamp = fields.String(required=True, metadata={"format": "date-time"})
+    timestamp = Timestamp(required=True)
 
 
 class AgentSchema(Schema):
@@ -110,8 +110,8 @@ class AgentSchema(Schema):
     agent = fields.String(required=True)
     queued = fields.Integer(required=True)
     in_progress = fields.Integer(required=True)
-    last_claim_at = fields.String(allow_none=True, metadata={"format": "date-time"})
-    last_heartbeat_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    last_claim_at = Timestamp(allow_none=True)
+    last_heartbeat_at = Timestamp(allow_none=True)
 
 
 class AgentListSchema(Schema):
