@@ -6,8 +6,11 @@ from marshmallow import fields, validate
 
 from app.domain.model import APPROVAL_STATUSES
 from app.schemas.common import (
+    APPROVAL_ID_EXAMPLE,
     COUNT,
     SUCCESS,
+    TASK_ID_EXAMPLE,
+    TIME_EXAMPLE,
     ErrorSchema,
     JsonObject,
     Schema,
@@ -160,18 +163,16 @@ class RejectSchema(ApproveQuerySchema):
     )
 
 
-APPROVAL_ID_EXAMPLE = "apr-3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"
-
 describe(
     ApprovalSchema,
     approval_id=("The approval's id (apr- and its task's id)", APPROVAL_ID_EXAMPLE),
-    task_id=("The task it holds", "3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"),
+    task_id=("The task it holds", TASK_ID_EXAMPLE),
     task_type=("The task's type", "deploy"),
     priority=("The task's priority", "P2"),
     reason=("Why the gate holds it", "deploy to production needs approval"),
     status=("pending, approved, rejected or timeout", "pending"),
     requested_by=("Principal that created the task (may not decide it)", "apikey:agent"),
-    requested_at=("When it was requested (UTC)", "2026-01-05T10:15:00.000Z"),
+    requested_at=("When it was requested (UTC)", TIME_EXAMPLE),
     expires_at=("When it times out and cancels its task (UTC)", "2026-01-06T10:15:00.000Z"),
     decided_by=("Principal that approved or rejected it", None),
     decided_at=("When it was decided", None),

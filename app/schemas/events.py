@@ -15,6 +15,8 @@ from app.domain.ids import TASK_ID
 from app.schemas.common import (
     COUNT,
     SUCCESS,
+    TASK_ID_EXAMPLE,
+    TIME_EXAMPLE,
     FullMatch,
     JsonObject,
     Schema,
@@ -172,9 +174,9 @@ describe(
     task_id=("The task it concerns, or null", None),
     trace_id=("Correlation id", "req-7f3a9c"),
     priority=("critical, high, medium or low", "medium"),
-    payload=("The event's data", {"task_id": "3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"}),
+    payload=("The event's data", {"task_id": TASK_ID_EXAMPLE}),
     metadata=("Extra JSON", {}),
-    timestamp=("When it was stored (Redis clock, UTC)", "2026-01-05T10:15:00.000Z"),
+    timestamp=("When it was stored (Redis clock, UTC)", TIME_EXAMPLE),
 )
 describe(
     EventQuerySchema,

@@ -7,10 +7,15 @@ importing this module (app/api/tasks.py does) attaches them before the spec is b
 from __future__ import annotations
 
 from app.schemas import tasks
-from app.schemas.common import COUNT, SUCCESS, describe
+from app.schemas.common import (
+    APPROVAL_ID_EXAMPLE,
+    COUNT,
+    SUCCESS,
+    TASK_ID_EXAMPLE,
+    TIME_EXAMPLE,
+    describe,
+)
 
-TASK_ID_EXAMPLE = "3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"
-TIME_EXAMPLE = "2026-01-05T10:15:00.000Z"
 # The request example Swagger UI and ReDoc send as-is: it must create a task, ungated.
 CREATE_EXAMPLE = {
     "type": "bugfix",
@@ -131,7 +136,7 @@ describe(
 describe(tasks.HeartbeatSchema, lease_seconds=("New lease length (default: the claim's)", 300))
 describe(
     tasks.ReceiptSchema,
-    approval_id=("The approval that released the task", "apr-3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"),
+    approval_id=("The approval that released the task", APPROVAL_ID_EXAMPLE),
     approved_by="Who approved the payload that runs",
     decided_at=("When the last approval needed arrived", TIME_EXAMPLE),
 )
