@@ -23,11 +23,19 @@ blp = Blueprint(
     url_prefix="/webhooks",
     description="Signed event deliveries to your URLs; a deliverer process sends them",
 )
-_ADMIN = "Requires role admin"
 
 
-@blp.route("", methods=["POST"])
-@require_role("admin", forbidden=_ADMIN)
+def _admin_route(rule: str, method: str):
+    """Route a view for admins only: every webhook operation is an admin's."""
+
+    def decorate(view):
+        admin_only = require_role("admin", forbidden="Requires role admin")
+        return blp.route(rule, methods=[method])(admin_only(view))
+
+    return decorate
+
+
+@_admin_route("", "POST")
 @blp.arguments(WebhookCreateSchema())
 @blp.response(201, WebhookCreatedSchema)
 @blp.alt_response(409, schema=ErrorSchema, description="Too many webhooks")
@@ -37,8 +45,7 @@ def create(body):
     return {**webhook, "secret": secret}
 
 
-@blp.route("", methods=["GET"])
-@require_role("admin", forbidden=_ADMIN)
+@_admin_route("", "GET")
 @blp.response(200, WebhookListSchema)
 def list_webhooks():
     """Every subscription, oldest first."""
@@ -46,32 +53,28 @@ def list_webhooks():
     return {"count": len(webhooks), "webhooks": webhooks}
 
 
-@blp.route("/<webhook_id>", methods=["GET"])
-@require_role("admin", forbidden=_ADMIN)
+@_admin_route("/<webhook_id>", "GET")
 @blp.response(200, WebhookSchema)
 def get_webhook(webhook_id):
     """One subscription."""
     return services().webhooks.get(webhook_id)
 
 
-@blp.route("/<webhook_id>", methods=["DELETE"])
-@require_role("admin", forbidden=_ADMIN)
+@_admin_route("/<webhook_id>", "DELETE")
 @blp.response(204)
 def delete_webhook(webhook_id):
     """Unsubscribe: pending deliveries are dropped."""
     services().webhooks.delete(webhook_id)
 
 
-@blp.route("/<webhook_id>/test", methods=["POST"])
-@require_role("admin", forbidden=_ADMIN)
+@_admin_route("/<webhook_id>/test", "POST")
 @blp.response(202, DeliverySchema)
 def send_test(webhook_id):
     """Queue a `webhook.test` delivery to this subscription only."""
     return services().webhooks.send_test(webhook_id)
 
 
-@blp.route("/<webhook_id>/deliveries", methods=["GET"])
-@require_role("admin", forbidden=_ADMIN)
+@_admin_route("/<webhook_id>/deliveries", "GET")
 @blp.arguments(DeliveryQuerySchema(), location="query")
 @blp.response(200, DeliveryListSchema)
 def deliveries(query, webhook_id):
@@ -80,8 +83,7 @@ def deliveries(query, webhook_id):
     return {"count": len(found), "deliveries": found}
 
 
-@blp.route("/<webhook_id>/deliveries/<delivery_id>/retry", methods=["POST"])
-@require_role("admin", forbidden=_ADMIN)
+@_admin_route("/<webhook_id>/deliveries/<delivery_id>/retry", "POST")
 @blp.response(202, DeliverySchema)
 def retry(webhook_id, delivery_id):
     """Send a delivery again (same webhook-id), with a fresh max age."""

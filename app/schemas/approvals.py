@@ -6,12 +6,16 @@ from marshmallow import fields, validate
 
 from app.domain.model import APPROVAL_STATUSES
 from app.schemas.common import (
+    APPROVAL_ID_EXAMPLE,
     COUNT,
     SUCCESS,
+    TASK_ID_EXAMPLE,
+    TIME_EXAMPLE,
     ErrorSchema,
     JsonObject,
     Schema,
     StrictSchema,
+    Timestamp,
     describe,
 )
 from app.schemas.tasks import TaskSchema
@@ -21,7 +25,7 @@ class GivenApprovalSchema(Schema):
     """One principal's approval of the current payload version."""
 
     by = fields.String(required=True)
-    at = fields.String(required=True, metadata={"format": "date-time"})
+    at = Timestamp(required=True)
     comment = fields.String(allow_none=True)
 
 
@@ -35,10 +39,10 @@ class ApprovalSchema(Schema):
     reason = fields.String(allow_none=True)
     status = fields.String(required=True, validate=validate.OneOf(APPROVAL_STATUSES))
     requested_by = fields.String(allow_none=True)
-    requested_at = fields.String(allow_none=True, metadata={"format": "date-time"})
-    expires_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    requested_at = Timestamp(allow_none=True)
+    expires_at = Timestamp(allow_none=True)
     decided_by = fields.String(allow_none=True)
-    decided_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    decided_at = Timestamp(allow_none=True)
     rejection_reason = fields.String(allow_none=True)
     comment = fields.String(allow_none=True)
     requested_by_act = fields.List(
@@ -159,18 +163,16 @@ class RejectSchema(ApproveQuerySchema):
     )
 
 
-APPROVAL_ID_EXAMPLE = "apr-3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"
-
 describe(
     ApprovalSchema,
     approval_id=("The approval's id (apr- and its task's id)", APPROVAL_ID_EXAMPLE),
-    task_id=("The task it holds", "3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"),
+    task_id=("The task it holds", TASK_ID_EXAMPLE),
     task_type=("The task's type", "deploy"),
     priority=("The task's priority", "P2"),
     reason=("Why the gate holds it", "deploy to production needs approval"),
     status=("pending, approved, rejected or timeout", "pending"),
     requested_by=("Principal that created the task (may not decide it)", "apikey:agent"),
-    requested_at=("When it was requested (UTC)", "2026-01-05T10:15:00.000Z"),
+    requested_at=("When it was requested (UTC)", TIME_EXAMPLE),
     expires_at=("When it times out and cancels its task (UTC)", "2026-01-06T10:15:00.000Z"),
     decided_by=("Principal that approved or rejected it", None),
     decided_at=("When it was decided", None),

@@ -57,6 +57,17 @@ class JsonObject(fields.Dict):
         super().__init__(keys=fields.String(), **kwargs)
 
 
+class Timestamp(fields.String):
+    """A time the service wrote: ISO 8601 in UTC, a `date-time` in the OpenAPI document.
+
+    A String rather than a DateTime so the stored text (Redis' clock, milliseconds, Z)
+    goes out exactly as it was written.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(metadata={"format": "date-time"}, **kwargs)
+
+
 def describe(schema: type[Schema], **fields_text: str | tuple[str, object]) -> None:
     """Document a schema's fields for OpenAPI: `name="text"` or `name=("text", example)`.
 
@@ -77,6 +88,10 @@ def describe(schema: type[Schema], **fields_text: str | tuple[str, object]) -> N
 
 SUCCESS = ("Always true on a 2xx answer", True)
 COUNT = "Number of items in this answer"
+# Examples every area shows, so the task, its approval and their times match across the docs.
+TASK_ID_EXAMPLE = "3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"
+APPROVAL_ID_EXAMPLE = f"apr-{TASK_ID_EXAMPLE}"
+TIME_EXAMPLE = "2026-01-05T10:15:00.000Z"
 
 
 describe(

@@ -12,7 +12,18 @@ from app.domain.events import (
     parse_event_id,
 )
 from app.domain.ids import TASK_ID
-from app.schemas.common import COUNT, SUCCESS, FullMatch, JsonObject, Schema, StrictSchema, describe
+from app.schemas.common import (
+    COUNT,
+    SUCCESS,
+    TASK_ID_EXAMPLE,
+    TIME_EXAMPLE,
+    FullMatch,
+    JsonObject,
+    Schema,
+    StrictSchema,
+    Timestamp,
+    describe,
+)
 
 _EVENT_TYPE = [
     validate.Length(max=100),
@@ -76,7 +87,7 @@ class EventSchema(Schema):
     priority = fields.String(required=True)
     payload = JsonObject(required=True)
     metadata = JsonObject()
-    timestamp = fields.String(required=True, metadata={"format": "date-time"})
+    timestamp = Timestamp(required=True)
 
 
 class EventQuerySchema(StrictSchema):
@@ -163,9 +174,9 @@ describe(
     task_id=("The task it concerns, or null", None),
     trace_id=("Correlation id", "req-7f3a9c"),
     priority=("critical, high, medium or low", "medium"),
-    payload=("The event's data", {"task_id": "3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"}),
+    payload=("The event's data", {"task_id": TASK_ID_EXAMPLE}),
     metadata=("Extra JSON", {}),
-    timestamp=("When it was stored (Redis clock, UTC)", "2026-01-05T10:15:00.000Z"),
+    timestamp=("When it was stored (Redis clock, UTC)", TIME_EXAMPLE),
 )
 describe(
     EventQuerySchema,

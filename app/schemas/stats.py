@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields
 
-from app.schemas.common import COUNT, SUCCESS, Schema, describe
+from app.schemas.common import COUNT, SUCCESS, TIME_EXAMPLE, Schema, Timestamp, describe
 
 
 class QueueStatsSchema(Schema):
@@ -101,7 +101,7 @@ class StatsSchema(Schema):
     tasks = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     agents = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     approvals = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
-    timestamp = fields.String(required=True, metadata={"format": "date-time"})
+    timestamp = Timestamp(required=True)
 
 
 class AgentSchema(Schema):
@@ -110,8 +110,8 @@ class AgentSchema(Schema):
     agent = fields.String(required=True)
     queued = fields.Integer(required=True)
     in_progress = fields.Integer(required=True)
-    last_claim_at = fields.String(allow_none=True, metadata={"format": "date-time"})
-    last_heartbeat_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    last_claim_at = Timestamp(allow_none=True)
+    last_heartbeat_at = Timestamp(allow_none=True)
 
 
 class AgentListSchema(Schema):
@@ -152,7 +152,7 @@ describe(
     tasks=("Stored tasks by status", {"assigned": 3, "in_progress": 1}),
     agents=("Ready tasks per agent", {"dev_agent": 3}),
     approvals=("Pending approvals", {"pending": 1}),
-    timestamp=("Redis' time when read (UTC)", "2026-01-05T10:15:00.000Z"),
+    timestamp=("Redis' time when read (UTC)", TIME_EXAMPLE),
 )
 describe(AgentListSchema, success=SUCCESS, count=COUNT, agents="Sorted by name")
 describe(
@@ -162,7 +162,7 @@ describe(
     in_progress=("Its tasks running now", 1),
     last_claim_at=(
         "Last POST /tasks/claim for it, found work or not (Redis time; null: never)",
-        "2026-01-05T10:15:00.000Z",
+        TIME_EXAMPLE,
     ),
     last_heartbeat_at=(
         "Last heartbeat on one of its tasks (Redis time; null: never)",

@@ -6,25 +6,16 @@ importing this module (app/api/tasks.py does) attaches them before the spec is b
 
 from __future__ import annotations
 
-from app.schemas.common import COUNT, SUCCESS, describe
-from app.schemas.tasks import (
-    CancelSchema,
-    ClaimSchema,
-    HeartbeatSchema,
-    ReceiptSchema,
-    SlaOutSchema,
-    SlaSchema,
-    StatusUpdateSchema,
-    TaskCreatedSchema,
-    TaskCreateSchema,
-    TaskEnvelopeSchema,
-    TaskListQuerySchema,
-    TaskListSchema,
-    TaskSchema,
+from app.schemas import tasks
+from app.schemas.common import (
+    APPROVAL_ID_EXAMPLE,
+    COUNT,
+    SUCCESS,
+    TASK_ID_EXAMPLE,
+    TIME_EXAMPLE,
+    describe,
 )
 
-TASK_ID_EXAMPLE = "3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"
-TIME_EXAMPLE = "2026-01-05T10:15:00.000Z"
 # The request example Swagger UI and ReDoc send as-is: it must create a task, ungated.
 CREATE_EXAMPLE = {
     "type": "bugfix",
@@ -39,17 +30,17 @@ _SLA = (
 )
 
 describe(
-    SlaSchema,
+    tasks.SlaSchema,
     target=("Free-text target, e.g. a duration", "4h"),
     deadline=("When the task must be done (ISO 8601; no offset = UTC)", "2030-01-01T12:00:00Z"),
 )
 describe(
-    SlaOutSchema,
+    tasks.SlaOutSchema,
     target=("Free-text target", "4h"),
     deadline=("Deadline, ISO 8601 UTC", TIME_EXAMPLE),
 )
 describe(
-    TaskCreateSchema,
+    tasks.TaskCreateSchema,
     type="What kind of work it is; picks the agent (see the routing table)",
     priority="P0 (most urgent) to P3; P0 and P1 wait for approval by default",
     source="Who or what asked for it (free text, default `api`)",
@@ -61,9 +52,12 @@ describe(
     sla_deadline="Shorthand for `sla.deadline` (ISO 8601; no offset = UTC); give one of the two",
     max_retries="How many times an expired lease may requeue it before it fails",
     requires_approval="Hold it for a human approval even if the policy would not",
+    run_at="Run no earlier than this (ISO 8601, at most 30 days ahead)",
+    delay_seconds="Or run this many seconds from now",
+    depends_on="Task ids that must complete first (up to 50)",
 )
 describe(
-    TaskSchema,
+    tasks.TaskSchema,
     task_id=("The task's id (UUID4)", TASK_ID_EXAMPLE),
     type=("Kind of work", "bugfix"),
     priority=("P0 (most urgent) to P3", "P2"),
@@ -89,9 +83,12 @@ describe(
     approval_id=("Its approval, when it was gated", None),
     claimed_by=("Principal holding its lease", None),
     lease_expires_at=("When the lease runs out unless renewed by a heartbeat", None),
+    lease_token="The current lease's fencing token (grows with every claim)",  # noqa: S106
+    run_at="When a scheduled task runs",
+    depends_on="Tasks that must complete before this one runs",
 )
 describe(
-    TaskCreatedSchema,
+    tasks.TaskCreatedSchema,
     success=SUCCESS,
     task_id=("The new task's id (also in Location)", TASK_ID_EXAMPLE),
     message=("What happened", "Task created and assigned to dev_agent"),
@@ -99,14 +96,14 @@ describe(
     approval_id="Present when the task waits for approval: decide it at /approvals/{id}",
 )
 describe(
-    TaskEnvelopeSchema,
+    tasks.TaskEnvelopeSchema,
     success=SUCCESS,
     task_id=("The task's id", TASK_ID_EXAMPLE),
     task="The task",
     message=("What happened, for changes", "Task claimed"),
 )
 describe(
-    TaskListQuerySchema,
+    tasks.TaskListQuerySchema,
     status="Only tasks in this state",
     type="Only tasks of this type",
     assigned_to="Only tasks routed to this agent",
@@ -114,42 +111,32 @@ describe(
     cursor="`next_cursor` of the previous page",
 )
 describe(
-    TaskListSchema,
+    tasks.TaskListSchema,
     success=SUCCESS,
     count=COUNT,
     tasks="Newest first",
     next_cursor=("Pass as `cursor` for the next page; null on the last page", None),
 )
 describe(
-    StatusUpdateSchema,
+    tasks.StatusUpdateSchema,
     status=("The state to move to (the state machine decides)", "completed"),
     error="Why, when moving to failed",
 )
-describe(CancelSchema, reason=("Why (stored as the task's error)", "Duplicate of another task"))
 describe(
-    ClaimSchema,
+    tasks.CancelSchema, reason=("Why (stored as the task's error)", "Duplicate of another task")
+)
+describe(
+    tasks.ClaimSchema,
     agent=("The agent whose queue to take from", "dev_agent"),
     lease_seconds=(
         "How long to hold it without a heartbeat (default ORCHESTRATOR_LEASE_SECONDS)",
         300,
     ),
 )
-describe(HeartbeatSchema, lease_seconds=("New lease length (default: the claim's)", 300))
+describe(tasks.HeartbeatSchema, lease_seconds=("New lease length (default: the claim's)", 300))
 describe(
-    ReceiptSchema,
-    approval_id=("The approval that released the task", "apr-3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"),
+    tasks.ReceiptSchema,
+    approval_id=("The approval that released the task", APPROVAL_ID_EXAMPLE),
     approved_by="Who approved the payload that runs",
     decided_at=("When the last approval needed arrived", TIME_EXAMPLE),
-)
-describe(
-    TaskCreateSchema,
-    run_at="Run no earlier than this (ISO 8601, at most 30 days ahead)",
-    delay_seconds="Or run this many seconds from now",
-    depends_on="Task ids that must complete first (up to 50)",
-)
-describe(
-    TaskSchema,
-    lease_token="The current lease's fencing token (grows with every claim)",  # noqa: S106
-    run_at="When a scheduled task runs",
-    depends_on="Tasks that must complete before this one runs",
 )

@@ -6,7 +6,15 @@ from marshmallow import fields, validate
 
 from app.domain.ids import AGENT_NAME
 from app.domain.model import RETRYABLE_STATUSES, STATUSES, TASK_TYPES
-from app.schemas.common import COUNT, SUCCESS, FullMatch, Schema, StrictSchema, describe
+from app.schemas.common import (
+    COUNT,
+    SUCCESS,
+    TASK_ID_EXAMPLE,
+    FullMatch,
+    Schema,
+    StrictSchema,
+    describe,
+)
 
 _TYPE = validate.OneOf(TASK_TYPES, error="Must be one of: {choices}.")
 _AGENT = FullMatch(AGENT_NAME, error="Must be an agent name like dev_agent.")
@@ -74,7 +82,7 @@ class RedriveResultSchema(Schema):
 
 describe(
     ExplanationSchema,
-    task_id=("The task's id", "3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"),
+    task_id=("The task's id", TASK_ID_EXAMPLE),
     status="The task's status now",
     summary="One sentence a person can read on a phone",
 )

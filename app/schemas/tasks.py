@@ -17,7 +17,7 @@ from app.domain.model import (
     STATUSES,
     TASK_TYPES,
 )
-from app.schemas.common import FullMatch, JsonObject, Schema, StrictSchema
+from app.schemas.common import FullMatch, JsonObject, Schema, StrictSchema, Timestamp
 
 _TYPE = validate.OneOf(TASK_TYPES, error="Must be one of: {choices}.")
 _NAME = validate.Length(min=1, max=200)
@@ -104,7 +104,7 @@ class ReceiptSchema(Schema):
             "example": "5d41402abc4b2a76b9719d911017c592" * 2,
         },
     )
-    decided_at = fields.String(required=True, metadata={"format": "date-time"})
+    decided_at = Timestamp(required=True)
 
 
 class TaskSchema(Schema):
@@ -120,10 +120,10 @@ class TaskSchema(Schema):
     trace_id = fields.String(allow_none=True)
     assigned_to = fields.String(allow_none=True)
     created_by = fields.String(allow_none=True)
-    created_at = fields.String(allow_none=True, metadata={"format": "date-time"})
-    updated_at = fields.String(allow_none=True, metadata={"format": "date-time"})
-    started_at = fields.String(allow_none=True, metadata={"format": "date-time"})
-    completed_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    created_at = Timestamp(allow_none=True)
+    updated_at = Timestamp(allow_none=True)
+    started_at = Timestamp(allow_none=True)
+    completed_at = Timestamp(allow_none=True)
     sla = fields.Nested(SlaOutSchema, allow_none=True)
     parent_task_id = fields.String(allow_none=True)
     error = fields.String(allow_none=True)
@@ -131,14 +131,14 @@ class TaskSchema(Schema):
     max_retries = fields.Integer()
     approval_id = fields.String(allow_none=True)
     claimed_by = fields.String(allow_none=True)
-    lease_expires_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    lease_expires_at = Timestamp(allow_none=True)
     approval = fields.Nested(
         ReceiptSchema,
         allow_none=True,
         metadata={"description": "The approval receipt, once people approved the task"},
     )
     lease_token = fields.Integer(allow_none=True)
-    run_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    run_at = Timestamp(allow_none=True)
     depends_on = fields.List(fields.String(), allow_none=True)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.schemas.common import COUNT, FullMatch, Schema, StrictSchema, describe
+from app.schemas.common import COUNT, FullMatch, Schema, StrictSchema, Timestamp, describe
 
 # An event type (task.failed), a family (task.*) or every event (*).
 EVENT_FILTER = FullMatch(r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?)$")
@@ -46,7 +46,7 @@ class WebhookSchema(Schema):
     description = fields.String(allow_none=True)
     format = fields.String(required=True, validate=validate.OneOf(FORMATS))
     approvers = fields.List(fields.String())
-    created_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    created_at = Timestamp(allow_none=True)
     created_by = fields.String(allow_none=True)
 
 
@@ -76,9 +76,9 @@ class DeliverySchema(Schema):
     attempts = fields.Integer(required=True)
     last_status_code = fields.Integer(allow_none=True)
     last_error = fields.String(allow_none=True)
-    next_attempt_at = fields.String(allow_none=True, metadata={"format": "date-time"})
-    created_at = fields.String(allow_none=True, metadata={"format": "date-time"})
-    last_attempt_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    next_attempt_at = Timestamp(allow_none=True)
+    created_at = Timestamp(allow_none=True)
+    last_attempt_at = Timestamp(allow_none=True)
 
 
 class DeliveryListSchema(Schema):
