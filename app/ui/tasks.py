@@ -6,6 +6,7 @@ from flask import g, redirect, render_template, request, url_for
 from marshmallow import ValidationError
 
 from app import metrics
+from app.api.tasks import list_page
 from app.domain.model import STATUSES, TASK_TYPES, TERMINAL_STATUSES
 from app.errors import ValidationFailed
 from app.schemas.tasks import CancelSchema, TaskListQuerySchema
@@ -27,13 +28,7 @@ def tasks():
         query = TaskListQuerySchema().load({**wanted, "limit": PAGE_SIZE})
     except ValidationError as error:
         raise ValidationFailed(f"Invalid filter: {', '.join(sorted(error.messages))}") from None
-    listed, next_cursor = services().tasks.list(
-        limit=query["limit"],
-        cursor=query.get("cursor"),
-        status=query.get("status"),
-        task_type=query.get("type"),
-        assigned_to=query.get("assigned_to"),
-    )
+    listed, next_cursor = list_page(query)
     filters = {name: wanted[name] for name in FILTERS if name in wanted}
     return render_template(
         "ui/tasks.html",
