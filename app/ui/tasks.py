@@ -7,7 +7,7 @@ from marshmallow import ValidationError
 
 from app import metrics
 from app.api.tasks import list_page
-from app.domain.model import STATUSES, TASK_TYPES, TERMINAL_STATUSES
+from app.domain.model import RETRYABLE_STATUSES, STATUSES, TASK_TYPES, TERMINAL_STATUSES
 from app.errors import ValidationFailed
 from app.schemas.tasks import CancelSchema, TaskListQuerySchema
 from app.services import services
@@ -55,6 +55,8 @@ def task(task_id):
         approval=approval,
         explanation=services().explainer.explain(task_id),
         can_cancel=g.ui_principal.at_least("agent") and record["status"] not in TERMINAL_STATUSES,
+        # The domain still refuses a task that never passed its gate (a 409 page).
+        can_retry=g.ui_principal.at_least("admin") and record["status"] in RETRYABLE_STATUSES,
         csrf=csrf_token(),
         notice=request.args.get("notice"),
     )
@@ -73,6 +75,15 @@ def cancel(task_id):
     services().tasks.cancel(task_id, principal.id, body.get("reason"), scope=principal.agents)
     metrics.task_moved("cancelled")
     return redirect(url_for("ui.task", task_id=task_id, notice="cancelled"), code=303)
+
+
+@bp.route("/tasks/<task_id>/retry", methods=["POST"])
+@page(role="admin")
+def retry(task_id):
+    """Put a failed or cancelled task back in its agent's queue (as the API's admin role)."""
+    services().tasks.retry(task_id)
+    metrics.task_moved("assigned")
+    return redirect(url_for("ui.task", task_id=task_id, notice="retried"), code=303)
 
 
 @bp.route("/queues", methods=["GET"])
