@@ -12,6 +12,7 @@ from app.observability import scrub_event
 from app.ui import bp
 from app.ui.session import COOKIE
 from tests.conftest import API_KEYS, HEADERS, PRINCIPALS
+from tests.helpers import metric_sample
 
 GATED = {"type": "deploy", "priority": "P1", "payload": {"environment": "production", "v": 1}}
 PAGES = ["/ui/", "/ui/approvals/history", "/ui/tasks", "/ui/queues"]
@@ -289,3 +290,80 @@ def test_assets_are_vendored_and_served_from_the_app(browser):
     static = Path(bp.static_folder)
     assert "htmx" in (static / "htmx.min.js").read_text()[:2000]
     assert "Zero-Clause BSD" in (static / "htmx.LICENSE").read_text()
+
+
+# --- retry on the task page ----------------------------------------------------------------
+
+
+@pytest.fixture
+def failed(api):
+    """A plain task its agent claimed and reported failed."""
+    task_id = api.create()["task_id"]
+    api.claim()
+    return api.status(task_id, "failed", error="boom")["task"]
+
+
+def transitions_to(client, status: str) -> float:
+    """orchestrator_task_transitions_total{status=...} as /metrics shows it now."""
+    text = client.get("/metrics").get_data(as_text=True)
+    return metric_sample(text, "orchestrator_task_transitions_total", status=status)
+
+
+def test_an_admin_retries_a_failed_task_from_its_page(browser, api, failed):
+    client = browser("admin")
+    page = f"/ui/tasks/{failed['task_id']}"
+    html = client.get(page).get_data(as_text=True)
+    assert f'action="{page}/retry"' in html and "Retry task" in html
+    before = transitions_to(client, "assigned")
+    response = client.post(f"{page}/retry", data={"csrf_token": field(html, "csrf_token")})
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"{page}?notice=retried"
+    task = api.task(failed["task_id"])
+    assert (task["status"], task["retry_count"], task["error"]) == ("assigned", 0, None)
+    assert transitions_to(client, "assigned") == before + 1
+    after = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Task retried: it is back in its agent" in after
+    assert "task.retried" in after and f'action="{page}/retry"' not in after  # assigned now
+
+
+@pytest.mark.parametrize("role", ["agent", "user"])
+def test_below_admin_there_is_no_retry_button_and_a_forged_one_is_refused(
+    browser, api, failed, role
+):
+    client = browser(role)
+    page = f"/ui/tasks/{failed['task_id']}"
+    html = client.get(page).get_data(as_text=True)
+    assert "failed" in html and "/retry" not in html and "Retry task" not in html
+    # The principal's own valid CSRF value: only the role can refuse it.
+    response = client.post(f"{page}/retry", data={"csrf_token": _viewer_csrf(client)})
+    assert response.status_code == 403
+    assert "Requires role admin" in response.get_data(as_text=True)
+    assert api.task(failed["task_id"])["status"] == "failed"
+
+
+def test_a_retry_without_or_with_a_wrong_csrf_token_is_refused(browser, api, failed):
+    client = browser("admin")
+    retry = f"/ui/tasks/{failed['task_id']}/retry"
+    for data in ({}, {"csrf_token": "nope"}):
+        response = client.post(retry, data=data)
+        assert response.status_code == 403
+        assert "not sent by this page" in response.get_data(as_text=True)
+    assert api.task(failed["task_id"])["status"] == "failed"
+
+
+def test_a_retry_the_domain_refuses_is_a_409_page_that_says_why(browser, api, gated):
+    api.reject(gated["approval_id"], reason="not today")
+    client = browser("admin")
+    page = f"/ui/tasks/{gated['task_id']}"
+    html = client.get(page).get_data(as_text=True)
+    assert "cancelled" in html and "Retry task" in html  # the gate's rule is the domain's
+    response = client.post(f"{page}/retry", data={"csrf_token": field(html, "csrf_token")})
+    assert response.status_code == 409 and response.mimetype == "text/html"
+    assert "never passed its approval gate" in response.get_data(as_text=True)
+    assert api.task(gated["task_id"])["status"] == "cancelled"
+    plain = api.create()["task"]  # assigned: no button, and a forged retry is a conflict
+    response = client.post(
+        f"/ui/tasks/{plain['task_id']}/retry", data={"csrf_token": field(html, "csrf_token")}
+    )
+    assert response.status_code == 409
+    assert "Task is assigned; cannot retry it" in response.get_data(as_text=True)

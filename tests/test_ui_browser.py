@@ -73,6 +73,31 @@ def create(server, body=GATED, as_="agent") -> dict:
     return response.json()["task"]
 
 
+def failed_task(server) -> dict:
+    """A plain task its agent reported failed."""
+    task = create(server, {"type": "bugfix", "priority": "P3"})
+    response = requests.patch(
+        f"{server.url}/tasks/{task['task_id']}/status",
+        json={"status": "failed", "error": "boom"},
+        headers=HEADERS["agent"],
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["task"]
+
+
+def subscription_with_a_delivery(server) -> dict:
+    """A webhook (no deliverer runs here, so its test delivery stays pending)."""
+    hook = {"url": "https://hooks.example.com/in", "events": ["task.*"], "description": "ops"}
+    created = requests.post(
+        f"{server.url}/webhooks", json=hook, headers=HEADERS["admin"], timeout=10
+    )
+    assert created.status_code == 201, created.text
+    path = f"{server.url}/webhooks/{created.json()['webhook_id']}/test"
+    assert requests.post(path, headers=HEADERS["admin"], timeout=10).status_code == 202
+    return created.json()
+
+
 def api_task(server, task_id: str) -> dict:
     """A task as the API shows it."""
     response = requests.get(f"{server.url}/tasks/{task_id}", headers=HEADERS["user"], timeout=10)
@@ -218,23 +243,44 @@ def test_approve_and_reject_work_without_javascript(browser_without_js, server):
     assert api_task(server, rejected["task_id"])["status"] == "cancelled"
 
 
-PAGES = ["/ui/", "/ui/approvals/history", "/ui/tasks", "/ui/queues", "task"]
+def test_an_admin_retries_a_failed_task_with_the_button(browser, server):
+    task = failed_task(server)
+    page = f"{server.url}/ui/tasks/{task['task_id']}"
+    sign_in(browser, server, "ops")
+    browser.get(page)
+    assert browser.find_element(By.ID, "task-status").text == "failed"
+    assert browser.find_elements(By.ID, "retry-form") == []  # an agent may not retry
+    sign_in(browser, server, "admin")
+    browser.get(page)
+    browser.find_element(By.CSS_SELECTOR, "#retry-form button[type=submit]").click()
+    wait_for(browser, lambda d: "notice=retried" in d.current_url)
+    assert browser.find_element(By.ID, "task-status").text == "assigned"
+    assert "back in its agent's queue" in browser.find_element(By.CSS_SELECTOR, ".notice").text
+    assert browser.find_elements(By.ID, "retry-form") == []
+    assert "task.retried" in browser.find_element(By.ID, "timeline").text
+    retried = api_task(server, task["task_id"])
+    assert (retried["status"], retried["retry_count"]) == ("assigned", 0)
+
+
+PAGES = ["/ui/", "/ui/approvals/history", "/ui/tasks", "/ui/queues", "/ui/webhooks"]
 
 
 def test_every_page_passes_axe_at_both_widths(browser, server):
-    task = create(server)
+    gated, failed = create(server), failed_task(server)
     create(server, {"type": "bugfix", "priority": "P3"})
-    sign_in(browser, server, "ops")
+    subscription_with_a_delivery(server)
+    # An admin sees every page and every button (cancel, retry, the webhooks link).
+    tasks = [f"/ui/tasks/{gated['task_id']}", f"/ui/tasks/{failed['task_id']}"]
     found = {}
     for width in (1280, 390):
         browser.set_window_size(width, 1000)
         browser.delete_all_cookies()
         browser.get(f"{server.url}/ui/login")
         found[f"/ui/login@{width}"] = axe_violations(browser)
-        sign_in(browser, server, "ops")
-        for page in PAGES:
-            path = f"/ui/tasks/{task['task_id']}" if page == "task" else page
+        sign_in(browser, server, "admin")
+        for path in [*PAGES, *tasks]:
             browser.get(server.url + path)
+            assert not browser.title.startswith("Error"), f"{path}: {browser.title}"
             found[f"{path}@{width}"] = axe_violations(browser)
             overflow = browser.execute_script(
                 "return document.documentElement.scrollWidth - window.innerWidth"

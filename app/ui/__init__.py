@@ -1,8 +1,8 @@
-"""Pages for people: the approvals inbox and the task board, server-rendered under /ui.
+"""Pages for people: approvals inbox, task board and webhooks, server-rendered under /ui.
 
 A thin layer like app/api: views call the same domain services with the same role
 ranks, and every gate rule (four eyes, who may decide) is the domain's. Sign-in lives in
-app/ui/session.py; approvals and tasks each have their own module.
+app/ui/session.py; approvals, tasks and webhooks each have their own module.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def _template_helpers() -> dict:
 
 def init_app(app: Flask, settings: Settings) -> None:
     """Cookie sessions for /ui only, and the pages."""
-    from app.ui import approvals, session, tasks  # noqa: F401  (the views register on bp)
+    from app.ui import approvals, session, tasks, webhooks  # noqa: F401  (views register on bp)
 
     session.configure(app, settings)
     app.register_blueprint(bp)

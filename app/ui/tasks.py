@@ -6,7 +6,8 @@ from flask import g, redirect, render_template, request, url_for
 from marshmallow import ValidationError
 
 from app import metrics
-from app.domain.model import STATUSES, TASK_TYPES, TERMINAL_STATUSES
+from app.api.tasks import list_page
+from app.domain.model import RETRYABLE_STATUSES, STATUSES, TASK_TYPES, TERMINAL_STATUSES
 from app.errors import ValidationFailed
 from app.schemas.tasks import CancelSchema, TaskListQuerySchema
 from app.services import services
@@ -27,13 +28,7 @@ def tasks():
         query = TaskListQuerySchema().load({**wanted, "limit": PAGE_SIZE})
     except ValidationError as error:
         raise ValidationFailed(f"Invalid filter: {', '.join(sorted(error.messages))}") from None
-    listed, next_cursor = services().tasks.list(
-        limit=query["limit"],
-        cursor=query.get("cursor"),
-        status=query.get("status"),
-        task_type=query.get("type"),
-        assigned_to=query.get("assigned_to"),
-    )
+    listed, next_cursor = list_page(query)
     filters = {name: wanted[name] for name in FILTERS if name in wanted}
     return render_template(
         "ui/tasks.html",
@@ -60,6 +55,8 @@ def task(task_id):
         approval=approval,
         explanation=services().explainer.explain(task_id),
         can_cancel=g.ui_principal.at_least("agent") and record["status"] not in TERMINAL_STATUSES,
+        # The domain still refuses a task that never passed its gate (a 409 page).
+        can_retry=g.ui_principal.at_least("admin") and record["status"] in RETRYABLE_STATUSES,
         csrf=csrf_token(),
         notice=request.args.get("notice"),
     )
@@ -78,6 +75,15 @@ def cancel(task_id):
     services().tasks.cancel(task_id, principal.id, body.get("reason"), scope=principal.agents)
     metrics.task_moved("cancelled")
     return redirect(url_for("ui.task", task_id=task_id, notice="cancelled"), code=303)
+
+
+@bp.route("/tasks/<task_id>/retry", methods=["POST"])
+@page(role="admin")
+def retry(task_id):
+    """Put a failed or cancelled task back in its agent's queue (as the API's admin role)."""
+    services().tasks.retry(task_id)
+    metrics.task_moved("assigned")
+    return redirect(url_for("ui.task", task_id=task_id, notice="retried"), code=303)
 
 
 @bp.route("/queues", methods=["GET"])
