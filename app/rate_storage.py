@@ -5,13 +5,15 @@ after the view, for the X-RateLimit-* headers. OneTripRedisStorage, a `limits` s
 registered under its own URI scheme (the library's public extension point), takes the
 slot and reads the window in one script and hands that window to the header read. It
 runs on the app's own client, so it works on whatever topology REDIS_URL names. The
-strategy is limits' sliding-window counter: two counters per limit, so a hit costs the
-same whatever the limit (a moving window keeps one entry per request in the window).
+strategy is limits' sliding-window counter: two counts per limit, kept in one record, so
+a hit costs the same whatever the limit (a moving window keeps one entry per request in
+the window).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 import redis
 from flask import current_app, g, has_request_context, request
@@ -36,42 +38,43 @@ REDIS_FREE_ENDPOINTS = frozenset(
     }
 )
 
-# KEYS[1] the previous window's counter, KEYS[2] the current one (one hash slot: limits
-# wraps the key in braces); KEYS[3] (optional) the client address' failed-authentication
-# counter (app/auth_failures.py). ARGV: limit, expiry (s), cost, failure limit. Times are
-# Redis's own, in ms. Returns {acquired 0/1, previous count, its ttl, current count, its
-# ttl}, after the hit, or {0, 0, 0, -1, 0} when the address is over its failure limit.
+# KEYS[1] this limit's record, "<window>:<previous window's count>:<this window's count>"
+# (the current-window key limits would use; one hash slot: the prefix is the hash tag);
+# KEYS[2] (optional) the client address' failed-authentication counter
+# (app/auth_failures.py). ARGV: limit, expiry (s), cost, now (ms), failure limit.
+# Returns {acquired 0/1, previous count, its ttl, current count, its ttl} (ms), after the
+# hit, or {0, 0, 0, -1, 0} when the address is over its failure limit.
+# Windows are aligned to multiples of the expiry on the callers' clocks (NTP keeps them
+# within milliseconds; a window boundary only decides which count a hit joins), so a hit
+# is two commands: one MGET for the record and the failure counter, one SET when taken.
 # Guarantees: the slot is taken and the window read in one atomic step, in O(1) time and
-# memory whatever the limit; the same arithmetic as limits' own acquire script.
+# memory whatever the limit; the weighting is limits' own sliding-window counter's.
 ACQUIRE_AND_READ = """
 local limit, expiry, cost = tonumber(ARGV[1]), tonumber(ARGV[2]) * 1000, tonumber(ARGV[3])
-if KEYS[3] and tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[4]) then
+local now = tonumber(ARGV[4])
+local values = redis.call('MGET', KEYS[1], KEYS[2] or KEYS[1])
+if KEYS[2] and tonumber(values[2] or '0') >= tonumber(ARGV[5]) then
   return {0, 0, 0, -1, 0}
 end
-local current_ttl = redis.call('PTTL', KEYS[2])
-local current = tonumber(redis.call('GET', KEYS[2])) or 0
-local previous, previous_ttl
-if current_ttl > 0 and current_ttl < expiry then
-  -- The current window has ended: it becomes the previous one, with the TTL it had.
-  redis.call('RENAME', KEYS[2], KEYS[1])
-  previous, previous_ttl = current, current_ttl
-  current, current_ttl = 0, current_ttl + expiry
-  redis.call('SET', KEYS[2], 0, 'PX', current_ttl)
-else
-  previous = tonumber(redis.call('GET', KEYS[1])) or 0
-  previous_ttl = math.max(0, redis.call('PTTL', KEYS[1]))
+local window = math.floor(now / expiry)
+local elapsed = now - window * expiry
+local previous, current = 0, 0
+if values[1] then
+  local w, p, c = string.match(values[1], '^(%d+):(%d+):(%d+)$')
+  if tonumber(w) == window then
+    previous, current = tonumber(p), tonumber(c)
+  elseif tonumber(w) == window - 1 then
+    previous = tonumber(c)
+  end
 end
+local previous_ttl, current_ttl = expiry - elapsed, 2 * expiry - elapsed
 local acquired = 0
 if cost <= limit and math.floor(previous * previous_ttl / expiry) + current + cost <= limit then
-  if current_ttl > 0 then
-    redis.call('INCRBY', KEYS[2], cost)
-  else
-    current_ttl = expiry * 2
-    redis.call('SET', KEYS[2], cost, 'PX', current_ttl)
-  end
   current, acquired = current + cost, 1
+  redis.call('SET', KEYS[1], string.format('%d:%d:%d', window, previous, current),
+    'PX', current_ttl)
 end
-return {acquired, previous, previous_ttl, current, math.max(0, current_ttl)}
+return {acquired, previous, previous_ttl, current, current_ttl}
 """
 STORAGE_SCHEME = "orchestrator+redis"
 
@@ -101,10 +104,9 @@ class OneTripRedisStorage(RedisStorage):
         self, key: str, limit: int, expiry: int, amount: int = 1
     ) -> bool:
         """Take `amount` if the weighted count allows; remember the window for this request."""
-        previous_key = self.prefixed_key(self._previous_window_key(key))
         current_key = self.prefixed_key(self._current_window_key(key))
         failures = auth_failures.counter() if has_request_context() else None
-        keys, args = [previous_key, current_key], [limit, expiry, amount]
+        keys, args = [current_key], [limit, expiry, amount, int(time.time() * 1000)]
         if failures:
             keys.append(failures[0])
             args.append(failures[1])
@@ -139,9 +141,20 @@ class OneTripRedisStorage(RedisStorage):
 
     def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
         """The window acquire_sliding_window_entry read in this request, else from Redis."""
+        current_key = self.prefixed_key(self._current_window_key(key))
         if has_request_context():
-            current_key = self.prefixed_key(self._current_window_key(key))
             cached = g.get("rate_windows", {}).get(current_key)
             if cached is not None:
                 return cached
-        return super().get_sliding_window(key, expiry)
+        # The record as ACQUIRE_AND_READ keeps it (limits' own reader expects two keys).
+        expiry_ms, now = expiry * 1000, int(time.time() * 1000)
+        window, elapsed = divmod(now, expiry_ms)
+        previous = current = 0
+        record = self.get_connection().get(current_key)
+        if record:
+            stored, stored_previous, stored_current = (int(part) for part in record.split(":"))
+            if stored == window:
+                previous, current = stored_previous, stored_current
+            elif stored == window - 1:
+                previous = stored_current
+        return previous, (expiry_ms - elapsed) / 1000, current, (2 * expiry_ms - elapsed) / 1000

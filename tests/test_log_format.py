@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import requests
 
@@ -49,7 +50,10 @@ def test_json_lines_carry_no_terminal_colours(capsys):
 def test_gunicorn_in_console_format(live_server):
     server = live_server(workers=1, LOG_FORMAT="console")
     requests.get(f"{server.url}/tasks", headers={"X-API-Key": API_KEYS["user"]}, timeout=5)
-    text = server.logs()
+    # The access line is written after the response is sent: give a loaded machine time.
+    deadline = time.monotonic() + 5
+    while "path=/tasks" not in (text := server.logs()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     lines = text.splitlines()
     assert not any(line.lstrip().startswith("{") for line in lines)
     assert any("gunicorn: Listening at" in line for line in lines)  # not gunicorn.error

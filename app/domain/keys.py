@@ -26,7 +26,9 @@ LAYOUT: dict[str, KeySpec] = {
     "by_status": KeySpec(
         "tasks:status:{status}", "zset", "stored tasks in one status, by creation sequence"
     ),
-    "by_type": KeySpec("tasks:type:{type}", "zset", "stored tasks of one type, by creation sequence"),
+    "by_type": KeySpec(
+        "tasks:type:{type}", "zset", "stored tasks of one type, by creation sequence"
+    ),
     "by_agent": KeySpec(
         "tasks:agent:{agent}", "zset", "stored tasks routed to one agent, by creation sequence"
     ),
@@ -80,6 +82,9 @@ LAYOUT: dict[str, KeySpec] = {
     ),
     "decision_link": KeySpec(
         "link:{digest}", "string", "a decision link that was used (single use)"
+    ),
+    "stats_snapshot": KeySpec(
+        "stats:snapshot", "string", "the last /health and /stats figures, while nothing changed"
     ),
     "agent_activity": KeySpec(
         "agent:{agent}", "hash", "an agent's last_claim_at / last_heartbeat_at (Redis time)"

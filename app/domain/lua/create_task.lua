@@ -20,7 +20,9 @@
 -- queue entry, schedule or approval, its indexes and its events appear together or not
 -- at all. Order: blocked on dependencies, then the gate, then the schedule, then queued;
 -- a dependency already failed or cancelled cancels the task at once.
-settle()
+-- Nothing that fell due is applied here: nothing a create answers depends on it (a
+-- dependency's status is the same either side of a lease expiry), and every read, claim
+-- and decision applies it, so a create stays a few commands.
 local fields = A.task
 local idem_key = A.idempotency_key
 if idem_key then

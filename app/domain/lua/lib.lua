@@ -513,9 +513,10 @@ end
 
 -- Memory ----------------------------------------------------------------------
 -- Redis' used memory and maxmemory (0 = no limit), in bytes, from INFO (a store without
--- INFO, like the in-process fake of memory://, has no limit).
-local function memory()
-  local info = redis.pcall('INFO', 'memory')
+-- INFO, like the in-process fake of memory://, has no limit). `info`: INFO text already
+-- read (with its memory section), else INFO memory is asked.
+local function memory(info)
+  info = info or redis.pcall('INFO', 'memory')
   if type(info) ~= 'string' then return {used = 0, max = 0} end
   local used = tonumber(string.match(info, 'used_memory:(%d+)')) or 0
   local max = tonumber(string.match(info, 'maxmemory:(%d+)')) or 0

@@ -9,6 +9,28 @@
 -- Guarantees: the counters are exact (the scripts that move tasks keep them), so
 -- nothing is recounted; at most A.settle_budget entries of each kind are settled first.
 -- The oldest ready task is the oldest head among the priority bands: one read per band.
+-- A snapshot of the figures is kept and answered again while Redis reports no write
+-- since it was taken (rdb_changes_since_last_save counts every write, expiry and eviction)
+-- and no deadline has come: then a call is INFO and GET, whatever the store holds. Memory
+-- and the clock are always read live. A snapshot older than SNAPSHOT_MS is never used
+-- (the counter restarts at 0 after a save, so it could, rarely, come back to the same
+-- value).
+local SNAPSHOT_MS = 5000
+local info = redis.pcall('INFO', 'memory', 'persistence')
+local changes = type(info) == 'string'
+  and string.match(info, 'rdb_changes_since_last_save:(%d+)') or nil
+local live_memory = memory(info)
+if changes then
+  local kept = redis.call('GET', key('stats_snapshot'))
+  if kept then
+    local snapshot = cjson.decode(kept)
+    if snapshot.changes == changes and NOW < snapshot.valid_until then
+      snapshot.changes, snapshot.valid_until = nil, nil
+      snapshot.now, snapshot.memory = NOW_ISO, live_memory
+      return cjson.encode(snapshot)
+    end
+  end
+end
 settle(A.settle_budget)
 local agents, oldest = {}, {}
 local bands = 0
@@ -49,8 +71,21 @@ local counts = {}
 for _, status in ipairs(STATUSES) do
   counts[status] = redis.call('ZCARD', key('by_status', status))
 end
-return cjson.encode({outcome = 'ok', counts = counts,
+local reply = {outcome = 'ok', counts = counts,
   totals = hgetall(key('totals')), agents = agents, oldest = oldest,
   oldest_approval = oldest_approval,
   pending_approvals = redis.call('ZCARD', key('approvals_pending')), now = NOW_ISO,
-  memory = memory(), webhooks = webhooks})
+  memory = live_memory, webhooks = webhooks}
+if changes then
+  -- Valid until the first deadline (settle() would change what it shows) and while no
+  -- write happens: the writes settle() made, then the SET below itself (one change).
+  local valid_until = NOW + SNAPSHOT_MS
+  for _, bound in pairs(bounds()) do valid_until = math.min(valid_until, bound) end
+  local now_info = redis.call('INFO', 'persistence')
+  reply.changes = tostring(tonumber(string.match(now_info,
+    'rdb_changes_since_last_save:(%d+)')) + 1)
+  reply.valid_until = valid_until
+  redis.call('SET', key('stats_snapshot'), cjson.encode(reply), 'PX', SNAPSHOT_MS)
+  reply.changes, reply.valid_until = nil, nil
+end
+return cjson.encode(reply)
