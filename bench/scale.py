@@ -11,52 +11,76 @@ slowest Redis call (SLOWLOG) and Redis memory per stored task.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+import uuid
 from pathlib import Path
 
 import requests
 
 from app import create_app
-from app.services import services
+from app.domain.keys import Keys
+from app.domain.task_fields import stored_fields
+from app.services import current_settings, redis_client, services
 from bench.run import BENCH_KEY, run_wrk, service_env
 from harness import ROOT, LiveServer, RedisServer
 
 LOADED, EMPTY = "scale", "empty"
+BENCH = "apikey:bench"
 TYPES = ("bugfix", "deploy", "faq", "monitor", "documentation")
 # One task in DONE_EVERY is claimed and completed, one in FAIL_EVERY failed: a listing
 # filtered by `failed` then looks for a rare status, the case that used to scan.
 DONE_EVERY, FAIL_EVERY = 5, 97
 
 
-def load(redis_url: str, tasks: int, threads: int) -> str:
-    """Create `tasks` tasks through the domain scripts; returns the oldest task's id."""
+def load(redis_url: str, tasks: int, batch: int = 2000) -> str:
+    """Create `tasks` tasks through the create script, pipelined `batch` at a time, then
+    claim and finish one in DONE_EVERY (completed) and FAIL_EVERY (failed) through the
+    claim and status scripts; returns the oldest task's id."""
     env = {**service_env(redis_url), "ORCHESTRATOR_QUEUE_PREFIX": LOADED}
     env["ORCHESTRATOR_EVENT_STREAM_MAXLEN"] = str(4 * tasks)  # keep every event
     app = create_app(env)
     with app.app_context():
-        store = services().tasks
-
-        def one(n: int) -> str:
-            request = {"type": TYPES[n % len(TYPES)], "priority": "P3", "payload": {"n": n}}
-            request["payload"]["environment"] = "staging"  # deploys stay ungated
-            task = store.create(request, "apikey:bench").task
-            if n % DONE_EVERY == 0 or n % FAIL_EVERY == 0:
-                claimed = store.claim(task["assigned_to"], "apikey:bench")
-                if claimed:
-                    outcome = "failed" if n % FAIL_EVERY == 0 else "completed"
-                    store.set_status(claimed["task_id"], outcome, "apikey:bench")
-            return task["task_id"]
-
-        started, first = time.monotonic(), one(0)
-        with ThreadPoolExecutor(threads) as pool:
-            for done, _ in enumerate(pool.map(one, range(1, tasks), chunksize=256), 2):
-                if done % 50000 == 0:
-                    rate = done / (time.monotonic() - started)
-                    print(f"  loaded {done:,} tasks ({rate:,.0f}/s)", flush=True)
+        scripts, settings = services().tasks.scripts, current_settings()
+        client = redis_client(app)
+        started, first = time.monotonic(), None
+        for start in range(0, tasks, batch):
+            numbers = range(start, min(tasks, start + batch))
+            with client.pipeline(transaction=False) as pipe:
+                for n in numbers:
+                    request = {"type": TYPES[n % len(TYPES)], "priority": "P3"}
+                    request["payload"] = {"n": n, "environment": "staging"}  # deploys ungated
+                    fields, sla_ms = stored_fields(request, str(uuid.uuid4()), BENCH, settings)
+                    scripts.queue(pipe, "create_task", task=fields, sla_target_ms=sla_ms)
+                created = [json.loads(reply)["task"] for reply in pipe.execute()]
+            first = first or created[0]["task_id"]
+            finishing = [
+                (task["assigned_to"], "failed" if n % FAIL_EVERY == 0 else "completed")
+                for n, task in zip(numbers, created, strict=True)
+                if n % DONE_EVERY == 0 or n % FAIL_EVERY == 0
+            ]
+            with client.pipeline(transaction=False) as pipe:
+                for agent, _ in finishing:
+                    scripts.queue(pipe, "claim_task", agent=agent, lease_ms=600_000, principal=BENCH)
+                claimed = [json.loads(reply).get("task") for reply in pipe.execute()]
+            with client.pipeline(transaction=False) as pipe:
+                for task, (_, outcome) in zip(claimed, finishing, strict=True):
+                    if task:
+                        scripts.queue(
+                            pipe,
+                            "set_task_status",
+                            task_id=task["task_id"],
+                            status=outcome,
+                            principal=BENCH,
+                        )
+                pipe.execute()
+            done = start + len(numbers)
+            if done % 50_000 < batch:
+                rate = done / (time.monotonic() - started)
+                print(f"  loaded {done:,} tasks ({rate:,.0f}/s)", flush=True)
     return first
 
 
@@ -122,7 +146,6 @@ def throughput(base: str, seconds: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tasks", type=int, default=1_000_000)
-    parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--samples", type=int, default=30)
     args = parser.parse_args()
@@ -133,9 +156,12 @@ def main() -> int:
     try:
         before = raw.info("memory")["used_memory"]
         print(f"loading {args.tasks:,} tasks ...", flush=True)
-        oldest = load(redis_server.url, args.tasks, args.threads)
+        oldest = load(redis_server.url, args.tasks)
         per_task = (raw.info("memory")["used_memory"] - before) / args.tasks
-        events = raw.xlen(f"{LOADED}:events")
+        keys = Keys(LOADED)
+        events = raw.xlen(keys.name("events"))
+        sample = keys.task(oldest)
+        encoding = f"{raw.object('encoding', sample)}, {raw.memory_usage(sample)} B"
         raw.config_set("slowlog-log-slower-than", 1000)  # µs: everything over 1 ms
         raw.slowlog_reset()
         for prefix in (LOADED, EMPTY):
@@ -164,7 +190,10 @@ def main() -> int:
         for server in servers:
             server.stop()
         redis_server.stop()
-    print(render(args.tasks, events, per_task, rows, event_replay, slowest_ms, speed))
+    report = render(args.tasks, events, per_task, rows, event_replay, slowest_ms, speed)
+    report += f"\nOne task's hash (the oldest): {encoding}\n"
+    print(report)
+    (ROOT / "bench" / "results" / "scale.md").write_text(report)
     return 0
 
 

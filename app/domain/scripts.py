@@ -91,6 +91,12 @@ class Scripts(WebhookScripts):
             return json.loads(self._confirmed(self._scripts[name], argv))
         return json.loads(self._scripts[name](keys=self._route, args=argv))
 
+    def queue(self, pipe: redis.client.Pipeline, name: str, **named) -> None:
+        """Queue one script call on `pipe` (bulk loading, e.g. `make bench-scale`): the
+        same arguments as the typed method of that name, the reply JSON in pipe.execute()."""
+        argv = [*self._common, json.dumps({k: v for k, v in named.items() if v is not None})]
+        self._scripts[name](keys=self._route, args=argv, client=pipe)
+
     def _confirmed(self, script, argv: list) -> str:
         """Run a write script, then WAIT on the same connection for the replicas.
 
