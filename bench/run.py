@@ -18,10 +18,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-
-from concurrent.futures import ThreadPoolExecutor
 
 import redis
 import requests

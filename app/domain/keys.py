@@ -26,7 +26,9 @@ LAYOUT: dict[str, KeySpec] = {
     "by_status": KeySpec(
         "tasks:status:{status}", "zset", "stored tasks in one status, by creation sequence"
     ),
-    "by_type": KeySpec("tasks:type:{type}", "zset", "stored tasks of one type, by creation sequence"),
+    "by_type": KeySpec(
+        "tasks:type:{type}", "zset", "stored tasks of one type, by creation sequence"
+    ),
     "by_agent": KeySpec(
         "tasks:agent:{agent}", "zset", "stored tasks routed to one agent, by creation sequence"
     ),
