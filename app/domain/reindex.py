@@ -13,7 +13,7 @@ one whose indexes are in doubt. Three passes:
 
 Each batch is one atomic script, so it is safe while the service runs: a task moved
 meanwhile is indexed as it is when its batch runs, and an index the service appends to
-stays in stream order. Run it once at a time; running it again rebuilds the same.
+stays in stream order. Run one at a time; running it again rebuilds the same.
 """
 
 from __future__ import annotations
