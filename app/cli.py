@@ -1,5 +1,5 @@
-"""`flask` commands for operators: tokens, secrets, API keys, the sweep, key migration, the
-deliverer."""
+"""`flask` commands for operators: tokens, secrets, API keys, the sweep, key migration,
+reindexing, the deliverer."""
 
 from __future__ import annotations
 
@@ -74,8 +74,6 @@ def sweep_command() -> None:
     from app.redis_client import redis_location
     from app.services import current_settings, services
 
-    # REDIS_URL comes from the environment or .env; `make run`'s private Redis is in
-    # neither (its banner prints the URL), so say which Redis this is.
     where = redis_location(current_settings().redis_url)
     rounds, remaining = 0, 1
     try:
@@ -83,11 +81,45 @@ def sweep_command() -> None:
             remaining = services().tasks.sweep()
             rounds += 1
     except redis.RedisError as error:
-        raise click.ClickException(
-            f"Redis at {where} unavailable ({type(error).__name__}); check REDIS_URL "
-            "(for make run's private Redis, use the REDIS_URL its banner prints)"
-        ) from None
+        raise _unavailable(where, error) from None
     click.echo(f"swept Redis at {where} in {rounds} round(s); {remaining} still due")
+
+
+def _unavailable(where: str, error: Exception) -> click.ClickException:
+    # REDIS_URL comes from the environment or .env; `make run`'s private Redis is in
+    # neither (its banner prints the URL), so say which Redis this is.
+    return click.ClickException(
+        f"Redis at {where} unavailable ({type(error).__name__}); check REDIS_URL "
+        "(for make run's private Redis, use the REDIS_URL its banner prints)"
+    )
+
+
+@click.command("reindex")
+@with_appcontext
+def reindex_command() -> None:
+    """Rebuild the task and event indexes from the stored tasks and events (after upgrading).
+
+    Files every stored task in its status, type and agent index and rebuilds each task's
+    event index from the event stream, then deletes the keys of the layout before the
+    indexes. Safe while the service runs (one batch at a time, each atomic) and safe to
+    run again; run one at a time.
+    """
+    import redis
+
+    from app.domain.reindex import reindex
+    from app.redis_client import redis_location
+    from app.services import current_settings, redis_client
+
+    settings = current_settings()
+    where = redis_location(settings.redis_url)
+    try:
+        done = reindex(redis_client(current_app), settings)
+    except redis.RedisError as error:
+        raise _unavailable(where, error) from None
+    click.echo(
+        f"reindexed Redis at {where}: {done.tasks} task(s), {done.events} event(s); "
+        f"removed {done.removed} key(s) of the pre-index layout"
+    )
 
 
 # Commands that need no settings: they work on a fresh clone, before .env exists.
@@ -137,6 +169,7 @@ def init_app(app: Flask, _settings=None) -> None:
         gen_api_key_command,
         sweep_command,
         migrate_keys_command,
+        reindex_command,
         deliver_command,
     ):
         app.cli.add_command(command)

@@ -21,7 +21,8 @@ from app.domain.webhook_scripts import WebhookScripts
 from app.errors import Unavailable
 
 # Scripts whose writes a client is told about. The others only settle what fell due,
-# which the next call after a fail-over settles again, so they never wait for replicas.
+# which the next call after a fail-over settles again, or rebuild indexes (the reindex
+# command, which can be run again), so they never wait for replicas.
 WRITES = frozenset(
     {
         "create_task",
@@ -269,3 +270,19 @@ class Scripts(WebhookScripts):
     ) -> dict:
         """One filtered page of the stream: ok (events, cursor when there is one)."""
         return self._call("read_events", locals())
+
+    # Reindexing (the `reindex` command; see reindex.py) -------------------------------
+
+    def reindex_tasks(self, *, task_ids: list[str]) -> dict:
+        """File stored tasks in their status, type and agent indexes: ok (indexed)."""
+        return self._call("reindex_tasks", locals())
+
+    def reindex_events(
+        self,
+        *,
+        through: str,
+        reset: list[str] | None,
+        entries: list[tuple[str, str]] | None,
+    ) -> dict:
+        """Empty tasks' event indexes up to `through`, or refill them: ok (indexed)."""
+        return self._call("reindex_events", locals())

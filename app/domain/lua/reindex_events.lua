@@ -1,0 +1,81 @@
+-- reindex_events: rebuild tasks' event indexes (task_events) from the stream, up to
+-- A.through, the stream's last id when the rebuild started; the service indexes every
+-- later event itself, meanwhile. Two steps, each called in batches (app/domain/reindex.py):
+-- A.reset (task ids): empty each task's index of the ids up to A.through, keeping those
+--   the service wrote since. Every stored task is reset before the first A.entries.
+-- A.entries ({{event_id, task_id}, ...}, stream order, none after A.through, each batch
+--   after the one before): append each event to its task's index, before the ids the
+--   service wrote since, so the index stays in stream order (read_events relies on it).
+-- Returns {outcome = 'ok', indexed} (the event ids written).
+-- Guarantees: events about a task that is not stored are not indexed (a purged task's
+-- index went with it); rebuilding again gives the same indexes.
+local through = A.through
+
+-- Stream ids compare as two unsigned integers too large for a double: by length, then
+-- text (Redis writes them without leading zeros).
+local function number_greater(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+local function after_through(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  local t_ms, t_seq = string.match(through, '^(%d+)-(%d+)$')
+  if ms ~= t_ms then return number_greater(ms, t_ms) end
+  return number_greater(seq, t_seq)
+end
+
+-- The ids at the end of an index that the service wrote after A.through: only a few
+-- (the events of the last moments), so they are counted from the tail.
+local function written_since(index)
+  local n = 0
+  while true do
+    local id = redis.call('LINDEX', index, -(n + 1))
+    if not id or not after_through(id) then return n end
+    n = n + 1
+  end
+end
+
+-- RPUSH in chunks: unpack() of a long list would overflow Lua's stack.
+local function push(index, ids)
+  for first = 1, #ids, 1000 do
+    redis.call('RPUSH', index, unpack(ids, first, math.min(#ids, first + 999)))
+  end
+end
+
+for _, id in ipairs(A.reset or {}) do
+  local index = key('task_events', id)
+  local keep = written_since(index)
+  if keep == 0 then
+    redis.call('DEL', index)
+  else
+    redis.call('LTRIM', index, -keep, -1)
+  end
+end
+
+-- The batch's ids per task, in stream order; tasks in order of their first event here.
+local ids, tasks = {}, {}
+for _, entry in ipairs(A.entries or {}) do
+  local event_id, task_id = entry[1], entry[2]
+  if not ids[task_id] then
+    ids[task_id] = {}
+    tasks[#tasks + 1] = task_id
+  end
+  ids[task_id][#ids[task_id] + 1] = event_id
+end
+
+local indexed = 0
+for _, task_id in ipairs(tasks) do
+  if redis.call('EXISTS', key('task', task_id)) == 1 then
+    local index = key('task_events', task_id)
+    local since = written_since(index)
+    local tail = {}
+    if since > 0 then
+      tail = redis.call('LRANGE', index, -since, -1)
+      redis.call('LTRIM', index, 0, -(since + 1))
+    end
+    push(index, ids[task_id])
+    push(index, tail)
+    indexed = indexed + #ids[task_id]
+  end
+end
+return cjson.encode({outcome = 'ok', indexed = indexed})
