@@ -64,7 +64,9 @@ def load(redis_url: str, tasks: int, batch: int = 2000) -> str:
             ]
             with client.pipeline(transaction=False) as pipe:
                 for agent, _ in finishing:
-                    scripts.queue(pipe, "claim_task", agent=agent, lease_ms=600_000, principal=BENCH)
+                    scripts.queue(
+                        pipe, "claim_task", agent=agent, lease_ms=600_000, principal=BENCH
+                    )
                 claimed = [json.loads(reply).get("task") for reply in pipe.execute()]
             with client.pipeline(transaction=False) as pipe:
                 for task, (_, outcome) in zip(claimed, finishing, strict=True):
