@@ -42,6 +42,7 @@ format: venv ## apply ruff fixes and formatting
 bench: venv ## load-test a running service (bench/run.sh)
 	@test -f bench/run.sh || { echo "bench/run.sh not found" >&2; exit 1; }
 	bash bench/run.sh
+	$(BIN)/python -m bench.commands
 
 bench-scale: venv ## load 1,000,000 tasks into a private Redis, then time listings, replay, create, claim (TASKS=N)
 	@mkdir -p bench/results

@@ -352,6 +352,70 @@ def test_before_and_after_are_exclusive_in_both_orders(client, keys, ten_events,
     assert ids(read(client, keys["user"], **query)) == [ten_events[n] for n in expected]
 
 
+TASK = str(uuid.uuid4())
+
+
+@pytest.fixture
+def ten_task_events(client, keys) -> list[str]:
+    """Ten events about one task, each between two about another: read through the
+    task's event index, the others must never show and the bounds work the same."""
+    other = str(uuid.uuid4())
+    mine = []
+    for _ in range(10):
+        publish_ok(client, keys["agent"], event_type="seq.other", task_id=other)
+        mine.append(publish_ok(client, keys["agent"], event_type="seq.step", task_id=TASK))
+    publish_ok(client, keys["agent"], event_type="seq.other", task_id=other)
+    return mine
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({}, list(range(9, -1, -1))),
+        ({"order": "asc"}, list(range(10))),
+        ({"after": 3}, list(range(4, 10))),
+        ({"after": 3, "order": "desc"}, list(range(9, 3, -1))),
+        ({"before": 6}, list(range(5, -1, -1))),
+        ({"before": 6, "order": "asc"}, list(range(6))),
+        ({"after": 2, "before": 7}, [3, 4, 5, 6]),
+        ({"after": 2, "before": 7, "order": "desc"}, [6, 5, 4, 3]),
+        ({"after": 4, "before": 5}, []),
+        ({"after": 9}, []),
+        ({"before": 0}, []),
+    ],
+)
+def test_one_tasks_events_honour_the_bounds_in_both_orders(
+    client, keys, ten_task_events, query, expected
+):
+    query = {k: ten_task_events[v] if k in ("after", "before") else v for k, v in query.items()}
+    body = read(client, keys["user"], task_id=TASK, **query)
+    assert ids(body) == [ten_task_events[n] for n in expected]
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_one_tasks_events_page_out_once_each(client, keys, ten_task_events, order):
+    seen, query = [], {"limit": 3, "order": order, "task_id": TASK}
+    for _ in range(10):
+        page = read(client, keys["user"], **query)
+        seen.extend(ids(page))
+        if not page["count"] or page["next"] is None:
+            break
+        query["after" if order == "asc" else "before"] = page["next"]
+    assert seen == (ten_task_events if order == "asc" else ten_task_events[::-1])
+
+
+def test_a_tasks_events_trimmed_from_the_stream_are_skipped(make_app, keys):
+    client = make_app(ORCHESTRATOR_EVENT_STREAM_MAXLEN="5").test_client()
+    task_id = str(uuid.uuid4())
+    published = [
+        publish_ok(client, keys["agent"], event_type="seq.step", task_id=task_id)
+        for _ in range(300)  # MAXLEN ~ trims whole nodes: enough to drop the oldest
+    ]
+    kept = ids(read(client, keys["user"], task_id=task_id, order="asc", limit=1000))
+    assert kept and len(kept) < len(published)
+    assert kept == published[-len(kept) :]
+
+
 def test_desc_paging_with_before_ends_with_null_next(client, keys, ten_events):
     seen, query = [], {"limit": 4}
     while True:

@@ -56,7 +56,8 @@ local function from_index()
       local mid = math.floor((low + high) / 2)
       local at = asc and mid or (n - 1 - mid)
       local id = redis.call('LINDEX', index, at)
-      local past = asc and id_less(bound, id) or id_less(id, bound)
+      local past
+      if asc then past = id_less(bound, id) else past = id_less(id, bound) end
       if past then high = mid else low = mid + 1 end
     end
     return low
@@ -74,7 +75,11 @@ local function from_index()
       ids = reversed
     end
     for _, id in ipairs(ids) do
-      if stop and not (asc and id_less(id, stop) or (not asc and id_less(stop, id))) then
+      local before_stop = true
+      if stop then
+        if asc then before_stop = id_less(id, stop) else before_stop = id_less(stop, id) end
+      end
+      if not before_stop then
         return page(asc and (cursor or '0-0') or nil)
       end
       local entry = redis.call('XRANGE', stream, id, id)[1]
