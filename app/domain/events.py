@@ -54,7 +54,10 @@ ENVELOPE_FIELDS = (
     "metadata",
     "timestamp",
 )
-READ_SCAN_BUDGET = 20000
+# Stream entries one filtered read examines at most (by type or source; a task's events
+# come from its own index): a rare filter answers a short page with a cursor to go on
+# from rather than hold Redis for long.
+READ_SCAN_BUDGET = 2000
 
 
 def normalize_priority(priority: str | None) -> str:
