@@ -14,6 +14,7 @@ from app import (  # noqa: E402
     cli,
     errors,
     hygiene,
+    json_provider,
     metrics,
     observability,
     ratelimit,
@@ -31,6 +32,8 @@ def create_app(overrides: dict[str, str] | None = None) -> Flask:
     """
     settings = Settings.from_env({**os.environ, **(overrides or {})})
     app = Flask(__name__)
+    # Before anything answers: every JSON response, errors included, is encoded by it.
+    app.json = json_provider.OrjsonProvider(app)
     app.json.sort_keys = False
     app.extensions[services.SETTINGS] = settings
     for init_app in (
