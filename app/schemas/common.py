@@ -4,7 +4,26 @@ from __future__ import annotations
 
 import math
 
-from marshmallow import Schema, ValidationError, fields, validate
+import marshmallow
+from marshmallow import ValidationError, fields, validate
+
+
+class Schema(marshmallow.Schema):
+    """marshmallow's Schema, reading the dicts views return with a plain key lookup.
+
+    The default accessor (marshmallow.utils.get_value) checks every field name for dots
+    and the object for __getitem__ before the same obj[name]-then-getattr done here: a
+    fifth of the time a dump takes, which a page of 100 tasks pays 2,600 times.
+    """
+
+    def get_attribute(self, obj, attr, default):
+        """obj[attr], else the attribute, else `default`: what marshmallow returns."""
+        if "." in attr:  # a nested path: marshmallow walks it
+            return super().get_attribute(obj, attr, default)
+        try:
+            return obj[attr]
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return getattr(obj, attr, default)
 
 
 class StrictSchema(Schema):
