@@ -331,22 +331,23 @@ def ten_events(client, keys) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize(
-    ("query", "expected"),
-    [
-        ({}, list(range(9, -1, -1))),  # newest first by default
-        ({"order": "asc"}, list(range(10))),
-        ({"after": 3}, list(range(4, 10))),  # oldest first by default after a cursor
-        ({"after": 3, "order": "desc"}, list(range(9, 3, -1))),
-        ({"before": 6}, list(range(5, -1, -1))),
-        ({"before": 6, "order": "asc"}, list(range(6))),
-        ({"after": 2, "before": 7}, [3, 4, 5, 6]),
-        ({"after": 2, "before": 7, "order": "desc"}, [6, 5, 4, 3]),
-        ({"after": 4, "before": 5}, []),
-        ({"after": 9}, []),
-        ({"before": 0}, []),
-    ],
-)
+# (query, the events expected by index among ten): the bounds are exclusive either way.
+BOUNDS = [
+    ({}, list(range(9, -1, -1))),  # newest first by default
+    ({"order": "asc"}, list(range(10))),
+    ({"after": 3}, list(range(4, 10))),  # oldest first by default after a cursor
+    ({"after": 3, "order": "desc"}, list(range(9, 3, -1))),
+    ({"before": 6}, list(range(5, -1, -1))),
+    ({"before": 6, "order": "asc"}, list(range(6))),
+    ({"after": 2, "before": 7}, [3, 4, 5, 6]),
+    ({"after": 2, "before": 7, "order": "desc"}, [6, 5, 4, 3]),
+    ({"after": 4, "before": 5}, []),
+    ({"after": 9}, []),
+    ({"before": 0}, []),
+]
+
+
+@pytest.mark.parametrize(("query", "expected"), BOUNDS)
 def test_before_and_after_are_exclusive_in_both_orders(client, keys, ten_events, query, expected):
     query = {k: ten_events[v] if k in ("after", "before") else v for k, v in query.items()}
     assert ids(read(client, keys["user"], **query)) == [ten_events[n] for n in expected]
@@ -368,22 +369,7 @@ def ten_task_events(client, keys) -> list[str]:
     return mine
 
 
-@pytest.mark.parametrize(
-    ("query", "expected"),
-    [
-        ({}, list(range(9, -1, -1))),
-        ({"order": "asc"}, list(range(10))),
-        ({"after": 3}, list(range(4, 10))),
-        ({"after": 3, "order": "desc"}, list(range(9, 3, -1))),
-        ({"before": 6}, list(range(5, -1, -1))),
-        ({"before": 6, "order": "asc"}, list(range(6))),
-        ({"after": 2, "before": 7}, [3, 4, 5, 6]),
-        ({"after": 2, "before": 7, "order": "desc"}, [6, 5, 4, 3]),
-        ({"after": 4, "before": 5}, []),
-        ({"after": 9}, []),
-        ({"before": 0}, []),
-    ],
-)
+@pytest.mark.parametrize(("query", "expected"), BOUNDS)
 def test_one_tasks_events_honour_the_bounds_in_both_orders(
     client, keys, ten_task_events, query, expected
 ):
