@@ -255,6 +255,102 @@ def test_documented_subscriptions_deliver_each_event_once(app, client, keys, sub
     ]
 
 
+def test_the_service_events_live_message_is_the_envelope_replay_shows(
+    app, client, keys, subscriber
+):
+    """The stream entry leaves out what it can restore; the live message restores it too."""
+    everything = subscriber("*")
+    own_trace = client.post(
+        "/tasks",
+        json={"type": "bugfix", "priority": "P2", "trace_id": "req-7f3a9c"},
+        headers=keys["agent"],
+    ).json["task"]
+    default_trace = client.post(
+        "/tasks", json={"type": "faq", "priority": "P3"}, headers=keys["agent"]
+    ).json["task"]
+    live = [json.loads(m["data"]) for m in drain(everything, 4)]
+
+    replayed = read(client, keys["user"], order="asc")["events"][-4:]
+    assert live == replayed
+    created = [e for e in replayed if e["event_type"] == "task.created"]
+    assert [(e["task_id"], e["trace_id"], e["priority"]) for e in created] == [
+        (own_trace["task_id"], "req-7f3a9c", "medium"),
+        (default_trace["task_id"], default_trace["task_id"], "low"),
+    ]
+    assert {(e["published_by"], e["source_agent"]) for e in replayed} == {
+        ("orchestrator", "orchestrator")
+    }
+    assert all(e["metadata"] == {} and ISO_UTC.match(e["timestamp"]) for e in replayed)
+
+
+def test_a_stream_entry_stores_each_fact_once(app, client, keys):
+    """Type, task and source are the entry's fields and its id is the timestamp: `data`
+    holds only the rest, so an event costs Redis memory once."""
+    task = client.post("/tasks", json={"type": "faq", "priority": "P2"}, headers=keys["agent"])
+    task_id = task.json["task_id"]
+    publish_ok(client, keys["agent"], event_type="deploy.started", task_id=task_id)
+    redis = app.extensions["orchestrator.redis"]
+    entries = redis.xrevrange(redis_keys(app).name("events"), count=3)[::-1]
+
+    created, _, published = (json.loads(fields["data"]) for _, fields in entries)
+    assert created == {
+        "payload": {
+            "type": "faq",
+            "priority": "P2",
+            "assigned_to": "faq_agent",
+            "created_by": "apikey:agent",
+        }
+    }
+    assert set(published) == {"published_by", "trace_id", "priority", "payload", "metadata"}
+    first_id = entries[0][0]
+    replayed = read(client, keys["user"], order="asc", task_id=task_id)["events"]
+    assert replayed[0]["event_id"] == first_id
+    assert replayed[0]["timestamp"] == task.json["task"]["created_at"]
+    assert replayed[0]["payload"]["task_id"] == task_id
+
+
+def test_an_event_keeps_its_own_timestamp_when_the_stream_is_ahead_of_the_clock(app, client, keys):
+    """After Redis' clock steps back, the stream's last id is ahead of it: Redis picks the
+    id, and the entry stores the timestamp the id no longer tells."""
+    redis = app.extensions["orchestrator.redis"]
+    stream = redis_keys(app).name("events")
+    future_ms = (int(datetime.now(UTC).timestamp()) + 86_400) * 1000
+    redis.xadd(
+        stream,
+        {"type": "x.y", "task_id": "", "source_agent": "a", "data": "{}"},
+        id=f"{future_ms}-0",
+    )
+    event_id = publish_ok(client, keys["agent"], event_type="deploy.started")
+
+    assert int(event_id.split("-")[0]) == future_ms
+    (event,) = read(client, keys["user"], order="asc", after=f"{future_ms}-0")["events"]
+    stamped = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+    assert abs((stamped - datetime.now(UTC)).total_seconds()) < 60
+    assert (event["event_id"], event["event_type"]) == (event_id, "deploy.started")
+
+
+def test_entries_written_before_the_compact_form_read_back_whole(app, client, keys):
+    """An upgrade keeps the stream: entries holding the whole envelope in `data` replay
+    as they did."""
+    redis = app.extensions["orchestrator.redis"]
+    envelope = {
+        "event_type": "deploy.started",
+        "source_agent": "ops_agent",
+        "published_by": "apikey:agent",
+        "task_id": None,
+        "trace_id": "t-9",
+        "priority": "high",
+        "payload": {"v": 1},
+        "metadata": {"k": "v"},
+        "timestamp": "2026-01-02T03:04:05.678Z",
+    }
+    fields = {"type": "deploy.started", "task_id": "", "source_agent": "ops_agent"}
+    event_id = redis.xadd(redis_keys(app).name("events"), {**fields, "data": json.dumps(envelope)})
+
+    (event,) = read(client, keys["user"], order="desc", limit=1)["events"]
+    assert event == {"event_id": event_id, **envelope}
+
+
 def test_psubscribe_on_the_wildcard_pattern_sees_each_event_twice(client, keys, subscriber):
     """Why the docs recommend SUBSCRIBE for everything: the pattern matches both channels."""
     pubsub = subscriber(patterns=("*",))

@@ -110,6 +110,36 @@ def test_create_keeps_what_the_caller_sent(api, tokens):
     assert task["created_by"] == "jwt-agent"
 
 
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ({}, {}),
+        (
+            {"source": "github", "trace_id": "trace-1", "metadata": {"a": 1}, "max_retries": 5},
+            {"source": "github", "trace_id": "trace-1", "metadata": '{"a": 1}', "max_retries": "5"},
+        ),
+    ],
+)
+def test_a_task_stores_no_field_at_its_default_and_shows_every_one(app, api, given, stored):
+    """Redis memory: every task would repeat source, metadata, trace_id (= its id),
+    retry_count and max_retries at their defaults, so only other values are stored."""
+    created = api.create(type="faq", priority="P3", **given)["task"]
+    raw = app.extensions["orchestrator.redis"].hgetall(redis_keys(app).task(created["task_id"]))
+    optional = ("source", "metadata", "trace_id", "retry_count", "max_retries")
+
+    assert {name: raw[name] for name in optional if name in raw} == stored
+    defaults = {
+        "source": "api",
+        "metadata": {},
+        "trace_id": created["task_id"],
+        "retry_count": 0,
+        "max_retries": 3,
+    }
+    expected = defaults | given
+    assert {name: created[name] for name in optional} == expected
+    assert api.task(created["task_id"]) == created
+
+
 def test_gated_task_waits_for_approval_and_names_it(api):
     body = api.create(priority="P0")
     assert body["task"]["status"] == "awaiting_approval"

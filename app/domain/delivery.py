@@ -6,11 +6,13 @@ block; every change to deliveries is a script (fan_out, claim_deliveries, record
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import redis
 
 from app.config import Settings
+from app.domain.events import envelope_of
 from app.domain.keys import DELIVERY_GROUP, Keys
 from app.domain.scripts import Scripts, rows
 from app.domain.sealing import SecretBox
@@ -39,13 +41,13 @@ def _entries(messages) -> list[dict]:
         if not fields:  # trimmed away while pending: nothing left to deliver
             entries.append({"entry_id": entry_id})
             continue
-        data = fields["data"]
+        envelope = envelope_of(entry_id, fields)  # as GET /events shows it
         entries.append(
             {
                 "entry_id": entry_id,
                 "event_id": entry_id,
                 "event_type": fields["type"],
-                "data": '{"event_id":"' + entry_id + '",' + data[1:],
+                "data": json.dumps(envelope, separators=(",", ":")),
             }
         )
     return entries

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import unicodedata
 import uuid
 from urllib.parse import quote
@@ -54,6 +55,8 @@ ENVELOPE_FIELDS = (
     "metadata",
     "timestamp",
 )
+# What a client's event stores in `data`; the rest are the stream entry's own fields.
+STORED_BY_CLIENT = ("published_by", "trace_id", "priority", "payload", "metadata")
 # Stream entries one filtered read examines at most (by type or source; a task's events
 # come from its own index): a rare filter answers a short page with a cursor to go on
 # from rather than hold Redis for long.
@@ -95,15 +98,42 @@ def to_cloudevent(event: dict) -> dict:
     }
 
 
-def _envelope(event_id: str, data: str) -> dict:
-    """A stored event in the documented field order (the service's own are cjson-encoded)."""
-    raw = json.loads(data)
-    event = {name: raw.get(name) for name in ENVELOPE_FIELDS}
-    event["event_id"] = event_id
-    event["metadata"] = event["metadata"] or {}
-    if event["published_by"] is None and event["source_agent"] == SERVICE_SOURCE:
-        event["published_by"] = SERVICE_SOURCE  # the service's own events
-    return event
+def envelope_of(event_id: str, fields: dict) -> dict:
+    """A stored event's envelope, in the documented field order, from its stream entry.
+
+    The entry states each fact once (lib.lua, emit_raw and emit): `type`, `task_id` and
+    `source_agent` are its fields, the timestamp is its id's milliseconds unless `data`
+    carries one, and `data` leaves out a trace_id equal to the task id, the default
+    priority, empty metadata and, in the service's own events, the payload's task_id.
+    Entries written before carry the whole envelope in `data`, which reads back the
+    same way.
+    """
+    stored = json.loads(fields["data"])
+    task_id = fields["task_id"] or None
+    source_agent = fields["source_agent"]
+    payload = stored.get("payload")
+    if source_agent == SERVICE_SOURCE and task_id and "task_id" not in payload:
+        payload = {"task_id": task_id, **payload}  # the service's payloads name their task
+    return {
+        "event_id": event_id,
+        "event_type": fields["type"],
+        "source_agent": source_agent,
+        # The service's own events are published by the service.
+        "published_by": stored.get("published_by")
+        or (SERVICE_SOURCE if source_agent == SERVICE_SOURCE else None),
+        "task_id": task_id,
+        "trace_id": stored["trace_id"] if "trace_id" in stored else task_id,
+        "priority": stored.get("priority", DEFAULT_EVENT_PRIORITY),
+        "payload": payload,
+        "metadata": stored.get("metadata") or {},
+        "timestamp": stored.get("timestamp") or _time_of(event_id),
+    }
+
+
+def _time_of(event_id: str) -> str:
+    """A stream id's milliseconds as the service writes times (ISO 8601 UTC, ms)."""
+    ms = int(event_id.split("-", 1)[0])
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
 def check_not_reserved(event_type: str, source_agent: str) -> None:
@@ -152,9 +182,11 @@ class EventBus:
             "payload": payload,
             "metadata": metadata or {},
         }
-        # The script stamps `timestamp` from Redis' clock, the same one that makes the
-        # stream id, so timestamps follow stream order whatever the workers' clocks say.
-        data = json.dumps(envelope, separators=(",", ":"), allow_nan=False)
+        # The type, source and task go in the entry's own fields, and the script takes
+        # the timestamp from Redis' clock, the same one that makes the stream id, so
+        # timestamps follow stream order whatever the workers' clocks say.
+        stored = {name: envelope[name] for name in STORED_BY_CLIENT}
+        data = json.dumps(stored, separators=(",", ":"), allow_nan=False)
         reply = self.scripts.publish_event(
             event_type=event_type, source_agent=source_agent, task_id=task_id or None, data=data
         )
@@ -191,7 +223,7 @@ class EventBus:
             source_agent=source_agent or None,
             scan_budget=READ_SCAN_BUDGET,
         )
-        events = [_envelope(event["event_id"], event["data"]) for event in rows(reply["events"])]
+        events = [envelope_of(event["event_id"], event) for event in rows(reply["events"])]
         return events, reply.get("cursor")
 
 

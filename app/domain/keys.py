@@ -22,7 +22,9 @@ class KeySpec:
 
 
 LAYOUT: dict[str, KeySpec] = {
-    "task": KeySpec("task:{task_id}", "hash", "one task's fields"),
+    "task": KeySpec(
+        "task:{task_id}", "hash", "one task's fields, less those at their default (model.py)"
+    ),
     "by_status": KeySpec(
         "tasks:status:{status}", "zset", "stored tasks in one status, by creation sequence"
     ),
@@ -60,7 +62,11 @@ LAYOUT: dict[str, KeySpec] = {
     "approvals_history": KeySpec(
         "approvals:history", "zset", "decided approvals, by decision time (ms)"
     ),
-    "events": KeySpec("events", "stream", "the event log (approximately trimmed)"),
+    "events": KeySpec(
+        "events",
+        "stream",
+        "the event log (approximately trimmed); entries: type, task_id, source_agent, data",
+    ),
     "event_channel": KeySpec(
         "events:{event_type}", "pubsub", "live fan-out: one channel per type, and `*`"
     ),

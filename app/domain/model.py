@@ -54,6 +54,20 @@ MAX_DEPENDENCIES = 50
 DEFAULT_MAX_RETRIES = 3
 MAX_RETRIES_LIMIT = 100
 
+# Who asked for a task when the creator does not say.
+DEFAULT_SOURCE = "api"
+# A task's hash leaves out fields at these values, and trace_id when it is the task's
+# own id: every stored task would repeat them (Redis memory). records.task_record
+# restores them; scripts read a missing retry_count or max_retries as these.
+UNSTORED_DEFAULTS = MappingProxyType(
+    {
+        "source": DEFAULT_SOURCE,
+        "metadata": "{}",
+        "retry_count": "0",
+        "max_retries": str(DEFAULT_MAX_RETRIES),
+    }
+)
+
 # The built-in routing table: task type -> the agent whose queue it joins
 # (ORCHESTRATOR_ROUTING_RULES may point a type elsewhere).
 DEFAULT_ROUTES = MappingProxyType(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from app.domain.model import UNSTORED_DEFAULTS
+
 TASK_FIELDS = (
     "task_id",
     "type",
@@ -61,10 +63,13 @@ _INT = frozenset({"retry_count", "max_retries", "lease_token"})
 
 
 def task_record(raw: dict) -> dict:
-    """A task as the API shows it: every field present, absent ones null."""
+    """A task as the API shows it: every field present, the ones not stored at their
+    default restored (model.UNSTORED_DEFAULTS), the others absent null."""
     record = {}
     for name in TASK_FIELDS:
-        value = raw.get(name)
+        value = raw.get(name, UNSTORED_DEFAULTS.get(name))
+        if value is None and name == "trace_id":
+            value = raw.get("task_id")
         if value is not None and name in _JSON:
             value = json.loads(value)
         elif value is not None and name in _INT:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.config import Settings
 from app.domain import routing
-from app.domain.model import DEFAULT_MAX_RETRIES
+from app.domain.model import DEFAULT_MAX_RETRIES, DEFAULT_SOURCE, UNSTORED_DEFAULTS
 from app.errors import ValidationFailed
 
 # Default SLA by priority when the creator gives no deadline.
@@ -42,7 +42,7 @@ def stored_fields(
         "task_id": task_id,
         "type": request["type"],
         "priority": request["priority"],
-        "source": request.get("source") or "api",
+        "source": request.get("source") or DEFAULT_SOURCE,
         "payload": json.dumps(request.get("payload") or {}),
         "metadata": json.dumps(request.get("metadata") or {}),
         "trace_id": request.get("trace_id") or task_id,
@@ -53,7 +53,12 @@ def stored_fields(
     }
     if request.get("parent_task_id"):
         fields["parent_task_id"] = request["parent_task_id"]
-    return fields, None if deadline else int(target.total_seconds() * 1000)
+    stored = {
+        name: value
+        for name, value in fields.items()
+        if UNSTORED_DEFAULTS.get(name) != value and not (name == "trace_id" and value == task_id)
+    }
+    return stored, None if deadline else int(target.total_seconds() * 1000)
 
 
 def _stamp(moment: datetime) -> str:

@@ -67,8 +67,7 @@ end
 local id = fields.task_id
 local seq = redis.call('INCR', key('seq'))
 -- The task as first stored, built here: its first move() writes it in one HSET.
-local task = {seq = tostring(seq), created_at = NOW_ISO, updated_at = NOW_ISO,
-  retry_count = '0'}
+local task = {seq = tostring(seq), created_at = NOW_ISO, updated_at = NOW_ISO}
 for name, value in pairs(fields) do task[name] = value end
 if run_at_ms then task.run_at_ms = tostring(run_at_ms); task.run_at = iso(run_at_ms) end
 if A.depends_on then

@@ -62,16 +62,31 @@ local function hgetall(k)
 end
 
 -- Events: one stream entry plus two pub/sub messages, so the stored log and the
--- live fan-out never disagree. `data` is the envelope as JSON without event_id.
--- Each event about a task also goes in that task's event index (task_events): the ids
--- are collected here and written by finish(), one RPUSH per task per call.
+-- live fan-out never disagree. The entry stores each fact once: `type`, `task_id` and
+-- `source_agent` are its fields, its id's milliseconds are its timestamp (the id is
+-- made from NOW), and `data` holds the rest of the envelope as JSON, less what the
+-- reader restores (events.py, envelope_of). `live` is that rest restored, as JSON text
+-- too: the live message carries the whole envelope. Each event about a task also goes
+-- in that task's event index (task_events): the ids are collected here and written by
+-- finish(), one RPUSH per task per call.
 local EVENT_IDS, EVENT_TASKS = {}, {}
 -- Tasks this call knows are stored (their index goes with them when they are purged).
 local STORED = {}
-local function emit_raw(event_type, task_id, source_agent, data)
-  local id = redis.call('XADD', key('events'), 'MAXLEN', '~', CFG.maxlen, '*',
-    'type', event_type, 'task_id', task_id, 'source_agent', source_agent, 'data', data)
-  local message = '{"event_id":"' .. id .. '",' .. string.sub(data, 2)
+local function emit_raw(event_type, task_id, source_agent, data, live)
+  local stream, fields = key('events'), {'type', event_type, 'task_id', task_id,
+    'source_agent', source_agent, 'data', data}
+  local id = redis.pcall('XADD', stream, 'MAXLEN', '~', CFG.maxlen, NOW .. '-*',
+    unpack(fields))
+  if type(id) == 'table' then
+    -- The stream's last id is ahead of NOW (Redis' clock stepped back): Redis picks the
+    -- id, and the entry keeps its own timestamp.
+    fields[8] = string.sub(data, 1, -2) .. ',"timestamp":"' .. NOW_ISO .. '"}'
+    id = redis.call('XADD', stream, 'MAXLEN', '~', CFG.maxlen, '*', unpack(fields))
+  end
+  local message = '{"event_id":"' .. id .. '","event_type":' .. cjson.encode(event_type)
+    .. ',"source_agent":' .. cjson.encode(source_agent) .. ',"task_id":'
+    .. (task_id ~= '' and cjson.encode(task_id) or 'null') .. ',"timestamp":"' .. NOW_ISO
+    .. '",' .. string.sub(live, 2)
   redis.call('PUBLISH', key('event_channel', event_type), message)
   redis.call('PUBLISH', key('event_channel', '*'), message)
   if task_id ~= '' then
@@ -101,15 +116,39 @@ local function finish(reply)
   return reply
 end
 
+-- The service's own event about `task`; its payload always names the task. Left out of
+-- `data` (see emit_raw): who published it and its metadata (always the service, always
+-- empty), the payload's task_id, trace_id when it is the task's id, priority when it is
+-- the default.
 local function emit(event_type, task, payload)
-  if task.seq then STORED[task.task_id] = true end
-  local envelope = {
-    event_type = event_type, source_agent = 'orchestrator', task_id = task.task_id,
-    trace_id = task.trace_id or cjson.null,
-    priority = EVENT_PRIORITY[task.priority] or DEFAULT_EVENT_PRIORITY,
-    payload = payload, metadata = {}, timestamp = NOW_ISO,
-  }
-  return emit_raw(event_type, task.task_id or '', 'orchestrator', cjson.encode(envelope))
+  local task_id = task.task_id or ''
+  if task.seq then STORED[task_id] = true end
+  local named = ''
+  if task_id ~= '' and payload.task_id == task_id then
+    payload.task_id = nil
+    named = '"task_id":' .. cjson.encode(task_id)
+  end
+  local body = cjson.encode(payload)
+  local restored = body
+  if named ~= '' then
+    restored = body == '{}' and ('{' .. named .. '}') or ('{' .. named .. ',' .. string.sub(body, 2))
+  end
+  local stored, implied = '', ',"published_by":"orchestrator","metadata":{}'
+  -- A task whose trace is its own id does not store it (model.UNSTORED_DEFAULTS).
+  local trace = task.trace_id or (task.seq and task_id)
+  if trace and trace == task_id then
+    implied = implied .. ',"trace_id":' .. cjson.encode(task_id)
+  else
+    stored = ',"trace_id":' .. (trace and cjson.encode(trace) or 'null')
+  end
+  local priority = EVENT_PRIORITY[task.priority] or DEFAULT_EVENT_PRIORITY
+  if priority == DEFAULT_EVENT_PRIORITY then
+    implied = implied .. ',"priority":"' .. priority .. '"'
+  else
+    stored = stored .. ',"priority":"' .. priority .. '"'
+  end
+  return emit_raw(event_type, task_id, 'orchestrator', '{"payload":' .. body .. stored .. '}',
+    '{"payload":' .. restored .. stored .. implied .. '}')
 end
 
 -- Deadlines -------------------------------------------------------------------

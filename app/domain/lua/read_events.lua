@@ -3,12 +3,13 @@
 -- A.stop (exclusive id; absent = none)  A.limit
 -- A.event_type  A.task_id  A.source_agent (filters, absent = any)
 -- A.scan_budget (entries examined at most)
--- Returns {outcome = 'ok', events = {{event_id, data}, ...}, cursor}. Ascending pages
--- always carry a cursor (the position to resume from, for tailing; '0-0' = before
--- everything); descending ones none at the end. At most A.scan_budget entries are
--- examined per call, in batches of 200, so a rare filter never loads or blocks on the
--- whole stream: a page may then hold fewer than A.limit events but still carries the
--- cursor to go on from.
+-- Returns {outcome = 'ok', events = {{event_id, type, task_id, source_agent, data}, ...},
+-- cursor}: each entry's fields, which events.py (envelope_of) reads back into an
+-- envelope. Ascending pages always carry a cursor (the position to resume from, for
+-- tailing; '0-0' = before everything); descending ones none at the end. At most
+-- A.scan_budget entries are examined per call, in batches of 200, so a rare filter
+-- never loads or blocks on the whole stream: a page may then hold fewer than A.limit
+-- events but still carries the cursor to go on from.
 -- With A.task_id the task's event index (task_events, the ids of its events in stream
 -- order) is read instead of the stream: a binary search for the cursor, then one XRANGE
 -- per id, so one task's events cost O(log n + page) whatever the stream holds. Ids the
@@ -25,6 +26,11 @@ local function matches(fields)
   return (not A.event_type or fields.type == A.event_type)
     and (not A.task_id or fields.task_id == A.task_id)
     and (not A.source_agent or fields.source_agent == A.source_agent)
+end
+
+local function found(id, fields)
+  return {event_id = id, type = fields.type, task_id = fields.task_id,
+    source_agent = fields.source_agent, data = fields.data}
 end
 
 local function page(next_cursor)
@@ -85,7 +91,7 @@ local function from_index()
       local entry = redis.call('XRANGE', stream, id, id)[1]
       if entry then
         local fields = as_map(entry[2])
-        if matches(fields) then events[#events + 1] = {event_id = id, data = fields.data} end
+        if matches(fields) then events[#events + 1] = found(id, fields) end
       end
       cursor = id
       examined = examined + 1
@@ -110,7 +116,7 @@ while true do
   if #entries == 0 then return page(asc and (cursor or '0-0') or nil) end
   for _, entry in ipairs(entries) do
     local id, fields = entry[1], as_map(entry[2])
-    if matches(fields) then events[#events + 1] = {event_id = id, data = fields.data} end
+    if matches(fields) then events[#events + 1] = found(id, fields) end
     cursor = id
     examined = examined + 1
     if #events == A.limit or examined >= A.scan_budget then return page(cursor) end
