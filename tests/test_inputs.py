@@ -92,6 +92,17 @@ def test_a_body_that_is_not_declared_json_is_415(server, content_type):
     assert stored_tasks(server) == before
 
 
+def test_a_webhook_body_not_declared_json_is_415_and_subscribes_nothing(server):
+    """Every blueprint reads bodies through the strict parser, the webhooks' too."""
+    body = '{"url": "https://hooks.example.com/x", "events": ["task.*"]}'
+    listed = requests.get(f"{server.url}/webhooks", headers=HEADERS["admin"], timeout=5)
+    response = post(server, "/webhooks", body, as_="admin", content_type="text/plain")
+    assert response.status_code == 415
+    assert response.json() == {"detail": "Content-Type must be application/json"}
+    after = requests.get(f"{server.url}/webhooks", headers=HEADERS["admin"], timeout=5)
+    assert after.json() == listed.json()
+
+
 def test_auth_token_does_not_ignore_a_body_without_json_content_type(server):
     response = post(server, "/auth/token", '{"role": "user"}', as_="admin", content_type=None)
     assert response.status_code == 415

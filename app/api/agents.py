@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from app.auth import require_role
+from app.parsing import Blueprint
 from app.schemas.stats import AgentListSchema
 from app.services import current_settings, services
 

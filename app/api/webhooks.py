@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from app.auth import current_principal, require_role
+from app.parsing import Blueprint
 from app.schemas.common import ErrorSchema
 from app.schemas.webhooks import (
     DeliveryListSchema,
