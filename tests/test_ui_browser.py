@@ -304,3 +304,32 @@ def test_screenshots_of_the_inbox_and_a_task(browser, live_server, tmp_path):
         assert browser.save_screenshot(str(target / f"ui-task-{width}.png"))
     browser.set_window_size(1280, 1000)
     assert PRINCIPALS["ops"] in browser.page_source
+
+
+def test_screenshots_of_the_webhooks_page(browser, live_server, tmp_path):
+    target = Path(os.environ.get("ORCHESTRATOR_UI_SCREENSHOTS") or tmp_path)
+    server = live_server(workers=1)
+    for url, events in (
+        ("https://hooks.example.com/orchestrator", ["task.*", "approval.*"]),
+        ("https://ops.example.com/pager", ["task.failed"]),
+    ):
+        created = requests.post(
+            f"{server.url}/webhooks",
+            json={"url": url, "events": events, "description": "team notifications"},
+            headers=HEADERS["admin"],
+            timeout=10,
+        )
+        assert created.status_code == 201, created.text
+        sent = requests.post(
+            f"{server.url}/webhooks/{created.json()['webhook_id']}/test",
+            headers=HEADERS["admin"],
+            timeout=10,
+        )
+        assert sent.status_code == 202, sent.text
+    sign_in(browser, server, "admin")
+    for width, height in ((1280, 1000), (390, 1300)):
+        browser.set_window_size(width, height)
+        browser.get(f"{server.url}/ui/webhooks")
+        assert "https://ops.example.com/pager" in browser.page_source
+        assert browser.save_screenshot(str(target / f"ui-webhooks-{width}.png"))
+    browser.set_window_size(1280, 1000)
