@@ -105,22 +105,15 @@ class TaskStore:
         """One task as of now; 404 when unknown or expired."""
         return _task(self.scripts.get_task(task_id=ids.check_task_id(task_id)))
 
-    def list(
-        self,
-        *,
-        limit: int,
-        cursor: str | None = None,
-        status: str | None = None,
-        task_type: str | None = None,
-        assigned_to: str | None = None,
-    ):
-        """One page, newest first, and the cursor of the next page (None at the end)."""
+    def list(self, query: dict):
+        """One page, newest first, for a validated list query, and the next page's cursor."""
+        cursor = query.get("cursor")
         reply = self.scripts.list_tasks(
             after_seq=decode_cursor(cursor) if cursor else None,
-            limit=limit,
-            status=status or None,
-            task_type=task_type or None,
-            assigned_to=assigned_to or None,
+            limit=query["limit"],
+            status=query.get("status") or None,
+            task_type=query.get("type") or None,
+            assigned_to=query.get("assigned_to") or None,
             scan_budget=LIST_SCAN_BUDGET,
         )
         tasks = [task_record(task) for task in rows(reply["tasks"])]
