@@ -226,8 +226,10 @@ def _task_action(action: str, schema, role: str = "agent"):
 def cancel_task(body, task_id):
     """Cancel a task that has not finished (blocked, scheduled and gated ones too)."""
     caller = current_principal()
-    task = services().tasks.cancel(
+    # The reason becomes the task's error, as a failure's does.
+    task = services().tasks.set_status(
         task_id,
+        "cancelled",
         caller.id,
         (body or {}).get("reason"),
         scope=caller.agents,

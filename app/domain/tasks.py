@@ -176,7 +176,7 @@ class TaskStore:
         scope: frozenset[str] = frozenset(),
         lease_token: int | None = None,
     ) -> dict:
-        """Apply one transition of the state machine; 409 when it is not allowed.
+        """Apply one transition of the state machine (a cancel too); 409 when not allowed.
 
         Completing or failing a running task is for the principal holding it (or, with
         `for_any_holder`, an admin): 403 otherwise. A `lease_token` that is not the current
@@ -194,19 +194,6 @@ class TaskStore:
         if reply["outcome"] == "out_of_scope":
             raise Forbidden(_out_of_scope(scope))
         return _task(reply, status)
-
-    def cancel(
-        self,
-        task_id: str,
-        principal: str,
-        reason: str | None = None,
-        scope: frozenset[str] = frozenset(),
-        lease_token: int | None = None,
-    ) -> dict:
-        """Cancel a task that has not finished."""
-        return self.set_status(
-            task_id, "cancelled", principal, reason, scope=scope, lease_token=lease_token
-        )
 
     def retry(self, task_id: str) -> dict:
         """Put a failed or cancelled task back in its agent's queue (same id, retry_count 0)."""

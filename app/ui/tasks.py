@@ -72,7 +72,9 @@ def cancel(task_id):
     except ValidationError as error:
         raise ValidationFailed(f"Invalid reason: {error.messages}") from None
     principal = g.ui_principal
-    services().tasks.cancel(task_id, principal.id, body.get("reason"), scope=principal.agents)
+    services().tasks.set_status(
+        task_id, "cancelled", principal.id, body.get("reason"), scope=principal.agents
+    )
     metrics.task_moved("cancelled")
     return redirect(url_for("ui.task", task_id=task_id, notice="cancelled"), code=303)
 
