@@ -122,33 +122,47 @@ def static_asset(filename: str):
     return send_from_directory(STATIC, filename, max_age=86400)
 
 
-def make_api(app: Flask, routes=DEFAULT_ROUTES) -> Api:
-    """flask-smorest bound to this app, with the auth schemes and shared errors declared."""
+# flask-smorest's settings: the spec at /openapi.json, Swagger UI at /docs (its files from
+# /docs/assets/, see swagger_asset), ReDoc at /redoc (its bundle: redoc_bundle_url()).
+DOCS_SETTINGS = {
+    "API_TITLE": "Orchestrator API",
+    "API_VERSION": __version__,
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "docs",
+    "OPENAPI_SWAGGER_UI_URL": "/docs/assets/",
+    # validatorUrl None: no badge fetched from validator.swagger.io (works offline).
+    "OPENAPI_SWAGGER_UI_CONFIG": {
+        "persistAuthorization": False,
+        "tryItOutEnabled": True,
+        "validatorUrl": None,
+    },
+    "OPENAPI_REDOC_PATH": "redoc",
+}
+SECURITY_SCHEMES = {
+    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+    "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "metricsToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "ORCHESTRATOR_METRICS_TOKEN, when it is set",
+    },
+}
+
+
+def redoc_bundle_url() -> str:
+    """Where /redoc loads ReDoc from: the vendored bundle, else the CDN."""
     # ReDoc 2.5.4's bundle is vendored in app/static (MIT, see redoc.LICENSE) so /redoc
     # works offline too; the CDN is only a fallback for a checkout without it.
-    redoc_local = (STATIC / "redoc.standalone.js").exists()
-    redoc_url = (
-        "/docs/static/redoc.standalone.js"
-        if redoc_local
-        else "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"
-    )
-    app.config.update(
-        API_TITLE="Orchestrator API",
-        API_VERSION=__version__,
-        OPENAPI_VERSION="3.0.3",
-        OPENAPI_URL_PREFIX="/",
-        OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="/docs/assets/",
-        # validatorUrl None: no badge fetched from validator.swagger.io (works offline).
-        OPENAPI_SWAGGER_UI_CONFIG={
-            "persistAuthorization": False,
-            "tryItOutEnabled": True,
-            "validatorUrl": None,
-        },
-        OPENAPI_REDOC_PATH="redoc",
-        OPENAPI_REDOC_URL=redoc_url,
-    )
+    if (STATIC / "redoc.standalone.js").exists():
+        return "/docs/static/redoc.standalone.js"
+    return "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"
+
+
+def make_api(app: Flask, routes=DEFAULT_ROUTES) -> Api:
+    """flask-smorest bound to this app, with the auth schemes and shared errors declared."""
+    app.config.update(DOCS_SETTINGS, OPENAPI_REDOC_URL=redoc_bundle_url())
     api = Api(
         app,
         spec_kwargs={
@@ -161,19 +175,8 @@ def make_api(app: Flask, routes=DEFAULT_ROUTES) -> Api:
             },
         },
     )
-    api.spec.components.security_scheme(
-        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-    )
-    api.spec.components.security_scheme(
-        "apiKeyAuth", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
-    )
-    api.spec.components.security_scheme(
-        "metricsToken",
-        {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "ORCHESTRATOR_METRICS_TOKEN, when it is set",
-        },
-    )
+    for name, scheme in SECURITY_SCHEMES.items():
+        # A copy each: apispec keeps the dict it is given, and tests build many apps.
+        api.spec.components.security_scheme(name, dict(scheme))
     app.register_blueprint(assets)
     return api

@@ -41,16 +41,7 @@ def publish(body):
     # The request id is the caller's well-formed X-Request-ID or a fresh one: either way
     # the event, the response header and the logs share it.
     trace_id = body.get("trace_id") or g.request_id
-    event = services().events.publish(
-        event_type=body["event_type"],
-        source_agent=body["source_agent"],
-        published_by=current_principal().id,
-        payload=body["payload"],
-        task_id=body.get("task_id"),
-        trace_id=trace_id,
-        priority=body.get("priority"),
-        metadata=body.get("metadata"),
-    )
+    event = services().events.publish({**body, "trace_id": trace_id}, current_principal().id)
     return {
         "success": True,
         "event_id": event["event_id"],

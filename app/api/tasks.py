@@ -54,20 +54,6 @@ def _lease_token(values: dict | None) -> int | None:
     return int(header)
 
 
-def list_page(query: dict) -> tuple[list[dict], str | None]:
-    """One page of tasks for a loaded TaskListQuerySchema query, and the next cursor.
-
-    /ui's task list reads its pages through this too, so both filter the same way.
-    """
-    return services().tasks.list(
-        limit=query["limit"],
-        cursor=query.get("cursor"),
-        status=query.get("status"),
-        task_type=query.get("type"),
-        assigned_to=query.get("assigned_to"),
-    )
-
-
 def _envelope(task: dict, message: str | None = None) -> dict:
     body = {"success": True, "task_id": task["task_id"], "task": task}
     if message:
@@ -129,7 +115,7 @@ def create_task(body):
 @blp.response(200, TaskListSchema)
 def list_tasks(query):
     """List tasks, newest first, with filters and an opaque cursor."""
-    tasks, next_cursor = list_page(query)
+    tasks, next_cursor = services().tasks.list(query)
     return {"success": True, "count": len(tasks), "tasks": tasks, "next_cursor": next_cursor}
 
 
@@ -240,8 +226,10 @@ def _task_action(action: str, schema, role: str = "agent"):
 def cancel_task(body, task_id):
     """Cancel a task that has not finished (blocked, scheduled and gated ones too)."""
     caller = current_principal()
-    task = services().tasks.cancel(
+    # The reason becomes the task's error, as a failure's does.
+    task = services().tasks.set_status(
         task_id,
+        "cancelled",
         caller.id,
         (body or {}).get("reason"),
         scope=caller.agents,

@@ -154,33 +154,23 @@ class EventBus:
     def __init__(self, scripts: Scripts):
         self.scripts = scripts
 
-    def publish(
-        self,
-        *,
-        event_type: str,
-        source_agent: str,
-        published_by: str,
-        payload: dict,
-        task_id: str | None = None,
-        trace_id: str | None = None,
-        priority: str | None = None,
-        metadata: dict | None = None,
-    ) -> dict:
-        """Store and fan out one event; returns its envelope with `event_id`.
+    def publish(self, request: dict, published_by: str) -> dict:
+        """Store and fan out a validated publish request; returns the event with `event_id`.
 
         `published_by` is the authenticated principal, stored with the event: replays
-        show who really sent it, whatever `source_agent` says.
+        show who really sent it, whatever the request's `source_agent` says.
         """
+        event_type, source_agent = request["event_type"], request["source_agent"]
         check_not_reserved(event_type, source_agent)
         envelope = {
             "event_type": event_type,
             "source_agent": source_agent,
             "published_by": published_by,
-            "task_id": task_id,
-            "trace_id": trace_id or uuid.uuid4().hex,
-            "priority": normalize_priority(priority),
-            "payload": payload,
-            "metadata": metadata or {},
+            "task_id": request.get("task_id"),
+            "trace_id": request.get("trace_id") or uuid.uuid4().hex,
+            "priority": normalize_priority(request.get("priority")),
+            "payload": request["payload"],
+            "metadata": request.get("metadata") or {},
         }
         # The type, source and task go in the entry's own fields, and the script takes
         # the timestamp from Redis' clock, the same one that makes the stream id, so
@@ -188,7 +178,10 @@ class EventBus:
         stored = {name: envelope[name] for name in STORED_BY_CLIENT}
         data = json.dumps(stored, separators=(",", ":"), allow_nan=False)
         reply = self.scripts.publish_event(
-            event_type=event_type, source_agent=source_agent, task_id=task_id or None, data=data
+            event_type=event_type,
+            source_agent=source_agent,
+            task_id=envelope["task_id"] or None,
+            data=data,
         )
         return {"event_id": reply["event_id"], **envelope, "timestamp": reply["timestamp"]}
 

@@ -105,22 +105,15 @@ class TaskStore:
         """One task as of now; 404 when unknown or expired."""
         return _task(self.scripts.get_task(task_id=ids.check_task_id(task_id)))
 
-    def list(
-        self,
-        *,
-        limit: int,
-        cursor: str | None = None,
-        status: str | None = None,
-        task_type: str | None = None,
-        assigned_to: str | None = None,
-    ):
-        """One page, newest first, and the cursor of the next page (None at the end)."""
+    def list(self, query: dict):
+        """One page, newest first, for a validated list query, and the next page's cursor."""
+        cursor = query.get("cursor")
         reply = self.scripts.list_tasks(
             after_seq=decode_cursor(cursor) if cursor else None,
-            limit=limit,
-            status=status or None,
-            task_type=task_type or None,
-            assigned_to=assigned_to or None,
+            limit=query["limit"],
+            status=query.get("status") or None,
+            task_type=query.get("type") or None,
+            assigned_to=query.get("assigned_to") or None,
             scan_budget=LIST_SCAN_BUDGET,
         )
         tasks = [task_record(task) for task in rows(reply["tasks"])]
@@ -183,7 +176,7 @@ class TaskStore:
         scope: frozenset[str] = frozenset(),
         lease_token: int | None = None,
     ) -> dict:
-        """Apply one transition of the state machine; 409 when it is not allowed.
+        """Apply one transition of the state machine (a cancel too); 409 when not allowed.
 
         Completing or failing a running task is for the principal holding it (or, with
         `for_any_holder`, an admin): 403 otherwise. A `lease_token` that is not the current
@@ -201,19 +194,6 @@ class TaskStore:
         if reply["outcome"] == "out_of_scope":
             raise Forbidden(_out_of_scope(scope))
         return _task(reply, status)
-
-    def cancel(
-        self,
-        task_id: str,
-        principal: str,
-        reason: str | None = None,
-        scope: frozenset[str] = frozenset(),
-        lease_token: int | None = None,
-    ) -> dict:
-        """Cancel a task that has not finished."""
-        return self.set_status(
-            task_id, "cancelled", principal, reason, scope=scope, lease_token=lease_token
-        )
 
     def retry(self, task_id: str) -> dict:
         """Put a failed or cancelled task back in its agent's queue (same id, retry_count 0)."""

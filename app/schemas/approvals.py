@@ -7,8 +7,6 @@ from marshmallow import fields, validate
 from app.domain.model import APPROVAL_STATUSES
 from app.schemas.common import (
     APPROVAL_ID_EXAMPLE,
-    COUNT,
-    SUCCESS,
     TASK_ID_EXAMPLE,
     TIME_EXAMPLE,
     ErrorSchema,
@@ -18,6 +16,7 @@ from app.schemas.common import (
     Timestamp,
     describe,
 )
+from app.schemas.envelopes import EnvelopeSchema, ListEnvelopeSchema
 from app.schemas.tasks import TaskSchema
 
 
@@ -100,18 +99,15 @@ class ApprovalConflictSchema(ErrorSchema):
     approval = fields.Nested(ApprovalSchema, required=True)
 
 
-class ApprovalListSchema(Schema):
+class ApprovalListSchema(ListEnvelopeSchema):
     """A list of approvals (pending oldest first, history newest first)."""
 
-    success = fields.Boolean(required=True)
-    count = fields.Integer(required=True)
     approvals = fields.List(fields.Nested(ApprovalSchema), required=True)
 
 
-class ApprovalEnvelopeSchema(Schema):
+class ApprovalEnvelopeSchema(EnvelopeSchema):
     """The decided approval and the task it released or cancelled."""
 
-    success = fields.Boolean(required=True)
     approval = fields.Nested(ApprovalSchema, required=True)
     task = fields.Nested(TaskSchema, allow_none=True)
     message = fields.String()
@@ -185,10 +181,9 @@ describe(
     ApprovalConflictSchema,
     approval="The approval as it stands now",
 )
-describe(ApprovalListSchema, success=SUCCESS, count=COUNT, approvals="The approvals")
+describe(ApprovalListSchema, approvals="The approvals")
 describe(
     ApprovalEnvelopeSchema,
-    success=SUCCESS,
     approval="The decided approval",
     task="The task it released (now assigned) or cancelled",
     message=("What happened", "Approval approved; task assigned to ops_agent"),

@@ -105,7 +105,6 @@ def describe(schema: type[Schema], **fields_text: str | tuple[str, object]) -> N
             field.metadata["example"] = example[0]
 
 
-SUCCESS = ("Always true on a 2xx answer", True)
 COUNT = "Number of items in this answer"
 # Examples every area shows, so the task, its approval and their times match across the docs.
 TASK_ID_EXAMPLE = "3f2b8c1e-7d4a-4e8b-9c1f-2a6d5e4b7c90"

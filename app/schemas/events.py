@@ -13,8 +13,6 @@ from app.domain.events import (
 )
 from app.domain.ids import TASK_ID
 from app.schemas.common import (
-    COUNT,
-    SUCCESS,
     TASK_ID_EXAMPLE,
     TIME_EXAMPLE,
     FullMatch,
@@ -24,6 +22,7 @@ from app.schemas.common import (
     Timestamp,
     describe,
 )
+from app.schemas.envelopes import EnvelopeSchema, ListEnvelopeSchema
 
 _EVENT_TYPE = [
     validate.Length(max=100),
@@ -63,10 +62,9 @@ class EventPublishSchema(StrictSchema):
     metadata = JsonObject(load_default=dict)
 
 
-class EventPublishedSchema(Schema):
+class EventPublishedSchema(EnvelopeSchema):
     """Where the published event was stored."""
 
-    success = fields.Boolean(required=True)
     event_id = fields.String(required=True)
     event_type = fields.String(required=True)
     message = fields.String(required=True)
@@ -120,11 +118,9 @@ class EventQuerySchema(StrictSchema):
     )
 
 
-class EventListSchema(Schema):
+class EventListSchema(ListEnvelopeSchema):
     """One page of events and the cursor of the next."""
 
-    success = fields.Boolean(required=True)
-    count = fields.Integer(required=True)
     events = fields.List(
         fields.Dict(),
         required=True,
@@ -161,7 +157,6 @@ describe(
 )
 describe(
     EventPublishedSchema,
-    success=SUCCESS,
     event_id=("Its stream id: unique, increasing, usable as a cursor", EVENT_ID_EXAMPLE),
     event_type=("As published", "deploy.succeeded"),
     message=("What happened", "Event published"),
@@ -185,4 +180,3 @@ describe(
     source_agent="Only events from this publisher",
     limit="Page size (1-1000)",
 )
-describe(EventListSchema, success=SUCCESS, count=COUNT)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from marshmallow import fields
 
-from app.schemas.common import COUNT, SUCCESS, TIME_EXAMPLE, Schema, Timestamp, describe
+from app.schemas.common import TIME_EXAMPLE, Schema, Timestamp, describe
+from app.schemas.envelopes import ListEnvelopeSchema
 
 
 class QueueStatsSchema(Schema):
@@ -114,11 +115,9 @@ class AgentSchema(Schema):
     last_heartbeat_at = Timestamp(allow_none=True)
 
 
-class AgentListSchema(Schema):
+class AgentListSchema(ListEnvelopeSchema):
     """Every agent seen or routed to, sorted by name."""
 
-    success = fields.Boolean(required=True, metadata={"example": True})
-    count = fields.Integer(required=True, metadata={"description": "Number of agents"})
     agents = fields.List(fields.Nested(AgentSchema), required=True)
 
 
@@ -154,7 +153,7 @@ describe(
     approvals=("Pending approvals", {"pending": 1}),
     timestamp=("Redis' time when read (UTC)", TIME_EXAMPLE),
 )
-describe(AgentListSchema, success=SUCCESS, count=COUNT, agents="Sorted by name")
+describe(AgentListSchema, agents="Sorted by name")
 describe(
     AgentSchema,
     agent=("Agent name", "dev_agent"),

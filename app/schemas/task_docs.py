@@ -7,14 +7,7 @@ importing this module (app/api/tasks.py does) attaches them before the spec is b
 from __future__ import annotations
 
 from app.schemas import tasks
-from app.schemas.common import (
-    APPROVAL_ID_EXAMPLE,
-    COUNT,
-    SUCCESS,
-    TASK_ID_EXAMPLE,
-    TIME_EXAMPLE,
-    describe,
-)
+from app.schemas.common import APPROVAL_ID_EXAMPLE, TASK_ID_EXAMPLE, TIME_EXAMPLE, describe
 
 # The request example Swagger UI and ReDoc send as-is: it must create a task, ungated.
 CREATE_EXAMPLE = {
@@ -89,7 +82,6 @@ describe(
 )
 describe(
     tasks.TaskCreatedSchema,
-    success=SUCCESS,
     task_id=("The new task's id (also in Location)", TASK_ID_EXAMPLE),
     message=("What happened", "Task created and assigned to dev_agent"),
     task="The stored task",
@@ -97,7 +89,6 @@ describe(
 )
 describe(
     tasks.TaskEnvelopeSchema,
-    success=SUCCESS,
     task_id=("The task's id", TASK_ID_EXAMPLE),
     task="The task",
     message=("What happened, for changes", "Task claimed"),
@@ -112,8 +103,6 @@ describe(
 )
 describe(
     tasks.TaskListSchema,
-    success=SUCCESS,
-    count=COUNT,
     tasks="Newest first",
     next_cursor=("Pass as `cursor` for the next page; null on the last page", None),
 )

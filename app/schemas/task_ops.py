@@ -6,15 +6,8 @@ from marshmallow import fields, validate
 
 from app.domain.ids import AGENT_NAME
 from app.domain.model import RETRYABLE_STATUSES, STATUSES, TASK_TYPES
-from app.schemas.common import (
-    COUNT,
-    SUCCESS,
-    TASK_ID_EXAMPLE,
-    FullMatch,
-    Schema,
-    StrictSchema,
-    describe,
-)
+from app.schemas.common import TASK_ID_EXAMPLE, FullMatch, Schema, StrictSchema, describe
+from app.schemas.envelopes import ListEnvelopeSchema
 
 _TYPE = validate.OneOf(TASK_TYPES, error="Must be one of: {choices}.")
 _AGENT = FullMatch(AGENT_NAME, error="Must be an agent name like dev_agent.")
@@ -72,11 +65,9 @@ class RedriveSchema(StrictSchema):
     limit = fields.Integer(strict=True, load_default=1000, validate=validate.Range(min=1, max=1000))
 
 
-class RedriveResultSchema(Schema):
+class RedriveResultSchema(ListEnvelopeSchema):
     """How many tasks went back to their queues, and which."""
 
-    success = fields.Boolean(required=True)
-    count = fields.Integer(required=True)
     task_ids = fields.List(fields.String(), required=True)
 
 
@@ -95,7 +86,5 @@ describe(
 )
 describe(
     RedriveResultSchema,
-    success=SUCCESS,
-    count=COUNT,
     task_ids="The tasks sent back to their queues, oldest first",
 )

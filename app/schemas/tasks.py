@@ -18,6 +18,7 @@ from app.domain.model import (
     TASK_TYPES,
 )
 from app.schemas.common import FullMatch, JsonObject, Schema, StrictSchema, Timestamp
+from app.schemas.envelopes import EnvelopeSchema, ListEnvelopeSchema
 
 _TYPE = validate.OneOf(TASK_TYPES, error="Must be one of: {choices}.")
 _NAME = validate.Length(min=1, max=200)
@@ -142,20 +143,18 @@ class TaskSchema(Schema):
     depends_on = fields.List(fields.String(), allow_none=True)
 
 
-class TaskCreatedSchema(Schema):
+class TaskCreatedSchema(EnvelopeSchema):
     """The created task, and its approval id when it waits at the gate."""
 
-    success = fields.Boolean(required=True)
     task_id = fields.String(required=True)
     message = fields.String(required=True)
     task = fields.Nested(TaskSchema, required=True)
     approval_id = fields.String()
 
 
-class TaskEnvelopeSchema(Schema):
+class TaskEnvelopeSchema(EnvelopeSchema):
     """One task."""
 
-    success = fields.Boolean(required=True)
     task_id = fields.String(required=True)
     task = fields.Nested(TaskSchema, required=True)
     message = fields.String()
@@ -172,11 +171,9 @@ class TaskListQuerySchema(StrictSchema):
     cursor = fields.String(validate=validate.Length(min=1, max=64))
 
 
-class TaskListSchema(Schema):
+class TaskListSchema(ListEnvelopeSchema):
     """One page of tasks and the cursor of the next (null at the end)."""
 
-    success = fields.Boolean(required=True)
-    count = fields.Integer(required=True)
     tasks = fields.List(fields.Nested(TaskSchema), required=True)
     next_cursor = fields.String(allow_none=True, required=True)
 

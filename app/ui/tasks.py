@@ -6,7 +6,6 @@ from flask import g, redirect, render_template, request, url_for
 from marshmallow import ValidationError
 
 from app import metrics
-from app.api.tasks import list_page
 from app.domain.model import RETRYABLE_STATUSES, STATUSES, TASK_TYPES, TERMINAL_STATUSES
 from app.errors import ValidationFailed
 from app.schemas.tasks import CancelSchema, TaskListQuerySchema
@@ -28,7 +27,8 @@ def tasks():
         query = TaskListQuerySchema().load({**wanted, "limit": PAGE_SIZE})
     except ValidationError as error:
         raise ValidationFailed(f"Invalid filter: {', '.join(sorted(error.messages))}") from None
-    listed, next_cursor = list_page(query)
+    # The API's own call with the same validated query: both filter the same way.
+    listed, next_cursor = services().tasks.list(query)
     filters = {name: wanted[name] for name in FILTERS if name in wanted}
     return render_template(
         "ui/tasks.html",
@@ -72,7 +72,9 @@ def cancel(task_id):
     except ValidationError as error:
         raise ValidationFailed(f"Invalid reason: {error.messages}") from None
     principal = g.ui_principal
-    services().tasks.cancel(task_id, principal.id, body.get("reason"), scope=principal.agents)
+    services().tasks.set_status(
+        task_id, "cancelled", principal.id, body.get("reason"), scope=principal.agents
+    )
     metrics.task_moved("cancelled")
     return redirect(url_for("ui.task", task_id=task_id, notice="cancelled"), code=303)
 
