@@ -7,6 +7,9 @@ import math
 import marshmallow
 from marshmallow import ValidationError, fields, validate
 
+from app.domain.ids import AGENT_NAME, TASK_ID
+from app.domain.model import TASK_TYPES
+
 
 class Schema(marshmallow.Schema):
     """marshmallow's Schema, reading the dicts views return with a plain key lookup.
@@ -53,6 +56,12 @@ class FullMatch(validate.Regexp):
         if self.regex.fullmatch(value) is None:
             raise ValidationError(self._format_error(value))
         return value
+
+
+# The validators of names every area takes: one wording of each error.
+TASK_ID_FIELD = FullMatch(TASK_ID, error="Must be a task id (UUID4).")
+AGENT_FIELD = FullMatch(AGENT_NAME, error="Must be an agent name like dev_agent.")
+TASK_TYPE_FIELD = validate.OneOf(TASK_TYPES, error="Must be one of: {choices}.")
 
 
 def finite_json(value: dict) -> None:

@@ -11,9 +11,9 @@ from app.domain.events import (
     WELL_KNOWN_TYPES,
     parse_event_id,
 )
-from app.domain.ids import TASK_ID
 from app.schemas.common import (
     TASK_ID_EXAMPLE,
+    TASK_ID_FIELD,
     TIME_EXAMPLE,
     FullMatch,
     JsonObject,
@@ -28,7 +28,6 @@ _EVENT_TYPE = [
     validate.Length(max=100),
     FullMatch(EVENT_TYPE, error="Must be a dotted lowercase name like task.started."),
 ]
-_TASK_ID = FullMatch(TASK_ID, error="Must be a task id (UUID4).")
 
 
 # For the spec: ids as the service issues them. 19 digits always fit in Redis' 64-bit
@@ -56,7 +55,7 @@ class EventPublishSchema(StrictSchema):
     )
     source_agent = fields.String(required=True, validate=validate.Length(min=1, max=64))
     payload = JsonObject(required=True)
-    task_id = fields.String(validate=_TASK_ID)
+    task_id = fields.String(validate=TASK_ID_FIELD)
     trace_id = fields.String(validate=validate.Length(min=1, max=128))
     priority = fields.String(validate=validate.OneOf((*PRIORITIES, *PRIORITY_ALIASES)))
     metadata = JsonObject(load_default=dict)
@@ -92,7 +91,7 @@ class EventQuerySchema(StrictSchema):
     """Filters, cursors and page size of a replay."""
 
     type = fields.String(validate=_EVENT_TYPE)
-    task_id = fields.String(validate=_TASK_ID)
+    task_id = fields.String(validate=TASK_ID_FIELD)
     source_agent = fields.String(validate=validate.Length(min=1, max=64))
     after = fields.String(
         validate=_event_id,

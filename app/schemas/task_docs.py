@@ -39,7 +39,7 @@ describe(
     source="Who or what asked for it (free text, default `api`)",
     payload="The work itself, any JSON object the agent understands",
     metadata="Extra JSON for people and tools; never read by the service",
-    trace_id="Correlates the task's events with your own traces (default: the request id)",
+    trace_id="Correlates the task's events with your own traces (default: the task's id)",
     parent_task_id="An existing task this one belongs to (404-free: it must exist, else 422)",
     sla=_SLA,
     sla_deadline="Shorthand for `sla.deadline` (ISO 8601; no offset = UTC); give one of the two",

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.domain.ids import AGENT_NAME
-from app.domain.model import RETRYABLE_STATUSES, STATUSES, TASK_TYPES
-from app.schemas.common import TASK_ID_EXAMPLE, FullMatch, Schema, StrictSchema, describe
+from app.domain.model import RETRYABLE_STATUSES, STATUSES
+from app.schemas.common import (
+    AGENT_FIELD,
+    TASK_ID_EXAMPLE,
+    TASK_TYPE_FIELD,
+    Schema,
+    StrictSchema,
+    describe,
+)
 from app.schemas.envelopes import ListEnvelopeSchema
-
-_TYPE = validate.OneOf(TASK_TYPES, error="Must be one of: {choices}.")
-_AGENT = FullMatch(AGENT_NAME, error="Must be an agent name like dev_agent.")
 
 
 class ExplanationSchema(Schema):
@@ -60,8 +63,8 @@ class RedriveSchema(StrictSchema):
     """Which dead letters to send back to their queues, oldest first."""
 
     status = fields.String(required=True, validate=validate.OneOf(RETRYABLE_STATUSES))
-    type = fields.String(validate=_TYPE)
-    assigned_to = fields.String(validate=_AGENT)
+    type = fields.String(validate=TASK_TYPE_FIELD)
+    assigned_to = fields.String(validate=AGENT_FIELD)
     limit = fields.Integer(strict=True, load_default=1000, validate=validate.Range(min=1, max=1000))
 
 

@@ -6,24 +6,28 @@ from datetime import UTC
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from app.domain.ids import AGENT_NAME, TASK_ID
 from app.domain.model import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_PRIORITY,
+    DEFAULT_SOURCE,
     MAX_DEPENDENCIES,
     MAX_RETRIES_LIMIT,
     MAX_SCHEDULE_SECONDS,
     PRIORITIES,
     STATUSES,
-    TASK_TYPES,
 )
-from app.schemas.common import FullMatch, JsonObject, Schema, StrictSchema, Timestamp
+from app.schemas.common import (
+    AGENT_FIELD,
+    TASK_ID_FIELD,
+    TASK_TYPE_FIELD,
+    JsonObject,
+    Schema,
+    StrictSchema,
+    Timestamp,
+)
 from app.schemas.envelopes import EnvelopeSchema, ListEnvelopeSchema
 
-_TYPE = validate.OneOf(TASK_TYPES, error="Must be one of: {choices}.")
 _NAME = validate.Length(min=1, max=200)
-_AGENT = FullMatch(AGENT_NAME, error="Must be an agent name like dev_agent.")
-_TASK_ID = FullMatch(TASK_ID, error="Must be a task id (UUID4).")
 # A fencing token from claim: heartbeat, status and cancel refuse a stale one (409).
 _LEASE_TOKEN = {
     "strict": True,
@@ -51,13 +55,13 @@ class SlaSchema(StrictSchema):
 class TaskCreateSchema(StrictSchema):
     """A new task; its type picks the agent, its priority and type may gate it."""
 
-    type = fields.String(required=True, validate=_TYPE)
+    type = fields.String(required=True, validate=TASK_TYPE_FIELD)
     priority = fields.String(load_default=DEFAULT_PRIORITY, validate=validate.OneOf(PRIORITIES))
-    source = fields.String(load_default="api", validate=_NAME)
+    source = fields.String(load_default=DEFAULT_SOURCE, validate=_NAME)
     payload = JsonObject(load_default=dict)
     metadata = JsonObject(load_default=dict)
     trace_id = fields.String(validate=validate.Length(min=1, max=128))
-    parent_task_id = fields.String(validate=_TASK_ID)
+    parent_task_id = fields.String(validate=TASK_ID_FIELD)
     sla = fields.Nested(SlaSchema)
     # ISO 8601; a deadline without an offset is read as UTC, like every time we show.
     sla_deadline = fields.AwareDateTime(format="iso", default_timezone=UTC)
@@ -76,7 +80,7 @@ class TaskCreateSchema(StrictSchema):
     )
     # Run after these tasks complete; if one fails or is cancelled, so is this one.
     depends_on = fields.List(
-        fields.String(validate=_TASK_ID), validate=validate.Length(max=MAX_DEPENDENCIES)
+        fields.String(validate=TASK_ID_FIELD), validate=validate.Length(max=MAX_DEPENDENCIES)
     )
 
     @validates_schema
@@ -165,8 +169,8 @@ class TaskListQuerySchema(StrictSchema):
     """Filters, page size and cursor of a listing (newest first)."""
 
     status = fields.String(validate=validate.OneOf(STATUSES))
-    type = fields.String(validate=_TYPE)
-    assigned_to = fields.String(validate=_AGENT)
+    type = fields.String(validate=TASK_TYPE_FIELD)
+    assigned_to = fields.String(validate=AGENT_FIELD)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     cursor = fields.String(validate=validate.Length(min=1, max=64))
 
@@ -196,7 +200,7 @@ class CancelSchema(StrictSchema):
 class ClaimSchema(StrictSchema):
     """Which agent's queue to take from, and for how long to hold the task."""
 
-    agent = fields.String(required=True, validate=_AGENT)
+    agent = fields.String(required=True, validate=AGENT_FIELD)
     lease_seconds = fields.Integer(strict=True, validate=validate.Range(min=1, max=43200))
 
 

@@ -132,3 +132,4 @@ describe(
     last_attempt_at="When the last attempt was made",
 )
 describe(DeliveryListSchema, count=COUNT, deliveries="Newest first")
+describe(DeliveryQuerySchema, limit="How many deliveries, newest first (1-1000)")
