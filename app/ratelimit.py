@@ -90,8 +90,8 @@ def _count_auth_failures():
 
 
 def _per_minute(settings: Settings, setting: str) -> str:
-    # A fixed string, not a callable: flask-limiter re-parses callable limits on every
-    # request, and the limiter (like the settings) belongs to one app.
+    # A fixed string: the default limit does not depend on the request, and the limiter
+    # (like the settings) belongs to one app.
     return f"{getattr(settings, setting)}/minute"
 
 
