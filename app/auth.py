@@ -125,28 +125,35 @@ _FAILURE_REASONS = {
 
 def authenticate() -> Principal | None:
     """The caller of this request (cached); None when anonymous, 401 when credentials are bad."""
-    if "principal" in g:
-        if g.auth_error is not None:
-            raise g.auth_error
-        return g.principal
-    g.principal, g.auth_error = None, None
-    header = request.headers.get("Authorization")
-    api_key = request.headers.get("X-API-Key")
+    # One read of g: the limiter's key, the failure counter and the view all ask.
+    known = g.get("authenticated")
+    if known is not None:
+        principal, error = known
+        if error is not None:
+            raise error
+        return principal
+    principal = error = None
+    headers = request.headers
+    header = headers.get("Authorization")
+    api_key = headers.get("X-API-Key")
     try:
         if header is not None:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthorized("Authorization header must be 'Bearer <token>'")
-            g.principal = _verify_token(token.strip())
+            principal = _verify_token(token.strip())
         elif api_key is not None:
-            g.principal = _registry().match(api_key)
-            if g.principal is None:
+            principal = _registry().match(api_key)
+            if principal is None:
                 raise Unauthorized("Invalid API key")
-    except Unauthorized as error:
-        g.auth_error = error
-        metrics.auth_failure(_FAILURE_REASONS.get(error.detail, "invalid_token"))
+    except Unauthorized as refused:
+        error = refused
+        metrics.auth_failure(_FAILURE_REASONS.get(refused.detail, "invalid_token"))
         raise
-    return g.principal
+    finally:
+        g.principal = principal  # read by the access log line (app/observability.py)
+        g.authenticated = (principal, error)
+    return principal
 
 
 def session_subject() -> str | None:
