@@ -5,7 +5,9 @@ else the machine runs. This counts the CPU time (time.process_time) the app itse
 spends per request, which other load barely moves: each scenario's WSGI environ is built
 once by werkzeug's test machinery and the app is called with a copy N times, against a
 private redis-server with bench's raised limits (Redis' own CPU is not counted).
-`ceiling` is bench/ceiling.py's bare Flask + PING app, measured the same way.
+`ceiling` is bench/ceiling.py's bare Flask + PING app, measured the same way. Each
+scenario also reports the redis-server's CPU per request (INFO cpu): under `make bench`
+Redis runs on the same cores as the workers.
 
 `--against DIR` runs the same scenarios on another checkout (e.g. `git archive <base>`
 unpacked in DIR), alternating fresh interpreters between the two trees, and prints both
@@ -63,8 +65,15 @@ def _environs(app, task_id: str) -> dict[str, tuple[dict, bytes]]:
         )
         environ = builder.get_environ()
         environ.pop("wsgi.input")
+        environ["wsgi.input_terminated"] = True  # as gunicorn's environ says
         out[name] = (environ, data)
     return out
+
+
+def _redis_cpu(redis_server) -> float:
+    """Seconds of CPU the redis-server has used (user + system)."""
+    info = redis_server.client().info("cpu")
+    return info["used_cpu_user"] + info["used_cpu_sys"]
 
 
 def _call(app, environ: dict, body: bytes) -> str:
@@ -149,6 +158,9 @@ def measure(requests: int, only: tuple[str, ...], profile: str | None) -> dict[s
                 profiler = cProfile.Profile()
                 profiler.enable()
             counter = _Callgrind() if os.environ.get(CALLGRIND_VAR) else None
+            # Redis shares the machine's cores with the workers under `make bench`. Read
+            # outside the counted loop: a client and INFO cost as much as many requests.
+            redis_started = _redis_cpu(redis_server)
             if counter:
                 counter.start()
             started = time.process_time()
@@ -157,6 +169,8 @@ def measure(requests: int, only: tuple[str, ...], profile: str | None) -> dict[s
             results[name] = (time.process_time() - started) / requests * 1e6
             if counter:
                 results[name] = counter.stop() / requests / 1000
+            redis_cpu = (_redis_cpu(redis_server) - redis_started) / requests * 1e6
+            results[f"{name} (redis µs)"] = redis_cpu
             if profile == name:
                 profiler.disable()
                 dump = HERE / "bench" / "results" / f"percall-{name}.prof"
@@ -218,12 +232,13 @@ def main() -> int:
         print(json.dumps(measure(args.requests, (args.profile,), args.profile)))
         return 0
     trees = {"this": HERE, **({"against": args.against.resolve()} if args.against else {})}
+    only = (*only, *(f"{name} (redis µs)" for name in only))
     samples: dict[str, dict[str, list[float]]] = {t: {s: [] for s in only} for t in trees}
     for _ in range(args.rounds):
         for label, tree in trees.items():  # alternating: drift hits both alike
             for name, value in _child(tree, args).items():
                 samples[label][name].append(value)
-    header = f"{'scenario':10}" + "".join(f"{label:>22}" for label in trees)
+    header = f"{'scenario':20}" + "".join(f"{label:>22}" for label in trees)
     unit = "thousand instructions" if args.callgrind else "µs of CPU"
     print(f"{unit} per request, median of {args.rounds} rounds x {args.requests}")
     print(header + ("       ratio" if args.against else ""))
@@ -233,7 +248,7 @@ def main() -> int:
             f"{m:8.0f} ({min(samples[t][name]):.0f}-{max(samples[t][name]):.0f})"
             for m, t in zip(medians, trees, strict=True)
         ]
-        line = f"{name:10}" + "".join(f"{s:>22}" for s in spread)
+        line = f"{name:20}" + "".join(f"{s:>22}" for s in spread)
         if args.against:
             line += f"{medians[0] / medians[1]:12.2f}"
         print(line)
