@@ -9,7 +9,7 @@ IMAGE  ?= morningai-orchestrator-api
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint format bench bench-scale docker-build image-test clean distclean
+.PHONY: help venv run test lint format bench bench-percall bench-scale docker-build image-test clean distclean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,9 @@ bench: venv ## load-test a running service (bench/run.sh)
 	@test -f bench/run.sh || { echo "bench/run.sh not found" >&2; exit 1; }
 	bash bench/run.sh
 	$(BIN)/python -m bench.commands
+
+bench-percall: venv ## CPU (or, with ARGS=--callgrind, instructions) per request by scenario; ARGS="--against DIR"
+	$(BIN)/python -m bench.percall $(ARGS)
 
 bench-scale: venv ## load 1,000,000 tasks into a private Redis, then time listings, replay, create, claim (TASKS=N)
 	@mkdir -p bench/results

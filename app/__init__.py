@@ -24,6 +24,28 @@ from app import (  # noqa: E402
 from app.config import Settings  # noqa: E402
 
 
+class OrchestratorFlask(Flask):
+    """Flask, remembering which of its hooks and views are plain functions."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._synced: dict = {}
+
+    def ensure_sync(self, func):
+        """Flask's own answer, looked up: it asks for each of some 14 hooks and views on
+        every request, and inspecting a function costs more than the lookup. Bounded, for
+        functions made per request (after_this_request)."""
+        try:
+            synced = self._synced.get(func)
+        except TypeError:  # an unhashable callable object
+            return super().ensure_sync(func)
+        if synced is None:
+            synced = super().ensure_sync(func)
+            if len(self._synced) < 512:
+                self._synced[func] = synced
+        return synced
+
+
 def create_app(overrides: dict[str, str] | None = None) -> Flask:
     """Build the app from the environment, with `overrides` (variable -> value) on top.
 
@@ -31,7 +53,7 @@ def create_app(overrides: dict[str, str] | None = None) -> Flask:
     comment on each step says what it must come after.
     """
     settings = Settings.from_env({**os.environ, **(overrides or {})})
-    app = Flask(__name__)
+    app = OrchestratorFlask(__name__)
     # Before anything answers: every JSON response, errors included, is encoded by it.
     app.json = json_provider.OrjsonProvider(app)
     app.json.sort_keys = False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -46,21 +45,22 @@ class Principal:
 
 
 class ApiKeyRegistry:
-    """Configured API keys, matched by SHA-256 digest in constant time."""
+    """Configured API keys, found by the SHA-256 digest of the presented key."""
 
     def __init__(self, settings: Settings):
-        self._entries = [(hashlib.sha256(k.key.encode()).digest(), k) for k in settings.api_keys]
+        # Keyed by digest, not by key: the dict lookup compares digests, so its timing
+        # tells nothing about the secret (comparing a key with each configured one cost
+        # one hash comparison per key and request, hundreds with many agents).
+        self._principals = {
+            hashlib.sha256(k.key.encode()).digest(): Principal(
+                k.principal, k.role, "api_key", agents=k.agents
+            )
+            for k in settings.api_keys
+        }
 
     def match(self, presented: str) -> Principal | None:
         """The principal a presented key belongs to, or None."""
-        digest = hashlib.sha256(presented.encode()).digest()
-        found = None
-        for known, entry in self._entries:  # no early exit: timing says nothing
-            if hmac.compare_digest(known, digest):
-                found = entry
-        if found is None:
-            return None
-        return Principal(found.principal, found.role, "api_key", agents=found.agents)
+        return self._principals.get(hashlib.sha256(presented.encode()).digest())
 
 
 def _verify_token(token: str) -> Principal:
@@ -125,28 +125,35 @@ _FAILURE_REASONS = {
 
 def authenticate() -> Principal | None:
     """The caller of this request (cached); None when anonymous, 401 when credentials are bad."""
-    if "principal" in g:
-        if g.auth_error is not None:
-            raise g.auth_error
-        return g.principal
-    g.principal, g.auth_error = None, None
-    header = request.headers.get("Authorization")
-    api_key = request.headers.get("X-API-Key")
+    # One read of g: the limiter's key, the failure counter and the view all ask.
+    known = g.get("authenticated")
+    if known is not None:
+        principal, error = known
+        if error is not None:
+            raise error
+        return principal
+    principal = error = None
+    headers = request.headers
+    header = headers.get("Authorization")
+    api_key = headers.get("X-API-Key")
     try:
         if header is not None:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthorized("Authorization header must be 'Bearer <token>'")
-            g.principal = _verify_token(token.strip())
+            principal = _verify_token(token.strip())
         elif api_key is not None:
-            g.principal = _registry().match(api_key)
-            if g.principal is None:
+            principal = _registry().match(api_key)
+            if principal is None:
                 raise Unauthorized("Invalid API key")
-    except Unauthorized as error:
-        g.auth_error = error
-        metrics.auth_failure(_FAILURE_REASONS.get(error.detail, "invalid_token"))
+    except Unauthorized as refused:
+        error = refused
+        metrics.auth_failure(_FAILURE_REASONS.get(refused.detail, "invalid_token"))
         raise
-    return g.principal
+    finally:
+        g.principal = principal  # read by the access log line (app/observability.py)
+        g.authenticated = (principal, error)
+    return principal
 
 
 def session_subject() -> str | None:

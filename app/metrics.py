@@ -240,8 +240,9 @@ def init_app(app: Flask, _settings=None) -> None:
 
     @app.after_request
     def record(response):
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        method = request.method if request.method in KNOWN_METHODS else "other"
+        rule, method = request.url_rule, request.method  # each read goes through Flask's context
+        endpoint = rule.rule if rule else "unmatched"
+        method = method if method in KNOWN_METHODS else "other"
         _child(REQUESTS, method, endpoint, str(response.status_code)).inc()
         started = g.get("started")
         if started is not None:

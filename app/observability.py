@@ -143,8 +143,8 @@ def init_app(app: Flask, settings: Settings) -> None:
     def assign_request_id():
         g.started = time.perf_counter()
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        request.environ["orchestrator.request_id"] = g.request_id
+        request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id = request.environ["orchestrator.request_id"] = request_id
 
     @app.after_request
     def tag_response(response):

@@ -9,7 +9,6 @@ neither eats into the budget for creating tasks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 from flask import Flask, request
 from flask_limiter import Limiter
@@ -55,27 +54,42 @@ def budget_for(endpoint: str, methods: set[str] | frozenset[str]) -> Budget | No
     return {**spends, "stats": STATS}.get(blueprint)
 
 
-def _spends_other_budget(budget: Budget) -> bool:
-    """exempt_when of a budget's limit: this request spends another budget."""
-    methods = {"GET"} if request.method in ("GET", "HEAD") else {request.method}
-    return budget_for(request.endpoint or "", methods) is not budget
+def _spent_budget(cache: dict) -> Budget | None:
+    """The budget this request spends, looked up once per endpoint and method."""
+    method = "GET" if request.method in ("GET", "HEAD") else request.method
+    key = (request.endpoint or "", method)
+    if key not in cache:
+        cache[key] = budget_for(key[0], {method})
+    return cache[key]
 
 
 def attach_budgets(app: Flask, limiter: Limiter, settings: Settings) -> None:
-    """Give each blueprint one shared limit per budget its endpoints spend.
+    """Give each blueprint one shared limit: the budget the request spends.
 
-    Blueprint limits are checked once, before the view; each applies only to the
-    requests that spend its budget (route decorators would run the limiter twice).
-    Blueprints with no budget keep the default limit.
+    Blueprint limits are checked once, before the view (route decorators would run the
+    limiter twice). One limit per blueprint, whose value and scope are the request's
+    budget's, rather than one per budget, each exempt unless the request spends it:
+    flask-limiter parses and wraps every limit of the blueprint on every request. The
+    bucket is the same (the scope names the budget, the amount its setting). Blueprints
+    with no budget keep the default limit.
     """
-    pairs = {
-        (rule.endpoint.split(".", 1)[0], budget)
+    cache: dict[tuple[str, str], Budget | None] = {}
+    default = f"{settings.rate_limit_default}/minute"
+
+    def limit_value() -> str:
+        # Read before exempt_when: a request that spends no budget gets some valid string.
+        budget = _spent_budget(cache)
+        return f"{getattr(settings, budget.setting)}/minute" if budget else default
+
+    def scope(_endpoint: str) -> str:
+        return _spent_budget(cache).scope
+
+    blueprints = {
+        rule.endpoint.split(".", 1)[0]
         for rule in app.url_map.iter_rules()
-        if (budget := budget_for(rule.endpoint, rule.methods or set())) is not None
+        if budget_for(rule.endpoint, rule.methods or set()) is not None
     }
-    for blueprint, budget in sorted(pairs, key=lambda pair: (pair[0], pair[1].scope)):
+    for blueprint in sorted(blueprints):
         limiter.shared_limit(
-            f"{getattr(settings, budget.setting)}/minute",
-            scope=budget.scope,
-            exempt_when=partial(_spends_other_budget, budget),
+            limit_value, scope=scope, exempt_when=lambda: _spent_budget(cache) is None
         )(app.blueprints[blueprint])

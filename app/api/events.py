@@ -6,6 +6,7 @@ from flask import g
 
 from app.auth import current_principal, require_role
 from app.domain.events import to_cloudevent
+from app.dumping import respond
 from app.parsing import Blueprint
 from app.schemas.events import (
     PUBLISH_EXAMPLE,
@@ -42,12 +43,13 @@ def publish(body):
     # the event, the response header and the logs share it.
     trace_id = body.get("trace_id") or g.request_id
     event = services().events.publish({**body, "trace_id": trace_id}, current_principal().id)
-    return {
+    body = {
         "success": True,
         "event_id": event["event_id"],
         "event_type": event["event_type"],
         "message": "Event published",
-    }, 201
+    }
+    return respond(EventPublishedSchema, body), 201
 
 
 @blp.route("", methods=["GET"])

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 
-from flask import g, request
+from flask import Response, g, request
 
 from app import metrics
 from app.api import merged
 from app.auth import current_principal, require_role
+from app.dumping import respond
 from app.errors import ValidationFailed
 from app.parsing import Blueprint
 from app.schemas.common import ErrorSchema
@@ -54,11 +55,12 @@ def _lease_token(values: dict | None) -> int | None:
     return int(header)
 
 
-def _envelope(task: dict, message: str | None = None) -> dict:
+def _envelope(task: dict, message: str | None = None, **extra) -> Response:
+    """A TaskEnvelopeSchema answer, dumped by its plan (app/dumping.py)."""
     body = {"success": True, "task_id": task["task_id"], "task": task}
     if message:
         body["message"] = message
-    return body
+    return respond(TaskEnvelopeSchema, {**body, **extra})
 
 
 @blp.route("", methods=["POST"])
@@ -106,7 +108,7 @@ def create_task(body):
     headers = {"Location": f"{request.script_root}/tasks/{task['task_id']}"}
     if created.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return response, 201, headers
+    return respond(TaskCreatedSchema, response), 201, headers
 
 
 @blp.route("", methods=["GET"])
@@ -144,9 +146,8 @@ def claim_task(body):
         g.retry_after = claimed.retry_after
         return "", 204, {"Retry-After": str(claimed.retry_after)}
     metrics.task_moved("in_progress")
-    answer = _envelope(task, f"Task claimed until {task['lease_expires_at']}")
-    answer["lease_token"] = task["lease_token"]
-    return answer
+    message = f"Task claimed until {task['lease_expires_at']}"
+    return _envelope(task, message, lease_token=task["lease_token"])
 
 
 @blp.route("/<task_id>", methods=["GET"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
+import orjson
 import redis
 
 from app.config import Settings
@@ -88,9 +89,11 @@ class Scripts(WebhookScripts):
         # None is left out, never sent as null: cjson.null is truthy in Lua, nil is not.
         named = {k: v for k, v in args.items() if k != "self" and v is not None}
         argv = [*self._common, json.dumps(named, ensure_ascii=False)]
+        # Replies are cjson's: shallow objects (stored JSON comes back as strings), no
+        # integer past 14 digits. orjson reads them into the same values, faster.
         if self._replicas and name in WRITES:
-            return json.loads(self._confirmed(self._scripts[name], argv))
-        return json.loads(self._scripts[name](keys=self._route, args=argv))
+            return orjson.loads(self._confirmed(self._scripts[name], argv))
+        return orjson.loads(self._scripts[name](keys=self._route, args=argv))
 
     def queue(self, pipe: redis.client.Pipeline, name: str, **named) -> None:
         """Queue one script call on `pipe` (bulk loading, e.g. `make bench-scale`): the
