@@ -12,7 +12,7 @@ from marshmallow import fields
 from app.dumping import _plan, dumper
 from app.schemas.common import Schema
 from app.schemas.events import EventPublishedSchema
-from app.schemas.tasks import TaskCreatedSchema, TaskEnvelopeSchema, TaskSchema
+from app.schemas.tasks import TaskCreatedSchema, TaskEnvelopeSchema, TaskListSchema, TaskSchema
 from app.services import services
 
 
@@ -21,7 +21,7 @@ def same(a, b) -> bool:
 
 
 def test_the_hot_response_schemas_have_a_plan():
-    for schema in (TaskEnvelopeSchema, TaskCreatedSchema, EventPublishedSchema):
+    for schema in (TaskEnvelopeSchema, TaskCreatedSchema, TaskListSchema, EventPublishedSchema):
         assert _plan(schema()) is not None, schema.__name__
 
 
@@ -51,6 +51,8 @@ def test_stored_tasks_dump_as_marshmallow_dumps_them(app, api):
             "approval_id": "a",
         }
         assert same(dumper(TaskCreatedSchema)(created), TaskCreatedSchema().dump(created))
+    listed = {"success": True, "count": len(tasks), "tasks": tasks, "next_cursor": None}
+    assert same(dumper(TaskListSchema)(listed), TaskListSchema().dump(listed))
 
 
 # Values of every kind a record could hold, including the ones the dump normalises: `{}`

@@ -118,7 +118,8 @@ def create_task(body):
 def list_tasks(query):
     """List tasks, newest first, with filters and an opaque cursor."""
     tasks, next_cursor = services().tasks.list(query)
-    return {"success": True, "count": len(tasks), "tasks": tasks, "next_cursor": next_cursor}
+    body = {"success": True, "count": len(tasks), "tasks": tasks, "next_cursor": next_cursor}
+    return respond(TaskListSchema, body)
 
 
 @blp.route("/claim", methods=["POST"])
