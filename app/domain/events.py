@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import unicodedata
 import uuid
 from urllib.parse import quote
 
 from app.domain.model import DEFAULT_EVENT_PRIORITY, EVENT_PRIORITIES
+from app.domain.records import stamp_ms
 from app.domain.scripts import Scripts, rows
 from app.errors import Forbidden
 
@@ -43,18 +43,6 @@ WELL_KNOWN_TYPES = (
 # forge an approval or a task change that replays exactly like the service's own.
 RESERVED_FAMILIES = ("task", "approval", "webhook")
 SERVICE_SOURCE = "orchestrator"
-ENVELOPE_FIELDS = (
-    "event_id",
-    "event_type",
-    "source_agent",
-    "published_by",
-    "task_id",
-    "trace_id",
-    "priority",
-    "payload",
-    "metadata",
-    "timestamp",
-)
 # What a client's event stores in `data`; the rest are the stream entry's own fields.
 STORED_BY_CLIENT = ("published_by", "trace_id", "priority", "payload", "metadata")
 # Stream entries one filtered read examines at most (by type or source; a task's events
@@ -126,14 +114,8 @@ def envelope_of(event_id: str, fields: dict) -> dict:
         "priority": stored.get("priority", DEFAULT_EVENT_PRIORITY),
         "payload": payload,
         "metadata": stored.get("metadata") or {},
-        "timestamp": stored.get("timestamp") or _time_of(event_id),
+        "timestamp": stored.get("timestamp") or stamp_ms(int(event_id.split("-", 1)[0])),
     }
-
-
-def _time_of(event_id: str) -> str:
-    """A stream id's milliseconds as the service writes times (ISO 8601 UTC, ms)."""
-    ms = int(event_id.split("-", 1)[0])
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
 def check_not_reserved(event_type: str, source_agent: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from app.domain.model import UNSTORED_DEFAULTS
 
@@ -60,6 +61,18 @@ APPROVAL_FIELDS = (
 )
 _JSON = frozenset({"payload", "metadata", "sla", "approval", "depends_on"})
 _INT = frozenset({"retry_count", "max_retries", "lease_token"})
+
+
+def stamp(moment: datetime) -> str:
+    """A time as the service writes every time: ISO 8601 UTC, milliseconds, `Z` (Lua's
+    iso() in lib.lua writes the same)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def stamp_ms(ms: int) -> str:
+    """Epoch milliseconds (a stream id's first half) as stamp() writes them."""
+    seconds, millis = divmod(ms, 1000)
+    return stamp(datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000))
 
 
 def task_record(raw: dict) -> dict:

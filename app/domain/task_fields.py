@@ -9,11 +9,12 @@ import base64
 import binascii
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from app.config import Settings
 from app.domain import routing
 from app.domain.model import DEFAULT_MAX_RETRIES, DEFAULT_SOURCE, UNSTORED_DEFAULTS
+from app.domain.records import stamp
 from app.errors import ValidationFailed
 
 # Default SLA by priority when the creator gives no deadline.
@@ -37,7 +38,7 @@ def stored_fields(
     sla.setdefault("target", f"{int(target.total_seconds() // 3600)}h")
     deadline = sla.get("deadline")
     if deadline:
-        sla["deadline"] = _stamp(deadline)
+        sla["deadline"] = stamp(deadline)
     fields = {
         "task_id": task_id,
         "type": request["type"],
@@ -59,10 +60,6 @@ def stored_fields(
         if UNSTORED_DEFAULTS.get(name) != value and not (name == "trace_id" and value == task_id)
     }
     return stored, None if deadline else int(target.total_seconds() * 1000)
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def fingerprint(request: dict) -> str:
