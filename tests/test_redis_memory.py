@@ -10,16 +10,13 @@ from tests.conftest import HEADERS
 from tests.helpers import PLAIN_TASK, metric_sample
 
 
-def fill(client: redis.Redis, until_percent: float, tag: str) -> None:
-    """Write junk until Redis uses `until_percent` of its maxmemory (or refuses writes)."""
+def fill(client: redis.Redis, until_percent: float) -> None:
+    """Write junk until Redis uses `until_percent` of its maxmemory."""
     limit = int(client.config_get("maxmemory")["maxmemory"])
     n = 0
-    try:
-        while client.info("memory")["used_memory"] * 100 < limit * until_percent:
-            client.set(f"junk:{tag}:{n}", "x" * 8192)
-            n += 1
-    except redis.OutOfMemoryError:
-        pass
+    while client.info("memory")["used_memory"] * 100 < limit * until_percent:
+        client.set(f"junk:{n}", "x" * 8192)
+        n += 1
 
 
 @pytest.mark.slow
@@ -31,10 +28,13 @@ def test_a_full_redis_refuses_creates_but_drains_and_says_why(own_redis, live_se
         for _ in range(2)
     ]
     assert [r.status_code for r in created] == [201, 201]
+    # Each script the service loads adds ~33 KB to used_memory: load /health's now, and
+    # leave room above the watermark for claim and complete to load theirs.
+    assert requests.get(f"{url}/health", timeout=5).json()["status"] == "healthy"
     client.config_set("maxmemory-policy", "noeviction")
-    client.config_set("maxmemory", client.info("memory")["used_memory"] + 4 * 1024 * 1024)
+    client.config_set("maxmemory", client.info("memory")["used_memory"] + 8 * 1024 * 1024)
 
-    fill(client, 93, "high")  # past the 90 % watermark, below 100 %
+    fill(client, 91)  # past the 90 % watermark, ~800 KB below 100 %
     refused = requests.post(f"{url}/tasks", json=PLAIN_TASK, headers=HEADERS["agent"], timeout=5)
     assert refused.status_code == 503 and int(refused.headers["Retry-After"]) > 0
     assert "high watermark" in refused.json()["detail"]
@@ -50,9 +50,13 @@ def test_a_full_redis_refuses_creates_but_drains_and_says_why(own_redis, live_se
     )
     assert done.status_code == 200 and done.json()["task"]["status"] == "completed"
     health = requests.get(f"{url}/health", timeout=5)
-    assert health.status_code == 200 and health.json()["status"] == "degraded"
+    assert (health.status_code, health.json()["status"]) == (200, "degraded"), health.text
 
-    fill(client, 101, "full")  # until Redis refuses writes
+    # Full: a limit below what Redis holds (filling up to it would leave used_memory a few
+    # KB either side of the limit, as the refused write's buffer is freed). The write
+    # first makes the stats snapshot stale, so /health must store a new one into a full Redis.
+    client.set("junk:last", "x" * 8192)
+    client.config_set("maxmemory", client.info("memory")["used_memory"] - 256 * 1024)
     published = requests.post(
         f"{url}/events/publish",
         json={"event_type": "deploy.started", "source_agent": "ci", "payload": {}},
@@ -68,6 +72,7 @@ def test_a_full_redis_refuses_creates_but_drains_and_says_why(own_redis, live_se
     health = requests.get(f"{url}/health", timeout=5)
     assert health.status_code == 503
     assert health.json()["redis"] == "out_of_memory" and health.json()["status"] == "unhealthy"
+    assert health.json()["redis_memory"]["used_bytes"] >= health.json()["redis_memory"]["max_bytes"]
     text = requests.get(f"{url}/metrics", timeout=5).text
     used = metric_sample(text, "orchestrator_redis_memory_used_bytes")
     limit = metric_sample(text, "orchestrator_redis_memory_max_bytes")

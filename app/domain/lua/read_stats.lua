@@ -85,7 +85,8 @@ if changes then
   reply.changes = tostring(tonumber(string.match(now_info,
     'rdb_changes_since_last_save:(%d+)')) + 1)
   reply.valid_until = valid_until
-  redis.call('SET', key('stats_snapshot'), cjson.encode(reply), 'PX', SNAPSHOT_MS)
+  -- pcall: a full Redis refuses this write, and the figures matter most just then.
+  redis.pcall('SET', key('stats_snapshot'), cjson.encode(reply), 'PX', SNAPSHOT_MS)
   reply.changes, reply.valid_until = nil, nil
 end
 return cjson.encode(reply)
