@@ -23,6 +23,8 @@ from packaging.utils import canonicalize_name
 from app.config import Settings
 from harness import ROOT, free_port, wait_until
 from harness.buffering_proxy import BufferingProxy
+from harness.live_server import LiveServer
+from tests.conftest import base_env
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -205,3 +207,17 @@ def test_render_set_up_trusts_exactly_its_one_proxy():
     assert Settings.from_env(env).trusted_proxies == 1
     readme = (ROOT / "README.md").read_text()
     assert "buffering proxy" in readme and "proxy_request_buffering on" in readme
+
+
+def test_a_worker_freezes_what_the_app_built_out_of_full_gc_passes(redis_server, tmp_path):
+    env = base_env(redis_server.url)
+    server = LiveServer(env, 1, tmp_path / "gunicorn.log", target="tests.gc_probe:app").start()
+    try:
+        probe = requests.get(f"{server.url}/gc-probe", timeout=5).json()
+        assert probe["pid"] == server.worker_pids()[0]
+        assert requests.get(f"{server.url}/health", timeout=5).status_code == 200
+    finally:
+        server.stop()
+    # The service's own start-up objects (about 90,000: Flask, marshmallow, the schemas),
+    # not only gunicorn's: a full collection no longer walks them in the middle of a request.
+    assert probe["frozen"] > 50_000
