@@ -2,12 +2,14 @@
 
 scripts.py loads each lua/<name>.lua as: these constants, then lib.lua (the shared
 prelude), then the script's own body, so the facts defined in model.py and keys.py are
-never written twice.
+never written twice. Redis runs a script's whole text on every call, so each script gets
+only the constants and lib.lua statements its body reaches (`_reached`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -58,13 +60,57 @@ def constants() -> str:
     )
 
 
+# A top-level statement of the constants or lib.lua starts at column 0 (a comment, `end`,
+# `else` and a closing bracket continue the one before); what it defines is named by
+# `local function f`, `local a, b = ...` / `local a` or `f = ...`.
+_STATEMENT = re.compile(r"^(?!--|end\b|else|until\b|[}\])\s])\S", re.MULTILINE)
+_DEFINES = re.compile(
+    r"^(?:local\s+function\s+(\w+)|local\s+(\w+(?:\s*,\s*\w+)*)\s*(?:=|$)|(\w+)\s*=)",
+    re.MULTILINE,
+)
+_NAME = re.compile(r"[A-Za-z_]\w*")
+# Whole-line comments only: a trailing one merely keeps what it names (a `--` inside a
+# string must never hide the code after it).
+_COMMENT = re.compile(r"^\s*--.*$", re.MULTILINE)
+
+
+def _reached(prelude: str, body: str) -> str:
+    """The prelude's statements that `body` uses, directly or through each other, in order.
+
+    A statement is kept when a name it defines appears in the body or in a kept statement
+    (whole-line comments aside); one that defines nothing is always kept. The whole
+    prelude costs Redis about 137k instructions per call (constants 35k, decoding the
+    arguments and reading the clock 48k, defining lib.lua's helpers 54k), so skipping what
+    a script never reaches saves 4-20 % of a request's Redis work. A name that merely
+    looks used keeps a statement it did not need, never the reverse: Lua locals cannot
+    be named dynamically.
+    """
+    starts = [match.start() for match in _STATEMENT.finditer(prelude)]
+    statements = [prelude[a:b] for a, b in zip(starts, [*starts[1:], len(prelude)], strict=True)]
+    defined = []
+    for text in statements:
+        match = _DEFINES.match(text)
+        names = ",".join(filter(None, match.groups())) if match else ""
+        defined.append({name.strip() for name in names.split(",") if name.strip()})
+    uses = [set(_NAME.findall(_COMMENT.sub("", text))) for text in statements]
+    wanted, kept = set(_NAME.findall(_COMMENT.sub("", body))) | {"finish"}, set()
+    while True:
+        new = {i for i, names in enumerate(defined) if i not in kept and names & wanted}
+        new |= {i for i, names in enumerate(defined) if not names} - kept  # side effects
+        if not new:
+            break
+        kept |= new
+        wanted |= set().union(*(uses[i] for i in new))
+    return "".join(statements[i] for i in sorted(kept))
+
+
 @cache
 def source(name: str) -> str:
-    """The full text of a script: generated constants, the prelude, the script's body."""
-    prelude = (LUA_DIR / "lib.lua").read_text()
+    """The full text of a script: the constants and prelude it reaches, then its body."""
+    prelude = constants() + "\n" + (LUA_DIR / "lib.lua").read_text()
     # The body runs as a function so that whatever it returns, the writes the prelude
     # defers to the end of the call (each task's event index: one RPUSH per task) happen.
     body = (LUA_DIR / f"{name}.lua").read_text()
     return "\n".join(
-        (constants(), prelude, "local function main()", body, "end", "return finish(main())")
+        (_reached(prelude, body), "local function main()", body, "end", "return finish(main())")
     )

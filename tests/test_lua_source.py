@@ -1,0 +1,75 @@
+"""Each script carries only the prelude it reaches (app/domain/lua_source.py)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app.domain.lua_source import LUA_DIR, NAMES, _reached, constants, source
+
+PRELUDE = """local P = ARGV[1]
+local function helper(x)
+  return x .. P
+end
+-- unused() is named only in this comment
+local function unused()
+  return 1
+end
+local forward
+local function caller()
+  return forward()
+end
+forward = function()
+  return helper('a')
+end
+redis.setresp(2)
+local function finish(reply)
+  return reply
+end
+"""
+
+
+def test_a_script_keeps_what_it_reaches_through_other_statements_and_no_more():
+    kept = _reached(PRELUDE, "return caller()")
+    assert "local function unused()" not in kept
+    # caller -> forward (both its declaration and its assignment) -> helper -> P
+    for line in (
+        "local P = ARGV[1]",
+        "local function helper(x)",
+        "local forward",
+        "local function caller()",
+        "forward = function()",
+        "local function finish",
+    ):
+        assert line in kept, line
+    assert "redis.setresp(2)" in kept  # it defines nothing: it may have an effect
+    assert kept.index("local P") < kept.index("local function helper") < kept.index("finish")
+
+
+def test_a_name_the_body_uses_keeps_its_statement_however_it_is_written():
+    assert "local function unused()" in _reached(PRELUDE, "local f = unused; return f()")
+    assert "local function helper" not in _reached(PRELUDE, "-- helper() is not called\nreturn 1")
+
+
+DEFINED = re.compile(r"^(?:local\s+function\s+(\w+)|local\s+(\w+))", re.MULTILINE)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_script_uses_a_name_whose_definition_it_left_out(name):
+    whole = constants() + "\n" + (LUA_DIR / "lib.lua").read_text()
+    text = source(name)
+    defined_in_whole = {a or b for a, b in DEFINED.findall(whole)}
+    defined_here = {a or b for a, b in DEFINED.findall(text)}
+    used = set(re.findall(r"[A-Za-z_]\w*", re.sub(r"--[^\n]*", "", text)))
+    assert (defined_in_whole - defined_here) & used == set()
+    assert text.endswith("return finish(main())")
+
+
+def test_scripts_leave_out_what_they_do_not_reach():
+    lengths = {name: len(source(name)) for name in NAMES}
+    whole = len(constants()) + len((LUA_DIR / "lib.lua").read_text())
+    body = len((LUA_DIR / "publish_event.lua").read_text())
+    assert lengths["publish_event"] < whole * 0.75 + body
+    assert "local function settle(" not in source("publish_event")
+    assert "local function settle(" in source("read_stats")
