@@ -59,6 +59,15 @@ def browser():
     driver.quit()
 
 
+@pytest.fixture
+def own_browser(live_server):
+    """A browser of the test's own, closed before the test's live_server stops: an idle
+    connection Chrome keeps open would hold a sync worker, and the stop, for 15 s."""
+    driver = chrome()
+    yield driver
+    driver.quit()
+
+
 @pytest.fixture(scope="module")
 def browser_without_js():
     driver = chrome(javascript=False)
@@ -290,23 +299,23 @@ def test_every_page_passes_axe_at_both_widths(browser, server):
     assert {page: v for page, v in found.items() if v} == {}
 
 
-def test_screenshots_of_the_inbox_and_a_task(browser, live_server, tmp_path):
+def test_screenshots_of_the_inbox_and_a_task(own_browser, live_server, tmp_path):
     target = Path(os.environ.get("ORCHESTRATOR_UI_SCREENSHOTS") or tmp_path)
     server = live_server(workers=1)  # its own key prefix: an inbox with only these two
     task = create(server, {**GATED, "payload": {"environment": "production", "service": "api"}})
     create(server, {"type": "feature", "priority": "P1", "payload": {"flag": "new-inbox"}})
-    sign_in(browser, server, "ops")
+    sign_in(own_browser, server, "ops")
     for width, height in ((1280, 1000), (390, 1300)):
-        browser.set_window_size(width, height)
-        browser.get(f"{server.url}/ui/")
-        assert browser.save_screenshot(str(target / f"ui-inbox-{width}.png"))
-        browser.get(f"{server.url}/ui/tasks/{task['task_id']}")
-        assert browser.save_screenshot(str(target / f"ui-task-{width}.png"))
-    browser.set_window_size(1280, 1000)
-    assert PRINCIPALS["ops"] in browser.page_source
+        own_browser.set_window_size(width, height)
+        own_browser.get(f"{server.url}/ui/")
+        assert own_browser.save_screenshot(str(target / f"ui-inbox-{width}.png"))
+        own_browser.get(f"{server.url}/ui/tasks/{task['task_id']}")
+        assert own_browser.save_screenshot(str(target / f"ui-task-{width}.png"))
+    own_browser.set_window_size(1280, 1000)
+    assert PRINCIPALS["ops"] in own_browser.page_source
 
 
-def test_screenshots_of_the_webhooks_page(browser, live_server, tmp_path):
+def test_screenshots_of_the_webhooks_page(own_browser, live_server, tmp_path):
     target = Path(os.environ.get("ORCHESTRATOR_UI_SCREENSHOTS") or tmp_path)
     server = live_server(workers=1)
     for url, events in (
@@ -326,10 +335,10 @@ def test_screenshots_of_the_webhooks_page(browser, live_server, tmp_path):
             timeout=10,
         )
         assert sent.status_code == 202, sent.text
-    sign_in(browser, server, "admin")
+    sign_in(own_browser, server, "admin")
     for width, height in ((1280, 1000), (390, 1300)):
-        browser.set_window_size(width, height)
-        browser.get(f"{server.url}/ui/webhooks")
-        assert "https://ops.example.com/pager" in browser.page_source
-        assert browser.save_screenshot(str(target / f"ui-webhooks-{width}.png"))
-    browser.set_window_size(1280, 1000)
+        own_browser.set_window_size(width, height)
+        own_browser.get(f"{server.url}/ui/webhooks")
+        assert "https://ops.example.com/pager" in own_browser.page_source
+        assert own_browser.save_screenshot(str(target / f"ui-webhooks-{width}.png"))
+    own_browser.set_window_size(1280, 1000)
