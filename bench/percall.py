@@ -21,6 +21,7 @@ import argparse
 import io
 import json
 import os
+import runpy
 import shutil
 import statistics
 import subprocess
@@ -29,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+# By path, as this file itself is run in the tree `--against` names, which may not have it.
+callgrind = runpy.run_path(str(Path(__file__).with_name("callgrind.py")))
 SCENARIOS = ("create", "claim", "get", "publish", "health", "ceiling")
 HERE = Path(__file__).resolve().parent.parent
 
@@ -93,34 +96,6 @@ def _call(app, environ: dict, body: bytes) -> str:
 CALLGRIND_VAR = "PERCALL_CALLGRIND_OUT"
 
 
-class _Callgrind:
-    """Instructions counted by callgrind between start() and stop(), in this process.
-
-    The child runs under `valgrind --tool=callgrind --instr-atstart=no`: start-up and
-    warm-up run uninstrumented, and only the timed loop is counted, repeatably even on a
-    loaded machine (callgrind counts instructions, not time).
-    """
-
-    def _control(self, *args: str) -> None:
-        subprocess.run(
-            ["callgrind_control", *args, str(os.getpid())], check=True, capture_output=True
-        )
-
-    def start(self) -> None:
-        self._control("-z")
-        self._control("-i", "on")
-
-    def stop(self) -> int:
-        self._control("-i", "off")
-        before = set(Path(os.environ[CALLGRIND_VAR]).parent.glob("*"))
-        self._control("-d")
-        dumps = set(Path(os.environ[CALLGRIND_VAR]).parent.glob("*")) - before
-        for line in max(dumps, key=lambda p: p.stat().st_mtime).read_text().splitlines():
-            if line.startswith("totals:"):  # "summary:" is 0 in a dump
-                return int(line.split()[1])
-        raise RuntimeError("callgrind dump without totals")
-
-
 def measure(requests: int, only: tuple[str, ...], profile: str | None) -> dict[str, float]:
     """µs of CPU per request for each scenario, in this interpreter."""
     # As gunicorn.conf.py does: metrics in multiprocess mode, chosen at first import.
@@ -157,7 +132,8 @@ def measure(requests: int, only: tuple[str, ...], profile: str | None) -> dict[s
 
                 profiler = cProfile.Profile()
                 profiler.enable()
-            counter = _Callgrind() if os.environ.get(CALLGRIND_VAR) else None
+            out_file = os.environ.get(CALLGRIND_VAR)
+            counter = callgrind["Callgrind"](os.getpid(), Path(out_file)) if out_file else None
             # Redis shares the machine's cores with the workers under `make bench`. Read
             # outside the counted loop: a client and INFO cost as much as many requests.
             redis_started = _redis_cpu(redis_server)
@@ -198,14 +174,7 @@ def _child(tree: Path, args) -> dict[str, float]:
     if args.callgrind:
         out_dir = Path(tempfile.mkdtemp(prefix="percall-callgrind-"))
         env[CALLGRIND_VAR] = str(out_dir / "callgrind.out")
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            "--quiet",
-            f"--callgrind-out-file={env[CALLGRIND_VAR]}",
-            *command,
-        ]
+        command = callgrind["command"](Path(env[CALLGRIND_VAR]), *command)
     try:
         out = subprocess.run(
             command, env=env, cwd=tree, capture_output=True, text=True, check=True

@@ -20,7 +20,8 @@ class RedisServer:
     # transport: "tcp" (127.0.0.1, a free port), "unix" (a socket in `directory`, no TCP
     # port) or "tls" (TLS only, self-signed). appendonly: fsync every write, so a SIGKILL
     # loses nothing that was acknowledged. options: more redis-server arguments (a
-    # replica's --replicaof, a cluster node's --cluster-enabled).
+    # replica's --replicaof, a cluster node's --cluster-enabled). launcher: a command the
+    # server runs under (bench/commands.py --callgrind: valgrind).
     def __init__(
         self,
         directory: Path,
@@ -28,6 +29,7 @@ class RedisServer:
         appendonly: bool = False,
         transport: str = "tcp",
         options: tuple[str, ...] = (),
+        launcher: tuple[str, ...] = (),
     ):
         if not shutil.which("redis-server"):
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -37,6 +39,7 @@ class RedisServer:
         self.appendonly = appendonly
         self.transport = transport
         self.options = options
+        self.launcher = launcher
         self.port = free_port()
         self.socket_path = directory / "redis.sock"
         self.process: subprocess.Popen | None = None
@@ -53,11 +56,14 @@ class RedisServer:
         """Start it (same port, directory and data as before a stop) and wait for PING."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            ["redis-server", *self._listen_options(), *self._storage_options(), *self.options],
+            [
+                *(*self.launcher, "redis-server"),
+                *(*self._listen_options(), *self._storage_options(), *self.options),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_until(self._answers, timeout=10)
+        wait_until(self._answers, timeout=60 if self.launcher else 10)
         return self
 
     def _listen_options(self) -> list[str]:
