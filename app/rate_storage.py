@@ -95,6 +95,11 @@ class OneTripRedisStorage(RedisStorage):
         self.storage = client
         self.initialize_storage(uri)
 
+    def _record_key(self, key: str) -> str:
+        """This limit's record: the name limits gives a sliding window's current count,
+        written here rather than read from its private _current_window_key()."""
+        return self.prefixed_key(f"{{{key}}}")
+
     def initialize_storage(self, uri: str) -> None:
         """Register the library's scripts and ours."""
         super().initialize_storage(uri)
@@ -104,7 +109,7 @@ class OneTripRedisStorage(RedisStorage):
         self, key: str, limit: int, expiry: int, amount: int = 1
     ) -> bool:
         """Take `amount` if the weighted count allows; remember the window for this request."""
-        current_key = self.prefixed_key(self._current_window_key(key))
+        current_key = self._record_key(key)
         failures = auth_failures.counter() if has_request_context() else None
         keys, args = [current_key], [limit, expiry, amount, int(time.time() * 1000)]
         if failures:
@@ -141,7 +146,7 @@ class OneTripRedisStorage(RedisStorage):
 
     def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
         """The window acquire_sliding_window_entry read in this request, else from Redis."""
-        current_key = self.prefixed_key(self._current_window_key(key))
+        current_key = self._record_key(key)
         if has_request_context():
             cached = g.get("rate_windows", {}).get(current_key)
             if cached is not None:
