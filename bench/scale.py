@@ -11,7 +11,6 @@ slowest Redis call (SLOWLOG) and Redis memory per stored task.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import statistics
 import sys
@@ -24,7 +23,6 @@ import requests
 
 from app import create_app
 from app.domain.keys import Keys
-from app.domain.lua_source import NAMES, source
 from app.domain.task_fields import stored_fields
 from app.services import current_settings, redis_client, services
 from bench.run import BENCH_KEY, run_wrk, service_env
@@ -38,13 +36,19 @@ TYPES = ("bugfix", "deploy", "faq", "monitor", "documentation")
 DONE_EVERY, FAIL_EVERY = 5, 97
 
 
-def load(redis_url: str, tasks: int, batch: int = 2000) -> str:
+def scale_env(redis_url: str, prefix: str, tasks: int) -> dict[str, str]:
+    """The loader's and the servers' configuration: bench's, keeping every event."""
+    env = {**service_env(redis_url), "ORCHESTRATOR_QUEUE_PREFIX": prefix}
+    env["ORCHESTRATOR_EVENT_STREAM_MAXLEN"] = str(4 * tasks)
+    return env
+
+
+def load(redis_url: str, tasks: int, batch: int = 2000) -> tuple[str, dict[str, str]]:
     """Create `tasks` tasks through the create script, pipelined `batch` at a time, then
     claim and finish one in DONE_EVERY (completed) and FAIL_EVERY (failed) through the
-    claim and status scripts; returns the oldest task's id."""
-    env = {**service_env(redis_url), "ORCHESTRATOR_QUEUE_PREFIX": LOADED}
-    env["ORCHESTRATOR_EVENT_STREAM_MAXLEN"] = str(4 * tasks)  # keep every event
-    app = create_app(env)
+    claim and status scripts; returns the oldest task's id and the scripts' names by
+    SHA1 (the servers run the same scripts: SLOWLOG names them by SHA1)."""
+    app = create_app(scale_env(redis_url, LOADED, tasks))
     with app.app_context():
         scripts, settings = services().tasks.scripts, current_settings()
         client = redis_client(app)
@@ -85,7 +89,7 @@ def load(redis_url: str, tasks: int, batch: int = 2000) -> str:
             if done % 50_000 < batch:
                 rate = done / (time.monotonic() - started)
                 print(f"  loaded {done:,} tasks ({rate:,.0f}/s)", flush=True)
-    return first
+        return first, scripts.names_by_sha()
 
 
 def timed_get(session: requests.Session, url: str) -> tuple[float, dict]:
@@ -167,7 +171,7 @@ def main() -> int:
     try:
         before = raw.info("memory")["used_memory"]
         print(f"loading {args.tasks:,} tasks ...", flush=True)
-        oldest = load(redis_server.url, args.tasks)
+        oldest, script_names = load(redis_server.url, args.tasks)
         per_task = (raw.info("memory")["used_memory"] - before) / args.tasks
         keys = Keys(LOADED)
         events = raw.xlen(keys.name("events"))
@@ -176,8 +180,7 @@ def main() -> int:
         raw.config_set("slowlog-log-slower-than", 1000)  # µs: everything over 1 ms
         raw.slowlog_reset()
         for prefix in (LOADED, EMPTY):
-            env = {**service_env(redis_server.url), "ORCHESTRATOR_QUEUE_PREFIX": prefix}
-            env["ORCHESTRATOR_EVENT_STREAM_MAXLEN"] = str(4 * args.tasks)
+            env = scale_env(redis_server.url, prefix, args.tasks)
             servers.append(LiveServer(env, None, work / f"{prefix}.log").start())
         loaded, empty = (server.url for server in servers)
         session = requests.Session()
@@ -207,15 +210,11 @@ def main() -> int:
         # Every Redis call over 1 ms since the reads began, the writes under load included.
         slow = sorted(raw.slowlog_get(1000), key=lambda entry: -entry["duration"])
         slowest_ms = (slow[0]["duration"] / 1000) if slow else 0
-        scripts = {
-            hashlib.sha1(source(name).encode(), usedforsecurity=False).hexdigest(): name
-            for name in NAMES
-        }
 
         def called(entry) -> str:
             words = entry["command"].decode(errors="replace").split()
             sha = words[1] if len(words) > 1 and words[0].upper() == "EVALSHA" else ""
-            return scripts.get(sha, " ".join(words[:2]))
+            return script_names.get(sha, " ".join(words[:2]))
 
         slowest_calls = [f"{e['duration'] / 1000:.1f} ms {called(e)}" for e in slow[:5]]
     finally:

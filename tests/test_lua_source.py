@@ -73,3 +73,9 @@ def test_scripts_leave_out_what_they_do_not_reach():
     assert lengths["publish_event"] < whole * 0.75 + body
     assert "local function settle(" not in source("publish_event")
     assert "local function settle(" in source("read_stats")
+
+
+def test_a_deployments_settings_are_constants_of_the_scripts_that_read_them():
+    text = source("set_task_status", {"lease_ms": 1234, "memory_high_watermark": 90.5})
+    assert 'local CFG = {["lease_ms"] = 1234, ["memory_high_watermark"] = 90.5}' in text
+    assert "cjson.decode(ARGV[2])" in text and "ARGV[3]" not in text  # only the arguments

@@ -1,10 +1,11 @@
 """The Lua scripts, one typed method each: every file in lua/ is one atomic operation.
 
 One calling convention for all of them: KEYS[1] is the `{<prefix>}` hash tag (it routes
-the call on a Redis Cluster; no script reads it), ARGV[1] is the key prefix, ARGV[2]
-the settings as JSON (the same for every call of a Scripts), ARGV[3] the call's named
-arguments as one JSON object (the prelude decodes it into `A`). Every script answers one JSON object
-with an `outcome` ("ok", "not_found", "conflict", ...), decoded here and only here.
+the call on a Redis Cluster; no script reads it), ARGV[1] is the key prefix, ARGV[2] the
+call's named arguments as one JSON object (the prelude decodes it into `A`). The
+deployment's settings, the same for every call of a Scripts, are written into each
+script's text as CFG (lua_source.py). Every script answers one JSON object with an
+`outcome` ("ok", "not_found", "conflict", ...), decoded here and only here.
 """
 
 from __future__ import annotations
@@ -57,28 +58,28 @@ class Scripts(WebhookScripts):
 
     def __init__(self, client: redis.Redis, settings: Settings):
         self._client = client
-        self._scripts = {name: client.register_script(source(name)) for name in NAMES}
+        settings_cfg = {
+            "task_ttl": settings.task_ttl,
+            "approval_timeout": settings.approval_timeout,
+            "history_ttl": settings.approval_history_ttl,
+            "max_history": settings.max_approval_history,
+            "maxlen": settings.event_stream_maxlen,
+            "lease_ms": settings.lease_seconds * 1000,
+            "memory_high_watermark": settings.redis_memory_high_watermark,
+            "webhook_max_age_ms": settings.webhook_max_age * 1000,
+        }
+        self._scripts = {name: client.register_script(source(name, settings_cfg)) for name in NAMES}
         self._route = [keys.hash_tag(settings.queue_prefix)]
         self._replicas = settings.redis_min_replicas
         # WAIT gives up well before the socket would (a quarter of the timeout, for a
         # loaded machine), so "not confirmed" is a clean 503 on a connection that stays
         # usable rather than a socket timeout that drops it.
         self._wait_ms = max(1, int(settings.health_check_timeout * 750))
-        self._common = [
-            settings.queue_prefix,
-            json.dumps(
-                {
-                    "task_ttl": settings.task_ttl,
-                    "approval_timeout": settings.approval_timeout,
-                    "history_ttl": settings.approval_history_ttl,
-                    "max_history": settings.max_approval_history,
-                    "maxlen": settings.event_stream_maxlen,
-                    "lease_ms": settings.lease_seconds * 1000,
-                    "memory_high_watermark": settings.redis_memory_high_watermark,
-                    "webhook_max_age_ms": settings.webhook_max_age * 1000,
-                }
-            ),
-        ]
+        self._prefix = settings.queue_prefix
+
+    def names_by_sha(self) -> dict[str, str]:
+        """Each registered script's name by its SHA1, as EVALSHA and SLOWLOG name it."""
+        return {script.sha: name for name, script in self._scripts.items()}
 
     def _call(self, name: str, args: dict) -> dict:
         """Run one script in one round trip (EVALSHA; loaded on first NOSCRIPT).
@@ -88,7 +89,7 @@ class Scripts(WebhookScripts):
         """
         # None is left out, never sent as null: cjson.null is truthy in Lua, nil is not.
         named = {k: v for k, v in args.items() if k != "self" and v is not None}
-        argv = [*self._common, json.dumps(named, ensure_ascii=False)]
+        argv = [self._prefix, json.dumps(named, ensure_ascii=False)]
         # Replies are cjson's: shallow objects (stored JSON comes back as strings), no
         # integer past 14 digits. orjson reads them into the same values, faster.
         if self._replicas and name in WRITES:
@@ -98,7 +99,7 @@ class Scripts(WebhookScripts):
     def queue(self, pipe: redis.client.Pipeline, name: str, **named) -> None:
         """Queue one script call on `pipe` (bulk loading, e.g. `make bench-scale`): the
         same arguments as the typed method of that name, the reply JSON in pipe.execute()."""
-        argv = [*self._common, json.dumps({k: v for k, v in named.items() if v is not None})]
+        argv = [self._prefix, json.dumps({k: v for k, v in named.items() if v is not None})]
         self._scripts[name](keys=self._route, args=argv, client=pipe)
 
     def _confirmed(self, script, argv: list) -> str:

@@ -1,13 +1,14 @@
--- Shared prelude of every script (scripts.py prepends it, after the constants it
+-- Shared prelude of every script (lua_source.py prepends it, after the constants it
 -- generates from model.py and keys.py: LAYOUT, TERMINAL, RETRYABLE, ALLOWED, PRIORITY_RANK,
 -- EVENT_PRIORITY, DEFAULT_EVENT_PRIORITY, DEFAULT_MAX_RETRIES, MAX_SCHEDULE_MS,
--- IDEMPOTENCY_TTL_SECONDS, ROLE_RANK, DELIVERY_GROUP).
+-- IDEMPOTENCY_TTL_SECONDS, ROLE_RANK, DELIVERY_GROUP, and the deployment's settings as CFG:
+-- task_ttl, approval_timeout, history_ttl, max_history, maxlen, lease_ms (the default
+-- lease), memory_high_watermark (percent), webhook_max_age_ms).
 -- KEYS[1] = `{<prefix>}`, the hash tag every key carries: no script reads it, it routes
 -- the call to the node that holds the deployment's one slot.
--- ARGV[1] = key prefix; ARGV[2] = JSON settings {task_ttl, approval_timeout, history_ttl,
--- max_history, maxlen, lease_ms (the default lease), memory_high_watermark (percent)}; ARGV[3] = the call's named
--- arguments as one JSON object, read as A.<name>. An argument the caller left out is nil
--- (Python never sends null, which cjson would decode to a truthy cjson.null).
+-- ARGV[1] = key prefix; ARGV[2] = the call's named arguments as one JSON object, read as
+-- A.<name>. An argument the caller left out is nil (Python never sends null, which cjson
+-- would decode to a truthy cjson.null).
 -- Every script answers cjson.encode({outcome = ..., ...}); its body runs as main(), and
 -- finish() (below) does the writes deferred to the end of the call.
 -- Keys are built here from the prefix because a task's keys (its queue, its approval)
@@ -15,8 +16,7 @@
 -- Time is Redis' own clock (TIME), so every worker and instance agrees on leases
 -- and deadlines.
 local P = ARGV[1]
-local CFG = cjson.decode(ARGV[2])
-local A = cjson.decode(ARGV[3])
+local A = cjson.decode(ARGV[2])
 local _time = redis.call('TIME')
 local NOW = tonumber(_time[1]) * 1000 + math.floor(tonumber(_time[2]) / 1000)
 local SETTLE_BUDGET = 100
