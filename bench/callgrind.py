@@ -8,12 +8,15 @@ uninstrumented, and only what runs between start() and stop() is counted.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
 
 def command(out_file: Path, *argv: str) -> list[str]:
     """`argv` under callgrind, instrumentation off until a Callgrind starts it."""
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        raise SystemExit("--callgrind needs valgrind: apt-get install -y valgrind")
     return [
         *("valgrind", "--tool=callgrind", "--instr-atstart=no", "--quiet"),
         f"--callgrind-out-file={out_file}",
