@@ -79,3 +79,18 @@ def test_a_deployments_settings_are_constants_of_the_scripts_that_read_them():
     text = source("set_task_status", {"lease_ms": 1234, "memory_high_watermark": 90.5})
     assert 'local CFG = {["lease_ms"] = 1234, ["memory_high_watermark"] = 90.5}' in text
     assert "cjson.decode(ARGV[2])" in text and "ARGV[3]" not in text  # only the arguments
+
+
+def test_info_fields_are_read_by_their_exact_name():
+    from lupa.lua51 import LuaRuntime  # Redis runs Lua 5.1
+
+    lib = (LUA_DIR / "lib.lua").read_text()
+    helper = re.search(r"^local function info_field\(.*?^end$", lib, re.MULTILINE | re.DOTALL)
+    info_field = LuaRuntime().execute(helper.group(0) + "\nreturn info_field")
+    text = (
+        "# Memory\r\nused_memory_rss:5\r\nused_memory:7\r\nused_memory_human:7B\r\n"
+        "maxmemory_policy:noeviction\r\nmaxmemory:0\r\n"
+    )
+    assert (info_field(text, "used_memory"), info_field(text, "maxmemory")) == ("7", "0")
+    assert info_field(text, "used_memory_peak") is None
+    assert info_field("used_memory:9\r\n", "used_memory") == "9"  # the text's first field

@@ -551,14 +551,28 @@ local function settle(budget)
 end
 
 -- Memory ----------------------------------------------------------------------
+-- The digits INFO text gives for the field `name`, or nil. Found with a plain find: a
+-- pattern such as 'maxmemory:(%d+)' is tried at every position of the ~2 KB text, which
+-- cost /health three times what INFO itself costs.
+local function info_field(text, name)
+  local label = name .. ':'
+  local at = 1
+  if string.sub(text, 1, #label) ~= label then
+    at = string.find(text, '\n' .. label, 1, true)
+    if not at then return nil end
+    at = at + 1
+  end
+  return string.match(text, '^%d+', at + #label)
+end
+
 -- Redis' used memory and maxmemory (0 = no limit), in bytes, from INFO (a store without
 -- INFO, like the in-process fake of memory://, has no limit). `info`: INFO text already
 -- read (with its memory section), else INFO memory is asked.
 local function memory(info)
   info = info or redis.pcall('INFO', 'memory')
   if type(info) ~= 'string' then return {used = 0, max = 0} end
-  local used = tonumber(string.match(info, 'used_memory:(%d+)')) or 0
-  local max = tonumber(string.match(info, 'maxmemory:(%d+)')) or 0
+  local used = tonumber(info_field(info, 'used_memory')) or 0
+  local max = tonumber(info_field(info, 'maxmemory')) or 0
   return {used = used, max = max}
 end
 

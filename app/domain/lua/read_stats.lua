@@ -18,7 +18,7 @@
 local SNAPSHOT_MS = 5000
 local info = redis.pcall('INFO', 'memory', 'persistence')
 local changes = type(info) == 'string'
-  and string.match(info, 'rdb_changes_since_last_save:(%d+)') or nil
+  and info_field(info, 'rdb_changes_since_last_save') or nil
 local live_memory = memory(info)
 if changes then
   local kept = redis.call('GET', key('stats_snapshot'))
@@ -82,8 +82,7 @@ if changes then
   local valid_until = NOW + SNAPSHOT_MS
   for _, bound in pairs(bounds()) do valid_until = math.min(valid_until, bound) end
   local now_info = redis.call('INFO', 'persistence')
-  reply.changes = tostring(tonumber(string.match(now_info,
-    'rdb_changes_since_last_save:(%d+)')) + 1)
+  reply.changes = tostring(tonumber(info_field(now_info, 'rdb_changes_since_last_save')) + 1)
   reply.valid_until = valid_until
   -- pcall: a full Redis refuses this write, and the figures matter most just then.
   redis.pcall('SET', key('stats_snapshot'), cjson.encode(reply), 'PX', SNAPSHOT_MS)
