@@ -55,3 +55,33 @@ def test_live_health_under_gunicorn(live_server):
     assert response.status_code == 200
     assert response.json()["status"] == "healthy"
     assert response.headers["Content-Type"] == "application/json"
+
+
+def test_a_read_with_no_write_since_the_last_is_answered_from_the_kept_figures(
+    make_app, own_redis, keys
+):
+    from app.services import services
+
+    app = make_app(redis_url=own_redis.url)
+    client = app.test_client()
+    create = {"type": "bugfix", "priority": "P3"}
+    assert client.post("/tasks", json=create, headers=keys["agent"]).status_code == 201
+    probe = own_redis.client()
+    live = ("timestamp", "oldest_waiting_seconds", "oldest_approval_seconds", "memory")
+    with app.app_context():
+        first = services().stats.read()
+        probe.config_resetstat()
+        kept = services().stats.read()
+        calls = {
+            k.removeprefix("cmdstat_"): v["calls"] for k, v in probe.info("commandstats").items()
+        }
+        assert client.post("/tasks", json=create, headers=keys["agent"]).status_code == 201
+        after_a_write = services().stats.read()
+    # The same figures with a live clock and memory, from INFO and one GET: no recount.
+    assert {k: v for k, v in kept.items() if k not in live} == {
+        k: v for k, v in first.items() if k not in live
+    }
+    assert kept["timestamp"] >= first["timestamp"] and kept["memory"]["used_bytes"] > 0
+    assert first["queue"]["queued"] == 1 and after_a_write["queue"]["queued"] == 2
+    calls.pop("config|resetstat", None)
+    assert calls == {"evalsha": 1, "time": 1, "info": 1, "get": 1}

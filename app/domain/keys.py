@@ -90,7 +90,9 @@ LAYOUT: dict[str, KeySpec] = {
         "link:{digest}", "string", "a decision link that was used (single use)"
     ),
     "stats_snapshot": KeySpec(
-        "stats:snapshot", "string", "the last /health and /stats figures, while nothing changed"
+        "stats:figures",
+        "string",
+        "the last /health and /stats figures, while nothing changed (read_stats.lua)",
     ),
     "agent_activity": KeySpec(
         "agent:{agent}", "hash", "an agent's last_claim_at / last_heartbeat_at (Redis time)"
