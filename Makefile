@@ -9,7 +9,7 @@ IMAGE  ?= morningai-orchestrator-api
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint format bench bench-percall bench-scale docker-build image-test clean distclean
+.PHONY: help venv run test test-slow lint format bench bench-percall bench-scale docker-build image-test clean distclean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,8 +27,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: venv ## start the service on 127.0.0.1:8000 with its own Redis (PORT, BIND_HOST, REDIS_PORT); writes .env once
 	bash scripts/run.sh
 
-test: venv ## run the test suite (extra pytest arguments: make test PYTEST_ARGS="-k auth")
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+test: venv ## the test suite but the tests marked slow (extra arguments: make test PYTEST_ARGS="-k auth")
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: venv ## the slow fault-injection, fail-over, browser and fuzz tests (CI runs them after make test)
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: venv ## ruff lint + format check, hadolint on the Dockerfile
 	$(BIN)/ruff check .
