@@ -4,6 +4,7 @@ claims, cancel, 404s, and how many Redis round trips each hot path costs."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 import uuid
 from datetime import timedelta
@@ -138,6 +139,23 @@ def test_a_task_stores_no_field_at_its_default_and_shows_every_one(app, api, giv
     expected = defaults | given
     assert {name: created[name] for name in optional} == expected
     assert api.task(created["task_id"]) == created
+
+
+def test_a_task_stores_its_id_only_in_its_key_and_reads_older_hashes_alike(app, api):
+    """The id is the key's: the hash does not repeat it (36 bytes a task), every answer
+    still carries it, and a hash an older release wrote with the id inside reads alike."""
+    raw = app.extensions["orchestrator.redis"]
+    created = api.create(type="faq", priority="P3")["task"]
+    task_key = redis_keys(app).task(created["task_id"])
+    assert "task_id" not in raw.hgetall(task_key)
+    assert api.task(created["task_id"])["task_id"] == created["task_id"]
+    claimed = api.claim(agent="faq_agent")["task"]
+    assert claimed["task_id"] == created["task_id"]
+
+    raw.hset(task_key, "task_id", created["task_id"])  # as written before
+    assert api.task(created["task_id"]) == claimed
+    done = api.status(created["task_id"], "completed")["task"]
+    assert done["task_id"] == created["task_id"] and done["status"] == "completed"
 
 
 def test_gated_task_waits_for_approval_and_names_it(api):

@@ -23,7 +23,9 @@ class KeySpec:
 
 LAYOUT: dict[str, KeySpec] = {
     "task": KeySpec(
-        "task:{task_id}", "hash", "one task's fields, less those at their default (model.py)"
+        "task:{task_id}",
+        "hash",
+        "one task's fields, less its id (the key's) and those at their default (model.py)",
     ),
     "by_status": KeySpec(
         "tasks:status:{status}", "zset", "stored tasks in one status, by creation sequence"

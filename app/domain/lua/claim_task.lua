@@ -44,7 +44,7 @@ while true do
     if #head == 0 then return empty() end
   end
   local id = head[1]
-  local task = hgetall(key('task', id))
+  local task = read_task(id)
   if task.status == 'assigned' then
     task = move(id, task, 'in_progress', {'started_at', NOW_ISO, 'claimed_by', A.principal},
       nil, A.lease_ms)

@@ -78,7 +78,10 @@ end
 -- task cancelled at once keeps it too, so a retry cannot skip the people it needed).
 if A.approval and (#waiting > 0 or ended) then task.gate = cjson.encode(A.approval) end
 local unsaved = {}
-for name, value in pairs(task) do unsaved[#unsaved + 1] = name; unsaved[#unsaved + 1] = value end
+for name, value in pairs(task) do
+  -- The key holds the id (read_task puts it back).
+  if name ~= 'task_id' then unsaved[#unsaved + 1] = name; unsaved[#unsaved + 1] = value end
+end
 UNSAVED[id] = unsaved
 redis.call('ZADD', key('by_type', task.type), seq, id)
 redis.call('ZADD', key('by_agent', task.assigned_to), seq, id)

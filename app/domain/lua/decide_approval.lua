@@ -59,7 +59,7 @@ end
 if not requester and approval.eligible and not eligible(cjson.decode(approval.eligible)) then
   return cjson.encode({outcome = 'forbidden', why = 'ineligible'})
 end
-local task = hgetall(key('task', approval.task_id))
+local task = read_task(approval.task_id)
 
 if decision == 'rejected' then
   if approval.policy and not A.reason then return cjson.encode({outcome = 'reason'}) end
@@ -115,9 +115,9 @@ else
         payload_sha256 = approval.payload_sha256, decided_at = NOW_ISO})
       -- The receipt first, then on: scheduled while its run time is ahead, else queued.
       redis.call('HSET', key('task', approval.task_id), 'approval', receipt)
-      release(approval.task_id, (hgetall(key('task', approval.task_id))))
+      release(approval.task_id, (read_task(approval.task_id)))
     end
   end
 end
-task = hgetall(key('task', approval.task_id))
+task = read_task(approval.task_id)
 return cjson.encode({outcome = 'ok', approval = hgetall(ak), task = task.status and task or nil})

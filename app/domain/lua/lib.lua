@@ -61,6 +61,19 @@ local function hgetall(k)
   return as_map(flat), flat
 end
 
+-- A task as stored, with its id: the key names the task, so its hash does not hold the
+-- id again (36 bytes a task; hashes written before that still do, with the same value).
+-- {} when there is no such task.
+local function read_task(id)
+  local task, flat = hgetall(key('task', id))
+  if flat[1] and not task.task_id then
+    task.task_id = id
+    flat[#flat + 1] = 'task_id'
+    flat[#flat + 1] = id
+  end
+  return task, flat
+end
+
 -- Events: one stream entry plus two pub/sub messages, so the stored log and the
 -- live fan-out never disagree. The entry stores each fact once: `type`, `task_id` and
 -- `source_agent` are its fields, its id's milliseconds are its timestamp (the id is
@@ -362,7 +375,7 @@ resolve_dependants = function(id, status)
     local done_id, done_status = cascade[i][1], cascade[i][2]
     local dk = key('dependants', done_id)
     for _, dep in ipairs(redis.call('SMEMBERS', dk)) do
-      local task = hgetall(key('task', dep))
+      local task = read_task(dep)
       if task.status == 'blocked' then
         if done_status ~= 'completed' then
           move(dep, task, 'cancelled', {'error', 'dependency ' .. done_id .. ' ' .. done_status})
@@ -392,7 +405,7 @@ end
 
 -- A scheduled task whose run time came: to its agent's queue.
 local function start_scheduled(id)
-  local task = hgetall(key('task', id))
+  local task = read_task(id)
   if task.status == 'scheduled' then
     move(id, task, 'assigned')
   else
@@ -412,7 +425,7 @@ end
 
 -- A lease ran out: back to the queue with one more retry, or failed past max_retries.
 local function expire_lease(id, task)
-  task = task or hgetall(key('task', id))
+  task = task or read_task(id)
   if task.status ~= 'in_progress' then
     redis.call('ZREM', key('leases'), id)
     return task
@@ -467,7 +480,7 @@ local function close_approval(aid, status, decided_by, fields)
   redis.call('ZREM', key('approvals_deadlines'), aid)
   add_to_history(aid)
   local approval = hgetall(ak)
-  emit('approval.' .. status, hgetall(key('task', approval.task_id)), {
+  emit('approval.' .. status, read_task(approval.task_id), {
     approval_id = aid, task_id = approval.task_id, status = status,
     decided_by = decided_by or cjson.null,
     rejection_reason = approval.rejection_reason or cjson.null,
@@ -487,7 +500,7 @@ local function escalate_approval(aid, approval)
   redis.call('HSET', key('approval', aid), 'eligible', cjson.encode(eligible),
     'escalated', '1', 'expires_at', iso(expires))
   add_timer('approvals_deadlines', expires, aid)
-  emit('approval.escalated', hgetall(key('task', approval.task_id)), {
+  emit('approval.escalated', read_task(approval.task_id), {
     approval_id = aid, task_id = approval.task_id, escalate_to = extra,
     eligible = eligible, expires_at = iso(expires),
   })
@@ -503,7 +516,7 @@ local function timeout_approval(aid)
   end
   if escalate_approval(aid, approval) then return end
   close_approval(aid, 'timeout', nil)
-  local task = hgetall(key('task', approval.task_id))
+  local task = read_task(approval.task_id)
   if task.status == 'awaiting_approval' then
     move(approval.task_id, task, 'cancelled', {'error', 'approval timed out'})
   end
@@ -583,7 +596,7 @@ end
 
 -- Read one task as the outside world should see it right now.
 local function fresh_task(id)
-  local task = hgetall(key('task', id))
+  local task = read_task(id)
   if task.status == 'in_progress' then
     local deadline = redis.call('ZSCORE', key('leases'), id)
     if deadline and tonumber(deadline) <= NOW then task = expire_lease(id, task) end

@@ -10,7 +10,7 @@ local index = key('by_status', A.status)
 local retried = {}
 for _, id in ipairs(redis.call('ZRANGE', index, 0, A.scan_budget - 1)) do
   if #retried >= A.limit then break end
-  local task = hgetall(key('task', id))
+  local task = read_task(id)
   if task.expires_ms and tonumber(task.expires_ms) <= NOW then
     purge_task(id) -- past its TTL: gone, never revived
   elseif (not A.task_type or task.type == A.task_type)
