@@ -141,6 +141,27 @@ def test_a_task_stores_no_field_at_its_default_and_shows_every_one(app, api, giv
     assert api.task(created["task_id"]) == created
 
 
+def test_the_default_sla_is_not_stored_but_shown_from_priority_and_creation(app, api):
+    """A task whose creator gave no SLA has its priority's: derived, so not stored (about
+    70 bytes a task); a given SLA is stored and shown as given."""
+    raw = app.extensions["orchestrator.redis"]
+    keys = redis_keys(app)
+    default = api.create(type="faq", priority="P1")["task"]
+    assert "sla" not in raw.hgetall(keys.task(default["task_id"]))
+    assert default["sla"]["target"] == "4h" and ISO_UTC.match(default["sla"]["deadline"])
+    due = parse_time(default["created_at"]) + timedelta(hours=4)
+    assert parse_time(default["sla"]["deadline"]) == due
+    assert api.task(default["task_id"])["sla"] == default["sla"]
+
+    given = api.create(type="faq", priority="P1", sla={"target": "2h"})["task"]
+    stored = raw.hget(keys.task(given["task_id"]), "sla")
+    assert json.loads(stored) == given["sla"] and given["sla"]["target"] == "2h"
+    # A target in words only: the deadline is still the priority's, from creation.
+    assert parse_time(given["sla"]["deadline"]) - parse_time(given["created_at"]) == timedelta(
+        hours=4
+    )
+
+
 def test_a_task_stores_its_id_only_in_its_key_and_reads_older_hashes_alike(app, api):
     """The id is the key's: the hash does not repeat it (36 bytes a task), every answer
     still carries it, and a hash an older release wrote with the id inside reads alike."""

@@ -6,6 +6,7 @@ Python reads these names directly; the Lua scripts get them as generated constan
 
 from __future__ import annotations
 
+from datetime import timedelta
 from types import MappingProxyType
 
 # Task states, in the order a task usually meets them: blocked on its dependencies, then
@@ -54,11 +55,23 @@ MAX_DEPENDENCIES = 50
 DEFAULT_MAX_RETRIES = 3
 MAX_RETRIES_LIMIT = 100
 
+# A task's SLA target by priority when the creator gives no deadline: the deadline is
+# then the creation time plus this.
+SLA_TARGETS = MappingProxyType(
+    {
+        "P0": timedelta(hours=1),
+        "P1": timedelta(hours=4),
+        "P2": timedelta(hours=24),
+        "P3": timedelta(hours=72),
+    }
+)
+
 # Who asked for a task when the creator does not say.
 DEFAULT_SOURCE = "api"
-# A task's hash leaves out fields at these values, and trace_id when it is the task's
-# own id: every stored task would repeat them (Redis memory). records.task_record
-# restores them; scripts read a missing retry_count or max_retries as these.
+# A task's hash leaves out fields at these values, trace_id when it is the task's own id,
+# and sla when it is its priority's default (SLA_TARGETS from the creation time): every
+# stored task would repeat them (Redis memory). records.task_record restores them;
+# scripts read a missing retry_count or max_retries as these.
 UNSTORED_DEFAULTS = MappingProxyType(
     {
         "source": DEFAULT_SOURCE,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from app.domain.model import UNSTORED_DEFAULTS
+from app.domain.model import SLA_TARGETS, UNSTORED_DEFAULTS
 
 TASK_FIELDS = (
     "task_id",
@@ -75,14 +75,32 @@ def stamp_ms(ms: int) -> str:
     return stamp(datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000))
 
 
+def sla_target_text(target: timedelta) -> str:
+    """An SLA target as a task shows it: whole hours, `72h`."""
+    return f"{int(target.total_seconds() // 3600)}h"
+
+
+def default_sla(priority: str | None, created_at: str | None) -> dict | None:
+    """The SLA a task has when its creator gave none: its priority's target, due that
+    long after its creation (the create script's deadline, to the millisecond)."""
+    target = SLA_TARGETS.get(priority or "")
+    if target is None or not created_at:
+        return None
+    deadline = datetime.fromisoformat(created_at) + target
+    return {"target": sla_target_text(target), "deadline": stamp(deadline)}
+
+
 def task_record(raw: dict) -> dict:
     """A task as the API shows it: every field present, the ones not stored at their
-    default restored (model.UNSTORED_DEFAULTS), the others absent null."""
+    default restored (model.UNSTORED_DEFAULTS, trace_id, sla), the others absent null."""
     record = {}
     for name in TASK_FIELDS:
         value = raw.get(name, UNSTORED_DEFAULTS.get(name))
         if value is None and name == "trace_id":
             value = raw.get("task_id")
+        if value is None and name == "sla":
+            record[name] = default_sla(raw.get("priority"), raw.get("created_at"))
+            continue
         if value is not None and name in _JSON:
             value = json.loads(value)
         elif value is not None and name in _INT:

@@ -9,33 +9,31 @@ import base64
 import binascii
 import hashlib
 import json
-from datetime import timedelta
 
 from app.config import Settings
 from app.domain import routing
-from app.domain.model import DEFAULT_MAX_RETRIES, DEFAULT_SOURCE, UNSTORED_DEFAULTS
-from app.domain.records import stamp
+from app.domain.model import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_SOURCE,
+    SLA_TARGETS,
+    UNSTORED_DEFAULTS,
+)
+from app.domain.records import sla_target_text, stamp
 from app.errors import ValidationFailed
-
-# Default SLA by priority when the creator gives no deadline.
-SLA_TARGETS = {
-    "P0": timedelta(hours=1),
-    "P1": timedelta(hours=4),
-    "P2": timedelta(hours=24),
-    "P3": timedelta(hours=72),
-}
 
 
 def stored_fields(
     request: dict, task_id: str, principal: str, settings: Settings
 ) -> tuple[dict[str, str], int | None]:
     """The new task's hash fields, and the SLA target (ms) when the script must set the
-    deadline from the creation time (None when the request gave a deadline)."""
+    deadline from the creation time (None when the request gave a deadline, or gave no
+    SLA at all: the priority's default is not stored, and task_record restores it)."""
     sla = dict(request.get("sla") or {})
     if request.get("sla_deadline"):
         sla["deadline"] = request["sla_deadline"]
+    given = bool(sla)
     target = SLA_TARGETS[request["priority"]]
-    sla.setdefault("target", f"{int(target.total_seconds() // 3600)}h")
+    sla.setdefault("target", sla_target_text(target))
     deadline = sla.get("deadline")
     if deadline:
         sla["deadline"] = stamp(deadline)
@@ -54,12 +52,14 @@ def stored_fields(
     }
     if request.get("parent_task_id"):
         fields["parent_task_id"] = request["parent_task_id"]
+    if not given:
+        del fields["sla"]
     stored = {
         name: value
         for name, value in fields.items()
         if UNSTORED_DEFAULTS.get(name) != value and not (name == "trace_id" and value == task_id)
     }
-    return stored, None if deadline else int(target.total_seconds() * 1000)
+    return stored, None if deadline or not given else int(target.total_seconds() * 1000)
 
 
 def fingerprint(request: dict) -> str:
