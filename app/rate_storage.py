@@ -1,25 +1,30 @@
-"""The rate limiter's storage: one Redis round trip per limited request, O(1) per hit.
+"""The rate limiter's storage: no extra Redis round trip per limited request, O(1) per hit.
 
 Stock flask-limiter asks Redis twice per request: once to take a slot and once more,
 after the view, for the X-RateLimit-* headers. OneTripRedisStorage, a `limits` storage
 registered under its own URI scheme (the library's public extension point), takes the
-slot and reads the window in one script and hands that window to the header read. It
-runs on the app's own client, so it works on whatever topology REDIS_URL names. The
-strategy is limits' sliding-window counter: two counts per limit, kept in one record, so
-a hit costs the same whatever the limit (a moving window keeps one entry per request in
-the window).
+slot and reads the window in one script (lib.lua, rate_window) and hands that window to
+the header read; on the endpoints that reach Redis through one domain script, the hit
+rides on that script instead (rate_rider.py), so the request makes one round trip in
+all. It runs on the app's own client, so it works on whatever topology REDIS_URL names.
+The strategy is limits' sliding-window counter: two counts per limit, kept in one record,
+so a hit costs the same whatever the limit (a moving window keeps one entry per request
+in the window).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
+import orjson
 import redis
 from flask import current_app, g, has_request_context, request
 from limits.storage import RedisStorage, Storage
 
-from app import auth_failures
+from app import auth_failures, rate_rider
+from app.domain.lua_source import source
 from app.redis_client import REDIS_LOCATION
 from app.services import redis_breaker
 
@@ -38,44 +43,6 @@ REDIS_FREE_ENDPOINTS = frozenset(
     }
 )
 
-# KEYS[1] this limit's record, "<window>:<previous window's count>:<this window's count>"
-# (the current-window key limits would use; one hash slot: the prefix is the hash tag);
-# KEYS[2] (optional) the client address' failed-authentication counter
-# (app/auth_failures.py). ARGV: limit, expiry (s), cost, now (ms), failure limit.
-# Returns {acquired 0/1, previous count, its ttl, current count, its ttl} (ms), after the
-# hit, or {0, 0, 0, -1, 0} when the address is over its failure limit.
-# Windows are aligned to multiples of the expiry on the callers' clocks (NTP keeps them
-# within milliseconds; a window boundary only decides which count a hit joins), so a hit
-# is two commands: one MGET for the record and the failure counter, one SET when taken.
-# Guarantees: the slot is taken and the window read in one atomic step, in O(1) time and
-# memory whatever the limit; the weighting is limits' own sliding-window counter's.
-ACQUIRE_AND_READ = """
-local limit, expiry, cost = tonumber(ARGV[1]), tonumber(ARGV[2]) * 1000, tonumber(ARGV[3])
-local now = tonumber(ARGV[4])
-local values = redis.call('MGET', KEYS[1], KEYS[2] or KEYS[1])
-if KEYS[2] and tonumber(values[2] or '0') >= tonumber(ARGV[5]) then
-  return {0, 0, 0, -1, 0}
-end
-local window = math.floor(now / expiry)
-local elapsed = now - window * expiry
-local previous, current = 0, 0
-if values[1] then
-  local w, p, c = string.match(values[1], '^(%d+):(%d+):(%d+)$')
-  if tonumber(w) == window then
-    previous, current = tonumber(p), tonumber(c)
-  elseif tonumber(w) == window - 1 then
-    previous = tonumber(c)
-  end
-end
-local previous_ttl, current_ttl = expiry - elapsed, 2 * expiry - elapsed
-local acquired = 0
-if cost <= limit and math.floor(previous * previous_ttl / expiry) + current + cost <= limit then
-  current, acquired = current + cost, 1
-  redis.call('SET', KEYS[1], string.format('%d:%d:%d', window, previous, current),
-    'PX', current_ttl)
-end
-return {acquired, previous, previous_ttl, current, current_ttl}
-"""
 STORAGE_SCHEME = "orchestrator+redis"
 
 
@@ -101,28 +68,36 @@ class OneTripRedisStorage(RedisStorage):
         return self.prefixed_key(f"{{{key}}}")
 
     def initialize_storage(self, uri: str) -> None:
-        """Register the library's scripts and ours."""
+        """Register the library's scripts and ours (lua/rate_hit.lua: lib.lua's rate_window)."""
         super().initialize_storage(uri)
-        self.lua_acquire_and_read = self.get_connection().register_script(ACQUIRE_AND_READ)
+        self.lua_rate_hit = self.get_connection().register_script(source("rate_hit"))
 
     def acquire_sliding_window_entry(
         self, key: str, limit: int, expiry: int, amount: int = 1
     ) -> bool:
-        """Take `amount` if the weighted count allows; remember the window for this request."""
-        current_key = self._record_key(key)
+        """Take `amount` if the weighted count allows; remember the window for this request.
+
+        On a riding endpoint the hit waits for the view's script (rate_rider.py) and this
+        answers True at once: the script refuses the operation when the slot is not there.
+        """
+        hit = {
+            "record": self._record_key(key),
+            "limit": limit,
+            "expiry_ms": expiry * 1000,
+            "cost": amount,
+            "now": int(time.time() * 1000),
+        }
         failures = auth_failures.counter() if has_request_context() else None
-        keys, args = [current_key], [limit, expiry, amount, int(time.time() * 1000)]
         if failures:
-            keys.append(failures[0])
-            args.append(failures[1])
+            hit["failures"], hit["failure_limit"] = failures
+        return rate_rider.wait_for_a_script(hit) or self.take(hit)
+
+    def take(self, hit: dict) -> bool:
+        """One hit on its own: one round trip; True when the slot was taken."""
         try:
-            acquired, previous, previous_ttl, current, current_ttl = self.lua_acquire_and_read(
-                keys, args
-            )
-        except redis.OutOfMemoryError:
-            # A full Redis cannot record the slot. Refusing every request would also stop
-            # the reads and claims that drain it, so the request goes on uncounted.
-            return True
+            # The record routes the call: every key it touches shares its hash tag.
+            reply = self.lua_rate_hit(keys=[hit["record"]], args=["", json.dumps({"hit": hit})])
+            window = orjson.loads(reply)["rate"]
         except redis.RedisError as error:
             if not (has_request_context() and request.endpoint in REDIS_FREE_ENDPOINTS):
                 raise
@@ -135,14 +110,8 @@ class OneTripRedisStorage(RedisStorage):
                 type(error).__name__,
                 request.path,
             )
-            acquired, previous, previous_ttl, current, current_ttl = 1, 0, 0, 0, 0
-        if int(current) < 0:
-            g.auth_failures_blocked = True  # read by _breach_response
-            return False
-        if has_request_context():
-            window = (int(previous), previous_ttl / 1000, int(current), current_ttl / 1000)
-            g.setdefault("rate_windows", {})[current_key] = window
-        return bool(acquired)
+            window = [1, 0, 0, 0, 0]
+        return rate_rider.note_window(hit["record"], window)
 
     def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
         """The window acquire_sliding_window_entry read in this request, else from Redis."""
@@ -151,7 +120,12 @@ class OneTripRedisStorage(RedisStorage):
             cached = g.get("rate_windows", {}).get(current_key)
             if cached is not None:
                 return cached
-        # The record as ACQUIRE_AND_READ keeps it (limits' own reader expects two keys).
+            if rate_rider.hit_lost():
+                # Its script call failed, so the answer is a 503 without these headers
+                # (ratelimit.py); asking Redis again would only wait out another timeout.
+                return 0, 0.0, 0, 0.0
+        # The record as lib.lua's rate_window keeps it (limits' own reader expects two
+        # keys).
         expiry_ms, now = expiry * 1000, int(time.time() * 1000)
         window, elapsed = divmod(now, expiry_ms)
         previous = current = 0

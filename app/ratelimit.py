@@ -9,16 +9,19 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+from functools import partial
 
+import redis
 from flask import Flask, current_app, g, request
 from flask_limiter import Limiter, RateLimitExceeded
 
-from app import auth_failures, metrics
+from app import auth_failures, metrics, rate_rider
 from app.auth import authenticate, session_subject
 from app.config import Settings
 from app.domain.keys import Keys
 from app.errors import Unauthorized, error_response
 from app.rate_budgets import attach_budgets
+from app.rate_rider import RideRefused
 from app.rate_storage import REDIS_FREE_ENDPOINTS, STORAGE_SCHEME
 from app.services import current_settings, redis_breaker, redis_client
 
@@ -132,9 +135,30 @@ def _refused(error: RateLimitExceeded):
     return error_response(429, f"Rate limit exceeded: {error.description}")
 
 
+def _refused_after_all(limiter: Limiter):
+    """The 429 for a hit refused after flask-limiter let the request in (rate_rider.py):
+    the same answer as _refused gives, for the limit the request spent."""
+    metrics.rate_limited(request.blueprint)
+    return _breach_response(limiter.current_limit)
+
+
+def _take_unused_hit(limiter: Limiter, response):
+    """A riding hit that no script call carried is taken now; refused, the view's answer
+    (which changed nothing: it never reached Redis) becomes the 429."""
+    hit = rate_rider.unused_hit()
+    if hit is None:
+        return response
+    try:
+        taken = limiter.storage.take(hit)
+    except redis.RedisError:
+        return response  # Redis is away: uncounted, as the view's own answer says if it must
+    return response if taken else _refused_after_all(limiter)
+
+
 def _retry_after_only_when_refused(response):
-    if g.get("auth_failures_blocked"):
-        # Exactly the answer a bad credential gets from auth_failures: nothing to compare.
+    if g.get("auth_failures_blocked") or (response.status_code == 503 and rate_rider.hit_lost()):
+        # Exactly the answer a bad credential gets from auth_failures: nothing to compare;
+        # or a hit that never reached Redis: no window to show.
         for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
             response.headers.pop(name, None)
     if response.status_code not in (429, 503):
@@ -186,4 +210,8 @@ def init_app(app: Flask, settings: Settings) -> None:
     # on a 200 tells a client to back off for no reason.
     app.after_request(_retry_after_only_when_refused)
     app.register_error_handler(RateLimitExceeded, _refused)
+    app.register_error_handler(RideRefused, lambda _error: _refused_after_all(limiter))
     limiter.init_app(app)
+    # After the limiter's own after_request, so it runs before it: a hit left for a
+    # script the view never called is taken before the X-RateLimit-* headers are read.
+    app.after_request(partial(_take_unused_hit, limiter))

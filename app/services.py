@@ -18,6 +18,7 @@ from app.domain.scripts import Scripts
 from app.domain.stats import StatsReader
 from app.domain.tasks import TaskStore
 from app.domain.webhooks import WebhookStore
+from app.rate_rider import RateRider
 from app.redis_client import REDIS_LOCATION, Breaker, make_redis, redis_location
 
 SETTINGS = "orchestrator.settings"
@@ -30,7 +31,7 @@ class Services:
     """The domain services of one app, sharing its scripts and Redis client."""
 
     def __init__(self, client: redis.Redis, settings: Settings):
-        scripts = Scripts(client, settings)
+        scripts = Scripts(client, settings, rider=RateRider())
         self.tasks = TaskStore(scripts, settings)
         self.approvals = ApprovalGate(scripts, settings)
         self.events = EventBus(scripts)

@@ -63,7 +63,7 @@ def test_no_script_uses_a_name_whose_definition_it_left_out(name):
     defined_here = {a or b for a, b in DEFINED.findall(text)}
     used = set(re.findall(r"[A-Za-z_]\w*", re.sub(r"--[^\n]*", "", text)))
     assert (defined_in_whole - defined_here) & used == set()
-    assert text.endswith("return finish(main())")
+    assert text.endswith("return finish(ride(main))")
 
 
 def test_scripts_leave_out_what_they_do_not_reach():

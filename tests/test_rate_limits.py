@@ -10,7 +10,7 @@ import requests
 
 from harness import LiveServer
 from tests.conftest import HEADERS
-from tests.helpers import redis_keys
+from tests.helpers import PLAIN_TASK, redis_keys
 
 RATE_VARIABLES = ("TASKS", "READS", "AGENT_OPS", "EVENTS", "APPROVALS", "STATS", "DEFAULT")
 USER = HEADERS["user"]
@@ -111,6 +111,7 @@ def test_redis_down_is_503_not_500(make_app, own_redis):
     for response in (client.get("/tasks", headers=USER), client.get("/stats")):
         assert response.status_code == 503
         assert response.json == {"detail": "Redis unavailable"}
+        assert "X-RateLimit-Remaining" not in response.headers  # no window was read
     health = client.get("/health")
     assert health.status_code == 503 and health.json["redis"] == "disconnected"
 
@@ -238,6 +239,32 @@ def test_the_limiter_costs_one_redis_round_trip(make_app, own_redis):
     assert stats["cmdstat_evalsha"]["calls"] == 1
 
 
+def test_a_hit_rides_on_the_operations_script_one_round_trip_in_all(make_app, own_redis):
+    """GET /tasks/<id>: the limiter's slot and the read in one script call."""
+    client = make_app(redis_url=own_redis.url, **limits(READS="5")).test_client()
+    task_id = client.post("/tasks", json=PLAIN_TASK, headers=AGENT).json["task_id"]
+    client.get(f"/tasks/{task_id}", headers=USER)  # loads the script once
+    redis = own_redis.client()
+    redis.config_resetstat()
+    response = client.get(f"/tasks/{task_id}", headers=USER)
+    assert response.status_code == 200 and response.json["task"]["task_id"] == task_id
+    assert response.headers["X-RateLimit-Limit"] == "5"
+    assert response.headers["X-RateLimit-Remaining"] == "3"
+    stats = redis.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 1
+    assert stats["cmdstat_mget"]["calls"] == 1  # the limiter's read, inside that one call
+
+
+def test_a_refused_request_changes_nothing_though_its_hit_rode_on_the_script(make_app, own_redis):
+    app = make_app(redis_url=own_redis.url, **limits(TASKS="1"))
+    client, redis, keys = app.test_client(), own_redis.client(), redis_keys(app)
+    assert client.post("/tasks", json=PLAIN_TASK, headers=AGENT).status_code == 201
+    before = (redis.get(keys.name("seq")), redis.xlen(keys.name("events")), redis.dbsize())
+    assert_refused(client.post("/tasks", json=PLAIN_TASK, headers=AGENT), 1)
+    after = (redis.get(keys.name("seq")), redis.xlen(keys.name("events")), redis.dbsize())
+    assert after == before == ("1", 2, before[2])
+
+
 # --- budgets split by what the call does ---------------------------------------------------
 
 
@@ -324,7 +351,7 @@ def test_the_refused_hit_is_not_counted(make_app, own_redis):
 
 
 def test_the_state_per_principal_stays_constant_whatever_the_limit(own_redis):
-    from limits import RateLimitItemPerMinute
+    from limits import RateLimitItemPerDay
     from limits.strategies import SlidingWindowCounterRateLimiter
 
     from app.rate_storage import OneTripRedisStorage
@@ -332,7 +359,8 @@ def test_the_state_per_principal_stays_constant_whatever_the_limit(own_redis):
     redis = own_redis.client()
     storage = OneTripRedisStorage("orchestrator+redis://", redis, key_prefix="{t}:rate_limits")
     limiter = SlidingWindowCounterRateLimiter(storage)
-    item = RateLimitItemPerMinute(100_000)
+    # Per day: 5,000 hits never straddle two windows (per minute they could).
+    item = RateLimitItemPerDay(100_000)
     assert all(limiter.hit(item, "principal:apikey:busy") for _ in range(5_000))
     names = list(redis.scan_iter("*"))
     assert len(names) == 1  # one record: this window's count and the previous one's

@@ -98,7 +98,7 @@ def _reached(prelude: str, body: str) -> str:
         names = ",".join(filter(None, match.groups())) if match else ""
         defined.append({name.strip() for name in names.split(",") if name.strip()})
     uses = [set(_NAME.findall(_COMMENT.sub("", text))) for text in statements]
-    wanted, kept = set(_NAME.findall(_COMMENT.sub("", body))) | {"finish"}, set()
+    wanted, kept = set(_NAME.findall(_COMMENT.sub("", body))) | {"finish", "ride"}, set()
     while True:
         new = {i for i, names in enumerate(defined) if i not in kept and names & wanted}
         new |= {i for i, names in enumerate(defined) if not names} - kept  # side effects
@@ -129,9 +129,16 @@ def _source(name: str, settings_json: str) -> str:
 def _script(name: str) -> str:
     """A script's text with an empty CFG (finding what it reaches takes ~3 ms)."""
     prelude = constants() + "\n" + (LUA_DIR / "lib.lua").read_text()
-    # The body runs as a function so that whatever it returns, the writes the prelude
-    # defers to the end of the call (each task's event index: one RPUSH per task) happen.
+    # The body runs as a function so that a rate-limit hit can ride in front of it
+    # (lib.lua, ride) and whatever it returns, the writes the prelude defers to the end of
+    # the call (each task's event index: one RPUSH per task) happen.
     body = (LUA_DIR / f"{name}.lua").read_text()
     return "\n".join(
-        (_reached(prelude, body), "local function main()", body, "end", "return finish(main())")
+        (
+            _reached(prelude, body),
+            "local function main()",
+            body,
+            "end",
+            "return finish(ride(main))",
+        )
     )

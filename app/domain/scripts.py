@@ -19,6 +19,7 @@ import redis
 from app.config import Settings
 from app.domain import keys
 from app.domain.lua_source import NAMES, source
+from app.domain.rider import Rider
 from app.domain.webhook_scripts import WebhookScripts
 from app.errors import Unavailable
 
@@ -56,8 +57,9 @@ def rows(value) -> list:
 class Scripts(WebhookScripts):
     """The scripts registered on one Redis client; see each lua/<name>.lua for its contract."""
 
-    def __init__(self, client: redis.Redis, settings: Settings):
+    def __init__(self, client: redis.Redis, settings: Settings, rider: Rider | None = None):
         self._client = client
+        self._rider = rider
         settings_cfg = {
             "task_ttl": settings.task_ttl,
             "approval_timeout": settings.approval_timeout,
@@ -82,19 +84,25 @@ class Scripts(WebhookScripts):
         return {script.sha: name for name, script in self._scripts.items()}
 
     def _call(self, name: str, args: dict) -> dict:
-        """Run one script in one round trip (EVALSHA; loaded on first NOSCRIPT).
-
-        `args` is the calling method's locals(): its keyword parameters are the script's
-        argument names (A.<name>), so each name is written once.
-        """
+        """Run one script in one round trip (EVALSHA; loaded on first NOSCRIPT), with the
+        request's rate-limit hit when one waits (lib.lua, ride: taken first). `args` is
+        the calling method's locals(): its keyword parameters are the script's argument
+        names (A.<name>), so each name is written once."""
         # None is left out, never sent as null: cjson.null is truthy in Lua, nil is not.
         named = {k: v for k, v in args.items() if k != "self" and v is not None}
+        if hit := self._rider.take() if self._rider else None:
+            named["rate"] = hit
         argv = [self._prefix, json.dumps(named, ensure_ascii=False)]
         # Replies are cjson's: shallow objects (stored JSON comes back as strings), no
         # integer past 14 digits. orjson reads them into the same values, faster.
         if self._replicas and name in WRITES:
-            return orjson.loads(self._confirmed(self._scripts[name], argv))
-        return orjson.loads(self._scripts[name](keys=self._route, args=argv))
+            reply = self._confirmed(self._scripts[name], argv)
+        else:
+            reply = self._scripts[name](keys=self._route, args=argv)
+        if hit:
+            reply, *window = reply
+            self._rider.landed(hit, window)  # raises when the hit was refused
+        return orjson.loads(reply)
 
     def queue(self, pipe: redis.client.Pipeline, name: str, **named) -> None:
         """Queue one script call on `pipe` (bulk loading, e.g. `make bench-scale`): the
@@ -102,7 +110,7 @@ class Scripts(WebhookScripts):
         argv = [self._prefix, json.dumps({k: v for k, v in named.items() if v is not None})]
         self._scripts[name](keys=self._route, args=argv, client=pipe)
 
-    def _confirmed(self, script, argv: list) -> str:
+    def _confirmed(self, script, argv: list) -> str | list:
         """Run a write script, then WAIT on the same connection for the replicas.
 
         WAIT counts the replicas that have this connection's last write, so both go in

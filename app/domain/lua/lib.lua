@@ -129,6 +129,57 @@ local function finish(reply)
   return reply
 end
 
+-- The rate limiter's sliding-window counter (limits' algorithm; app/rate_storage.py and
+-- app/rate_rider.py send it). r = {record, limit, expiry_ms, cost, now (the caller's
+-- ms), failures (optional: the address' failed-authentication counter), failure_limit}.
+-- The record is "<window>:<previous window's count>:<this window's count>", one key per
+-- limit and principal; windows are aligned to multiples of the expiry on the callers'
+-- clocks (a boundary only decides which count a hit joins). Returns {taken 0/1,
+-- previous count, its ttl, current count, its ttl} (ms) after the hit, or
+-- {0, 0, 0, -1, 0} when the address is over its failure limit. O(1) in time and memory
+-- whatever the limit: one MGET, and one SET when taken. A full Redis cannot record the
+-- slot: the SET is best-effort, and the request goes on uncounted rather than refused
+-- (refusing would also stop the reads and claims that drain it).
+local function rate_window(r)
+  local values = redis.call('MGET', r.record, r.failures or r.record)
+  if r.failures and tonumber(values[2] or '0') >= r.failure_limit then
+    return {0, 0, 0, -1, 0}
+  end
+  local expiry, cost, limit = r.expiry_ms, r.cost, r.limit
+  local window = math.floor(r.now / expiry)
+  local elapsed = r.now - window * expiry
+  local previous, current = 0, 0
+  if values[1] then
+    local w, p, c = string.match(values[1], '^(%d+):(%d+):(%d+)$')
+    if tonumber(w) == window then
+      previous, current = tonumber(p), tonumber(c)
+    elseif tonumber(w) == window - 1 then
+      previous = tonumber(c)
+    end
+  end
+  local previous_ttl, current_ttl = expiry - elapsed, 2 * expiry - elapsed
+  local taken = 0
+  if cost <= limit and math.floor(previous * previous_ttl / expiry) + current + cost <= limit then
+    current, taken = current + cost, 1
+    redis.pcall('SET', r.record, string.format('%d:%d:%d', window, previous, current),
+      'PX', current_ttl)
+  end
+  return {taken, previous, previous_ttl, current, current_ttl}
+end
+
+-- Every call runs as finish(ride(main)) (lua_source.py). A.rate, when given, is the
+-- request's rate-limit hit riding on its operation (app/rate_rider.py): taken first, in
+-- the same atomic step, so a limited request costs one round trip, and a refused one
+-- stops here, before anything changes. The answer is then {reply, the window's five
+-- numbers} (for the X-RateLimit-* headers), the reply as it would have been: neither
+-- copied nor decoded again.
+local function ride(main)
+  if not A.rate then return main() end
+  local window = rate_window(A.rate)
+  local reply = window[1] == 0 and '{"outcome":"rate_limited"}' or main()
+  return {reply, unpack(window)}
+end
+
 -- The service's own event about `task`; its payload always names the task. Left out of
 -- `data` (see emit_raw): who published it and its metadata (always the service, always
 -- empty), the payload's task_id, trace_id when it is the task's id, priority when it is
