@@ -89,17 +89,20 @@ def init_app(app: Flask, settings: Settings) -> None:
         )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     # `*` (refused in production) opens the API to every origin, so it answers a plain
-    # `*` without credentials; listed origins are echoed back, with credentials.
+    # `*` without credentials; listed origins are echoed back, with credentials. With no
+    # origin listed (the default) flask-cors would add nothing to any answer, yet its
+    # after_request would still run on every request: it is not installed.
     public = "*" in settings.cors_origins
-    CORS(
-        app,
-        origins="*" if public else [origin_pattern(o) for o in settings.cors_origins],
-        supports_credentials=not public,
-        send_wildcard=public,
-        allow_headers=ALLOWED_HEADERS,
-        expose_headers=EXPOSED_HEADERS,
-        max_age=600,
-    )
+    if settings.cors_origins:
+        CORS(
+            app,
+            origins="*" if public else [origin_pattern(o) for o in settings.cors_origins],
+            supports_credentials=not public,
+            send_wildcard=public,
+            allow_headers=ALLOWED_HEADERS,
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        )
 
     @app.before_request
     def refuse_large_bodies():

@@ -516,6 +516,18 @@ def test_cors_echoes_only_configured_origins(cors_api, origin, allowed):
     }
 
 
+def test_no_origin_listed_means_no_cross_origin_access(client):
+    """The default: not one CORS header, for a request or a preflight from any origin."""
+    origin = {"Origin": "https://console.acme.io"}
+    response = client.get("/tasks", headers={**origin, "X-API-Key": API_KEYS["user"]})
+    assert response.status_code == 200 and cors_headers(response) == {}
+    preflight = client.options(
+        "/tasks", headers={**origin, "Access-Control-Request-Method": "POST"}
+    )
+    assert preflight.status_code == 200 and cors_headers(preflight) == {}
+    assert "origin" not in header_set(preflight.headers.get("Vary", ""))
+
+
 PREFLIGHT_HEADERS = "Authorization, X-API-Key, Idempotency-Key, X-Request-ID, Content-Type"
 
 
