@@ -162,6 +162,17 @@ def test_the_default_sla_is_not_stored_but_shown_from_priority_and_creation(app,
     )
 
 
+def test_a_default_sla_deadline_crosses_days_and_years_on_the_redis_clock():
+    from app.domain.records import default_sla
+
+    assert default_sla("P0", "2026-12-31T23:30:00.250Z") == {
+        "target": "1h",
+        "deadline": "2027-01-01T00:30:00.250Z",
+    }
+    assert default_sla("P3", "2028-02-27T12:00:00.000Z")["deadline"] == "2028-03-01T12:00:00.000Z"
+    assert default_sla(None, "2026-12-31T23:30:00.250Z") is None  # a partial hash
+
+
 def test_a_task_stores_its_id_only_in_its_key_and_reads_older_hashes_alike(app, api):
     """The id is the key's: the hash does not repeat it (36 bytes a task), every answer
     still carries it, and a hash an older release wrote with the id inside reads alike."""

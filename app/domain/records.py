@@ -80,14 +80,20 @@ def sla_target_text(target: timedelta) -> str:
     return f"{int(target.total_seconds() // 3600)}h"
 
 
+_TARGET_TEXTS = {priority: sla_target_text(target) for priority, target in SLA_TARGETS.items()}
+
+
 def default_sla(priority: str | None, created_at: str | None) -> dict | None:
     """The SLA a task has when its creator gave none: its priority's target, due that
     long after its creation (the create script's deadline, to the millisecond)."""
     target = SLA_TARGETS.get(priority or "")
     if target is None or not created_at:
         return None
-    deadline = datetime.fromisoformat(created_at) + target
-    return {"target": sla_target_text(target), "deadline": stamp(deadline)}
+    # Every stored time is stamp()'s UTC `...Z`: read and written as such, it costs half
+    # of a time-zone-aware round trip, once per task shown.
+    naive_utc = datetime.fromisoformat(created_at.removesuffix("Z"))
+    deadline = (naive_utc + target).isoformat(timespec="milliseconds") + "Z"
+    return {"target": _TARGET_TEXTS[priority], "deadline": deadline}
 
 
 def task_record(raw: dict) -> dict:
