@@ -11,7 +11,10 @@ Redis runs on the same cores as the workers.
 
 `--against DIR` runs the same scenarios on another checkout (e.g. `git archive <base>`
 unpacked in DIR), alternating fresh interpreters between the two trees, and prints both
-medians side by side: compare only numbers measured in the same run.
+medians side by side: compare only numbers measured in the same run. `--with NAME=VALUE`
+(repeatable) also measures this tree with those settings on top of bench's, in the same
+alternation: e.g. `--with ORCHESTRATOR_RATE_LIMIT_EXEMPT=apikey:bench` shows what the
+rate limiter costs a request.
 `--profile SCENARIO` writes a cProfile of that scenario instead (bench/results/).
 """
 
@@ -94,6 +97,7 @@ def _call(app, environ: dict, body: bytes) -> str:
 
 
 CALLGRIND_VAR = "PERCALL_CALLGRIND_OUT"
+SETTINGS_VAR = "PERCALL_SETTINGS"  # --with: JSON of the settings on top of bench's
 
 
 def measure(requests: int, only: tuple[str, ...], profile: str | None) -> dict[str, float]:
@@ -108,7 +112,7 @@ def measure(requests: int, only: tuple[str, ...], profile: str | None) -> dict[s
     redis_dir = Path(tempfile.mkdtemp(prefix="percall-redis-"))
     redis_server = RedisServer(redis_dir).start()
     try:
-        env = service_env(redis_server.url)
+        env = {**service_env(redis_server.url), **json.loads(os.environ.get(SETTINGS_VAR, "{}"))}
         app = create_app(env)
         warmup = max(20, requests // 10)
         if "claim" in only:
@@ -160,7 +164,7 @@ def measure(requests: int, only: tuple[str, ...], profile: str | None) -> dict[s
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
-def _child(tree: Path, args) -> dict[str, float]:
+def _child(tree: Path, args, settings: dict[str, str]) -> dict[str, float]:
     """One measurement in a fresh interpreter, importing the app from `tree`."""
     # The tree's app, harness and bench.run; this file loaded by path (an older tree
     # has no bench/percall.py).
@@ -170,7 +174,7 @@ def _child(tree: Path, args) -> dict[str, float]:
         "print(json.dumps(measure(int(sys.argv[3]), tuple(sys.argv[4].split(',')), None)))"
     )
     command = [sys.executable, "-c", code, str(tree), __file__, str(args.requests), args.only]
-    env = dict(os.environ)
+    env = {**os.environ, SETTINGS_VAR: json.dumps(settings)}
     if args.callgrind:
         out_dir = Path(tempfile.mkdtemp(prefix="percall-callgrind-"))
         env[CALLGRIND_VAR] = str(out_dir / "callgrind.out")
@@ -193,6 +197,14 @@ def main() -> int:
     parser.add_argument("--against", type=Path, help="another checkout to compare with")
     parser.add_argument("--profile", choices=SCENARIOS, help="cProfile one scenario")
     parser.add_argument(
+        "--with",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="also measure this tree with these settings (repeatable)",
+    )
+    parser.add_argument(
         "--callgrind", action="store_true", help="count instructions (thousands) under callgrind"
     )
     args = parser.parse_args()
@@ -200,19 +212,25 @@ def main() -> int:
     if args.profile:
         print(json.dumps(measure(args.requests, (args.profile,), args.profile)))
         return 0
-    trees = {"this": HERE, **({"against": args.against.resolve()} if args.against else {})}
+    trees = {"this": (HERE, {})}
+    if args.settings:
+        trees["with"] = (HERE, dict(setting.split("=", 1) for setting in args.settings))
+        print(f"with: {' '.join(args.settings)}")
+    if args.against:
+        trees["against"] = (args.against.resolve(), {})
     if not args.callgrind:  # under callgrind the slowed client inflates Redis' idle CPU
         only = (*only, *(f"{name} (redis µs)" for name in only))
     samples: dict[str, dict[str, list[float]]] = {t: {s: [] for s in only} for t in trees}
     for _ in range(args.rounds):
-        for label, tree in trees.items():  # alternating: drift hits both alike
-            for name, value in _child(tree, args).items():
+        for label, (tree, settings) in trees.items():  # alternating: drift hits all alike
+            for name, value in _child(tree, args, settings).items():
                 if name in samples[label]:  # Redis' CPU is not asked for under callgrind
                     samples[label][name].append(value)
     header = f"{'scenario':20}" + "".join(f"{label:>22}" for label in trees)
     unit = "thousand instructions" if args.callgrind else "µs of CPU"
     print(f"{unit} per request, median of {args.rounds} rounds x {args.requests}")
-    print(header + ("       ratio" if args.against else ""))
+    others = [label for label in trees if label != "this"]
+    print(header + "".join(f"{'this/' + label:>14}" for label in others))
     for name in only:
         medians = [statistics.median(samples[label][name]) for label in trees]
         spread = [
@@ -220,8 +238,7 @@ def main() -> int:
             for m, t in zip(medians, trees, strict=True)
         ]
         line = f"{name:20}" + "".join(f"{s:>22}" for s in spread)
-        if args.against:
-            line += f"{medians[0] / medians[1]:12.2f}"
+        line += "".join(f"{medians[0] / m:14.2f}" for m in medians[1:])
         print(line)
     return 0
 
