@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 
 import pytest
 import requests
@@ -263,6 +264,22 @@ def test_a_refused_request_changes_nothing_though_its_hit_rode_on_the_script(mak
     assert_refused(client.post("/tasks", json=PLAIN_TASK, headers=AGENT), 1)
     after = (redis.get(keys.name("seq")), redis.xlen(keys.name("events")), redis.dbsize())
     assert after == before == ("1", 2, before[2])
+
+
+def test_a_blocked_address_is_refused_alike_where_its_hit_rides(make_app, own_redis):
+    """Over its failed-authentication limit, an address gets the same 429 with a valid
+    key, whether the refusal comes from the limiter's own call (a garbage id: no script)
+    or from the script the hit rode on (a well-formed id)."""
+    client = make_app(redis_url=own_redis.url, ORCHESTRATOR_RATE_LIMIT_AUTH_FAILURES="2")
+    client = client.test_client()
+    guesses = [client.get("/tasks", headers={"X-API-Key": f"guess-{n:020d}"}) for n in range(3)]
+    assert [r.status_code for r in guesses] == [401, 401, 429]
+    riding = client.get(f"/tasks/{uuid.uuid4()}", headers=USER)
+    alone = client.get("/tasks/not-a-task-id", headers=USER)
+    for refused in (riding, alone):
+        assert refused.status_code == 429 and refused.json == guesses[-1].json
+        assert not [name for name in refused.headers.keys() if name.startswith("X-RateLimit")]
+        assert int(refused.headers["Retry-After"]) > 0
 
 
 # --- budgets split by what the call does ---------------------------------------------------
