@@ -206,6 +206,13 @@ def handle_unexpected(error: BaseException):
 
 def handle_api_error(error: ApiError):
     """A domain exception as its JSON error response."""
+    if isinstance(error.__cause__, REDIS_UNAVAILABLE):  # e.g. a write Redis did not answer
+        log.warning(
+            "redis unavailable at %s: %s (%s)",
+            current_app.extensions.get(REDIS_LOCATION, "?"),
+            type(error.__cause__).__name__,
+            error.detail,
+        )
     return error_response(
         error.status, error.detail, errors=error.errors, extra=error.extra, headers=error.headers
     )

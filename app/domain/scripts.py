@@ -27,25 +27,19 @@ from app.errors import Unavailable
 # which the next call after a fail-over settles again, or rebuild indexes (the reindex
 # command, which can be run again), so they never wait for replicas.
 WRITES = frozenset(
-    {
-        "create_task",
-        "claim_task",
-        "heartbeat_task",
-        "set_task_status",
-        "decide_approval",
-        "publish_event",
-        "sweep",
-        "create_webhook",
-        "delete_webhook",
-        "retry_delivery",
-        "spend_link",
-        "retry_task",
-        "redrive_tasks",
-    }
+    {"create_task", "claim_task", "heartbeat_task", "set_task_status", "decide_approval"}
+    | {"publish_event", "sweep", "create_webhook", "delete_webhook", "retry_delivery"}
+    | {"spend_link", "retry_task", "redrive_tasks"}
 )
 UNCONFIRMED = (
     "Redis replicas did not confirm the write in time; it may be lost in a fail-over. "
     "Retrying with the same Idempotency-Key is safe"
+)
+# A write sent to a Redis that then did not answer (frozen, overloaded) may still run
+# when it resumes: unlike a refused connection, its outcome is unknown.
+MAYBE_APPLIED = (
+    "Redis did not answer in time; the change may still be applied. "
+    "Retrying a create with the same Idempotency-Key is safe"
 )
 
 
@@ -95,10 +89,15 @@ class Scripts(WebhookScripts):
         argv = [self._prefix, json.dumps(named, ensure_ascii=False)]
         # Replies are cjson's: shallow objects (stored JSON comes back as strings), no
         # integer past 14 digits. orjson reads them into the same values, faster.
-        if self._replicas and name in WRITES:
-            reply = self._confirmed(self._scripts[name], argv)
-        else:
-            reply = self._scripts[name](keys=self._route, args=argv)
+        try:
+            if self._replicas and name in WRITES:
+                reply = self._confirmed(self._scripts[name], argv)
+            else:
+                reply = self._scripts[name](keys=self._route, args=argv)
+        except redis.TimeoutError as error:
+            if name in WRITES:
+                raise Unavailable(MAYBE_APPLIED, headers={"Retry-After": "5"}) from error
+            raise
         if hit:
             reply, *window = reply
             self._rider.landed(hit, window)  # raises when the hit was refused
