@@ -177,6 +177,11 @@ def is_out_of_memory(error: BaseException) -> bool:
     )
 
 
+def _warn_redis_unavailable(what: str) -> None:
+    location = current_app.extensions.get(REDIS_LOCATION, "?")
+    log.warning("redis unavailable at %s: %s", location, what)
+
+
 def handle_unexpected(error: BaseException):
     """Redis trouble is 503; anything else a bare 500 — never a traceback in the body."""
     if is_out_of_memory(error):
@@ -187,11 +192,7 @@ def handle_unexpected(error: BaseException):
     if isinstance(error, REDIS_UNAVAILABLE) or isinstance(
         getattr(error, "__cause__", None), REDIS_UNAVAILABLE
     ):
-        log.warning(
-            "redis unavailable at %s: %s",
-            current_app.extensions.get(REDIS_LOCATION, "?"),
-            type(error).__name__,
-        )
+        _warn_redis_unavailable(type(error).__name__)
         return error_response(503, "Redis unavailable", headers={"Retry-After": "5"})
     if isinstance(error, ApiError):
         return handle_api_error(error)
@@ -207,12 +208,7 @@ def handle_unexpected(error: BaseException):
 def handle_api_error(error: ApiError):
     """A domain exception as its JSON error response."""
     if isinstance(error.__cause__, REDIS_UNAVAILABLE):  # e.g. a write Redis did not answer
-        log.warning(
-            "redis unavailable at %s: %s (%s)",
-            current_app.extensions.get(REDIS_LOCATION, "?"),
-            type(error.__cause__).__name__,
-            error.detail,
-        )
+        _warn_redis_unavailable(f"{type(error.__cause__).__name__} ({error.detail})")
     return error_response(
         error.status, error.detail, errors=error.errors, extra=error.extra, headers=error.headers
     )

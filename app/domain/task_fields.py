@@ -31,12 +31,6 @@ def stored_fields(
     sla = dict(request.get("sla") or {})
     if request.get("sla_deadline"):
         sla["deadline"] = request["sla_deadline"]
-    given = bool(sla)
-    target = SLA_TARGETS[request["priority"]]
-    sla.setdefault("target", sla_target_text(target))
-    deadline = sla.get("deadline")
-    if deadline:
-        sla["deadline"] = stamp(deadline)
     fields = {
         "task_id": task_id,
         "type": request["type"],
@@ -47,19 +41,25 @@ def stored_fields(
         "trace_id": request.get("trace_id") or task_id,
         "assigned_to": routing.route(request["type"], settings),
         "created_by": principal,
-        "sla": json.dumps(sla),
         "max_retries": str(request.get("max_retries", DEFAULT_MAX_RETRIES)),
     }
     if request.get("parent_task_id"):
         fields["parent_task_id"] = request["parent_task_id"]
-    if not given:
-        del fields["sla"]
+    target_ms = None
+    if sla:  # none given: the priority's default, not stored
+        target = SLA_TARGETS[request["priority"]]
+        sla.setdefault("target", sla_target_text(target))
+        if sla.get("deadline"):
+            sla["deadline"] = stamp(sla["deadline"])
+        else:
+            target_ms = int(target.total_seconds() * 1000)
+        fields["sla"] = json.dumps(sla)
     stored = {
         name: value
         for name, value in fields.items()
         if UNSTORED_DEFAULTS.get(name) != value and not (name == "trace_id" and value == task_id)
     }
-    return stored, None if deadline or not given else int(target.total_seconds() * 1000)
+    return stored, target_ms
 
 
 def fingerprint(request: dict) -> str:
