@@ -17,6 +17,7 @@ from app import metrics
 from app.config import Settings
 from app.domain.model import ROLE_RANK, ROLES
 from app.errors import Forbidden, Unauthorized
+from app.schemas.auth import TOKEN_TYPE
 from app.schemas.common import error_doc
 from app.services import current_settings
 
@@ -221,7 +222,7 @@ def issue_token(sub: str, role: str, settings: Settings, minted_by: Principal | 
     token = create_access_token(identity=sub, additional_claims=claims, expires_delta=expires)
     return {
         "access_token": token,
-        "token_type": "bearer",
+        "token_type": TOKEN_TYPE,
         "expires_in": settings.jwt_expires,
         "role": role,
         "sub": sub,

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from app.docs import STATIC
-from app.domain.model import DEFAULT_ROUTES
+from app.domain.model import DEFAULT_ROUTES, PRIORITIES, ROLES
+from app.schemas.auth import TOKEN_TYPE
 from tests.helpers import CHROMIUM_FLAGS, chromium
 
 # Every endpoint (README.md, API in one table), as (method, OpenAPI path).
@@ -98,6 +99,30 @@ def test_create_schema_lists_the_fifteen_task_types(spec):
         t for t in DEFAULT_ROUTES if t in task_type.get("description", "")
     }
     assert documented == set(DEFAULT_ROUTES) and len(documented) == 15
+
+
+@pytest.mark.parametrize(
+    ("schema", "field", "values"),
+    [
+        ("Task", "priority", list(PRIORITIES)),
+        ("Approval", "priority", [*PRIORITIES, None]),
+        ("Token", "role", list(ROLES)),
+        ("Token", "token_type", [TOKEN_TYPE]),
+    ],
+)
+def test_answers_document_the_values_a_field_can_take(spec, schema, field, values):
+    """A client generated from the spec gets an enum wherever the service only ever
+    answers one of a fixed set of values."""
+    assert spec["components"]["schemas"][schema]["properties"][field]["enum"] == values
+
+
+def test_delivery_answers_document_their_number_ranges(spec):
+    props = spec["components"]["schemas"]["Delivery"]["properties"]
+    assert props["attempts"]["minimum"] == 0
+    assert (props["last_status_code"]["minimum"], props["last_status_code"]["maximum"]) == (
+        100,
+        599,
+    )
 
 
 def local_assets(html: str) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.domain.model import APPROVAL_STATUSES
+from app.domain.model import APPROVAL_STATUSES, PRIORITIES
 from app.schemas.common import (
     APPROVAL_ID_EXAMPLE,
     TASK_ID_EXAMPLE,
@@ -34,7 +34,7 @@ class ApprovalSchema(Schema):
     approval_id = fields.String(required=True)
     task_id = fields.String(required=True)
     task_type = fields.String(allow_none=True)
-    priority = fields.String(allow_none=True)
+    priority = fields.String(allow_none=True, validate=validate.OneOf(PRIORITIES))
     reason = fields.String(allow_none=True)
     status = fields.String(required=True, validate=validate.OneOf(APPROVAL_STATUSES))
     requested_by = fields.String(allow_none=True)

@@ -7,6 +7,9 @@ from marshmallow import fields, validate
 from app.domain.model import ROLES
 from app.schemas.common import Schema, StrictSchema, describe
 
+# What every issued token is (RFC 6750); app/auth.py writes it into the answer.
+TOKEN_TYPE = "bearer"  # noqa: S105 (a scheme name, not a secret)
+
 
 class TokenRequestSchema(StrictSchema):
     """Which principal and role the token names; defaults to the caller's own."""
@@ -25,9 +28,9 @@ class TokenSchema(Schema):
     """A signed HS256 access token and what it grants."""
 
     access_token = fields.String(required=True)
-    token_type = fields.String(required=True)
+    token_type = fields.String(required=True, validate=validate.OneOf((TOKEN_TYPE,)))
     expires_in = fields.Integer(required=True)
-    role = fields.String(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
     sub = fields.String(required=True)
 
 

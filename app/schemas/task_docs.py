@@ -76,9 +76,9 @@ describe(
     approval_id=("Its approval, when it was gated", None),
     claimed_by=("Principal holding its lease", None),
     lease_expires_at=("When the lease runs out unless renewed by a heartbeat", None),
-    lease_token="The current lease's fencing token (grows with every claim)",  # noqa: S106
-    run_at="When a scheduled task runs",
-    depends_on="Tasks that must complete before this one runs",
+    lease_token=("The current lease's fencing token (grows with every claim)", None),
+    run_at=("When a scheduled task runs", None),
+    depends_on=("Tasks that must complete before this one runs", None),
 )
 describe(
     tasks.TaskCreatedSchema,

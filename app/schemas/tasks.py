@@ -117,7 +117,7 @@ class TaskSchema(Schema):
 
     task_id = fields.String(required=True)
     type = fields.String(required=True)
-    priority = fields.String(required=True)
+    priority = fields.String(required=True, validate=validate.OneOf(PRIORITIES))
     source = fields.String(allow_none=True)
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
     payload = JsonObject()
