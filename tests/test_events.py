@@ -351,6 +351,102 @@ def test_entries_written_before_the_compact_form_read_back_whole(app, client, ke
     assert event == {"event_id": event_id, **envelope}
 
 
+# The service's own events: compact entries, each read back from itself alone ---------------
+
+
+def assigned_envelope(event_id: str, task_id: str, timestamp: str) -> dict:
+    """A new task's task.assigned (P3, trace = its id) as it was always shown."""
+    return {
+        "event_id": event_id,
+        "event_type": "task.assigned",
+        "source_agent": "orchestrator",
+        "published_by": "orchestrator",
+        "task_id": task_id,
+        "trace_id": task_id,
+        "priority": "low",
+        "payload": {
+            "task_id": task_id,
+            "assigned_to": "dev_agent",
+            "previous_status": None,
+            "status": "assigned",
+            "error": None,
+            "retry_count": 0,
+        },
+        "metadata": {},
+        "timestamp": timestamp,
+    }
+
+
+def delivered(app) -> list[str]:
+    """What the webhook deliveries made now carry (the envelope's JSON text), by event."""
+    queue = app.extensions["orchestrator.services"].deliveries
+    queue.fan_out(queue.read_new("c1", 1000, 0))
+    attempts, _ = queue.claim(1000)
+    attempts.sort(key=lambda a: [int(part) for part in a.delivery["event_id"].split("-")])
+    return [attempt.delivery["data"] for attempt in attempts]
+
+
+def test_client_events_keep_their_source_and_payload_as_sent(app, client, keys, subscriber):
+    """The service's own events are stored compact; a client's event, even one shaped or
+    named like a status change, keeps its source and gains no value it was not sent."""
+    hook = {"url": "https://hooks.example.com/in", "events": ["build.*"]}
+    assert client.post("/webhooks", json=hook, headers=keys["admin"]).status_code == 201
+    everything = subscriber("*")
+    task_id = str(uuid.uuid4())
+    payloads = [{"assigned_to": "dev_agent"}, {}, {"status": "assigned", "error": None}]
+    for payload in payloads:
+        publish_ok(
+            client,
+            keys["agent"],
+            event_type="build.assigned",
+            source_agent="ci",
+            task_id=task_id,
+            payload=payload,
+        )
+    entries = app.extensions["orchestrator.redis"].xrange(redis_keys(app).name("events"))
+    assert [f["source_agent"] for _, f in entries] == ["ci"] * 3
+    assert [json.loads(f["data"])["payload"] for _, f in entries] == payloads
+
+    replayed = read(client, keys["user"], order="asc", task_id=task_id)["events"]
+    assert [e["payload"] for e in replayed] == payloads
+    assert {(e["source_agent"], e["published_by"]) for e in replayed} == {("ci", "apikey:agent")}
+    assert [json.loads(m["data"]) for m in drain(everything, 3)] == replayed
+    assert [json.loads(data) for data in delivered(app)] == replayed
+    assert read(client, keys["user"], source_agent="orchestrator")["events"] == []
+    assert read(client, keys["user"], order="asc", source_agent="ci")["events"] == replayed
+
+
+def test_the_service_events_of_either_form_replay_and_filter_alike(app, client, api, keys):
+    """Entries written before the compact form (the service's name as source, the whole
+    payload) replay as they did, and the service's source finds both forms."""
+    redis = app.extensions["orchestrator.redis"]
+    stream = redis_keys(app).name("events")
+    old_task = str(uuid.uuid4())
+    old_id = redis.xadd(  # a task.assigned as the service stored it before
+        stream,
+        {
+            "type": "task.assigned",
+            "task_id": old_task,
+            "source_agent": "orchestrator",
+            "data": '{"payload":{"assigned_to":"dev_agent","previous_status":null,'
+            '"status":"assigned","error":null,"retry_count":0},"priority":"low"}',
+        },
+    )
+    publish_ok(client, keys["agent"], event_type="deploy.started", source_agent="dev_agent")
+    new_task = api.create()["task_id"]
+    old, published, created, new = read(client, keys["user"], order="asc")["events"]
+    assert redis.xrange(stream, new["event_id"], new["event_id"])[0][1]["source_agent"] == ""
+
+    assert old == assigned_envelope(old_id, old_task, old["timestamp"])
+    assert new == assigned_envelope(new["event_id"], new_task, new["timestamp"])
+    assert list(old["payload"]) == list(new["payload"])
+    for order, service in (("asc", [old, created, new]), ("desc", [new, created, old])):
+        assert read(client, keys["user"], order=order, source_agent="orchestrator")["events"] == (
+            service
+        )
+    assert read(client, keys["user"], source_agent="dev_agent")["events"] == [published]
+
+
 def test_psubscribe_on_the_wildcard_pattern_sees_each_event_twice(client, keys, subscriber):
     """Why the docs recommend SUBSCRIBE for everything: the pattern matches both channels."""
     pubsub = subscriber(patterns=("*",))
@@ -672,7 +768,7 @@ VALID = {"event_type": "job.started", "source_agent": "dev_agent", "payload": {"
         ({"payload": None}, "payload"),
         ({"payload": 3}, "payload"),
         ({"metadata": ["x"]}, "metadata"),
-        ({"source_agent": ""}, "source_agent"),
+        ({"source_agent": ""}, "source_agent"),  # the stream's mark of the service's own
         ({"source_agent": "a" * 65}, "source_agent"),
         ({"task_id": "not-a-uuid"}, "task_id"),
         ({"task_id": str(uuid.uuid4()) + "\n"}, "task_id"),

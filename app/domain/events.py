@@ -8,7 +8,7 @@ import unicodedata
 import uuid
 from urllib.parse import quote
 
-from app.domain.model import DEFAULT_EVENT_PRIORITY, EVENT_PRIORITIES
+from app.domain.model import DEFAULT_EVENT_PRIORITY, EVENT_PRIORITIES, SERVICE_SOURCE
 from app.domain.records import stamp_ms
 from app.domain.scripts import Scripts, rows
 from app.errors import Forbidden
@@ -39,10 +39,10 @@ WELL_KNOWN_TYPES = (
     "approval.edited",
     "approval.escalated",
 )
-# Families and the source the service itself emits under: a client publishing them could
-# forge an approval or a task change that replays exactly like the service's own.
+# Families and the source the service itself emits under (SERVICE_SOURCE): a client
+# publishing them could forge an approval or a task change that replays exactly like the
+# service's own.
 RESERVED_FAMILIES = ("task", "approval", "webhook")
-SERVICE_SOURCE = "orchestrator"
 # What a client's event stores in `data`; the rest are the stream entry's own fields.
 STORED_BY_CLIENT = ("published_by", "trace_id", "priority", "payload", "metadata")
 # Stream entries one filtered read examines at most (by type or source; a task's events
@@ -90,15 +90,15 @@ def envelope_of(event_id: str, fields: dict) -> dict:
     """A stored event's envelope, in the documented field order, from its stream entry.
 
     The entry states each fact once (lib.lua, emit_raw and emit): `type`, `task_id` and
-    `source_agent` are its fields, the timestamp is its id's milliseconds unless `data`
-    carries one, and `data` leaves out a trace_id equal to the task id, the default
-    priority, empty metadata and, in the service's own events, the payload's task_id.
-    Entries written before carry the whole envelope in `data`, which reads back the
-    same way.
+    `source_agent` ('' for the service's own) are its fields, the timestamp is its id's
+    milliseconds unless `data` carries one, and `data` leaves out a trace_id equal to the
+    task id, the default priority, empty metadata and, in the service's own events, the
+    payload's task_id. Entries written before carry the service's source or the whole
+    envelope, which read back the same way.
     """
     stored = json.loads(fields["data"])
     task_id = fields["task_id"] or None
-    source_agent = fields["source_agent"]
+    source_agent = fields["source_agent"] or SERVICE_SOURCE
     payload = stored.get("payload")
     if source_agent == SERVICE_SOURCE and task_id and "task_id" not in payload:
         payload = {"task_id": task_id, **payload}  # the service's payloads name their task

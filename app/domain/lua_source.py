@@ -55,6 +55,7 @@ def constants(settings: Mapping | None = None) -> str:
         "EVENT_PRIORITY": model.EVENT_PRIORITIES,
         "DEFAULT_EVENT_PRIORITY": model.DEFAULT_EVENT_PRIORITY,
         "DEFAULT_MAX_RETRIES": model.DEFAULT_MAX_RETRIES,
+        "SERVICE_SOURCE": model.SERVICE_SOURCE,
         "ROLE_RANK": model.ROLE_RANK,
         "DELIVERY_GROUP": keys.DELIVERY_GROUP,
         "CFG": dict(settings or {}),

@@ -40,6 +40,10 @@ CLIENT_MOVES = MappingProxyType(
 
 APPROVAL_STATUSES = ("pending", "approved", "rejected", "timeout")
 
+# The source the service's own events carry (clients may not publish under it). Their
+# stream entries store it as '' (lib.lua, emit), which no client's event can have.
+SERVICE_SOURCE = "orchestrator"
+
 # Task priorities, most urgent first; an event's priority is named after its task's.
 PRIORITIES = ("P0", "P1", "P2", "P3")
 DEFAULT_PRIORITY = "P2"

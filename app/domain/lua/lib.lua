@@ -1,9 +1,9 @@
 -- Shared prelude of every script (lua_source.py prepends it, after the constants it
 -- generates from model.py and keys.py: LAYOUT, TERMINAL, RETRYABLE, ALLOWED, PRIORITY_RANK,
--- EVENT_PRIORITY, DEFAULT_EVENT_PRIORITY, DEFAULT_MAX_RETRIES, MAX_SCHEDULE_MS,
--- IDEMPOTENCY_TTL_SECONDS, ROLE_RANK, DELIVERY_GROUP, and the deployment's settings as CFG:
--- task_ttl, approval_timeout, history_ttl, max_history, maxlen, lease_ms (the default
--- lease), memory_high_watermark (percent), webhook_max_age_ms).
+-- EVENT_PRIORITY, DEFAULT_EVENT_PRIORITY, DEFAULT_MAX_RETRIES, SERVICE_SOURCE,
+-- MAX_SCHEDULE_MS, IDEMPOTENCY_TTL_SECONDS, ROLE_RANK, DELIVERY_GROUP, and the deployment's
+-- settings as CFG: task_ttl, approval_timeout, history_ttl, max_history, maxlen, lease_ms
+-- (the default lease), memory_high_watermark (percent), webhook_max_age_ms).
 -- KEYS[1] = `{<prefix>}`, the hash tag every key carries: no script reads it, it routes
 -- the call to the node that holds the deployment's one slot.
 -- ARGV[1] = key prefix; ARGV[2] = the call's named arguments as one JSON object, read as
@@ -97,7 +97,8 @@ local function emit_raw(event_type, task_id, source_agent, data, live)
     id = redis.call('XADD', stream, 'MAXLEN', '~', CFG.maxlen, '*', unpack(fields))
   end
   local message = '{"event_id":"' .. id .. '","event_type":' .. cjson.encode(event_type)
-    .. ',"source_agent":' .. cjson.encode(source_agent) .. ',"task_id":'
+    .. ',"source_agent":' .. cjson.encode(source_agent ~= '' and source_agent or SERVICE_SOURCE)
+    .. ',"task_id":'
     .. (task_id ~= '' and cjson.encode(task_id) or 'null') .. ',"timestamp":"' .. NOW_ISO
     .. '",' .. string.sub(live, 2)
   redis.call('PUBLISH', key('event_channel', event_type), message)
@@ -180,7 +181,8 @@ local function ride(main)
   return {reply, unpack(window)}
 end
 
--- The service's own event about `task`; its payload always names the task. Left out of
+-- The service's own event about `task`; its payload always names the task. Its entry's
+-- source is '' (the service's: no client's event has an empty one), and left out of
 -- `data` (see emit_raw): who published it and its metadata (always the service, always
 -- empty), the payload's task_id, trace_id when it is the task's id, priority when it is
 -- the default.
@@ -211,7 +213,7 @@ local function emit(event_type, task, payload)
   else
     stored = stored .. ',"priority":"' .. priority .. '"'
   end
-  return emit_raw(event_type, task_id, 'orchestrator', '{"payload":' .. body .. stored .. '}',
+  return emit_raw(event_type, task_id, '', '{"payload":' .. body .. stored .. '}',
     '{"payload":' .. restored .. stored .. implied .. '}')
 end
 

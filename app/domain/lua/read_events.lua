@@ -22,10 +22,14 @@ local stream = key('events')
 local cursor, stop = A.start, A.stop
 local events, examined = {}, 0
 
+-- The service's own events store their source as '' (lib.lua, emit); older ones as
+-- SERVICE_SOURCE.
 local function matches(fields)
+  local source = fields.source_agent
+  if source == '' then source = SERVICE_SOURCE end
   return (not A.event_type or fields.type == A.event_type)
     and (not A.task_id or fields.task_id == A.task_id)
-    and (not A.source_agent or fields.source_agent == A.source_agent)
+    and (not A.source_agent or source == A.source_agent)
 end
 
 local function found(id, fields)
