@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -384,6 +385,80 @@ def delivered(app) -> list[str]:
     attempts, _ = queue.claim(1000)
     attempts.sort(key=lambda a: [int(part) for part in a.delivery["event_id"].split("-")])
     return [attempt.delivery["data"] for attempt in attempts]
+
+
+def test_status_changes_store_only_what_their_entry_cannot_tell(app, client, api, keys, subscriber):
+    """A status change's entry leaves out the service's source, a status that is its
+    type's suffix, no previous status, no error and no retries; replay, the live message
+    and a webhook delivery show every value, in the payload's order, as they always did."""
+    hook = {"url": "https://hooks.example.com/in", "events": ["task.*"]}
+    api.call("POST", "/webhooks", as_="admin", expect=201, json=hook)
+    everything = subscriber("*")
+    task_id = api.create()["task_id"]  # a P3 bugfix: created, then assigned
+    api.claim(lease_seconds=1)
+    time.sleep(1.1)
+    api.claim()  # requeues the expired lease, then claims the task again
+    api.status(task_id, "failed", error="boom")
+    api.call("POST", f"/tasks/{task_id}/retry", as_="admin")
+
+    entries = app.extensions["orchestrator.redis"].xrange(redis_keys(app).name("events"))
+    types = ["task.created", "task.assigned", "task.in_progress", "task.requeued"]
+    types += ["task.in_progress", "task.failed", "task.retried"]
+    assert [(f["type"], f["task_id"], f["source_agent"]) for _, f in entries] == [
+        (event_type, task_id, "") for event_type in types
+    ]
+    agent = {"assigned_to": "dev_agent"}
+    created = {**agent, "type": "bugfix", "priority": "P3", "created_by": "apikey:agent"}
+    assert [json.loads(fields["data"]) for _, fields in entries] == [
+        {"payload": created, "priority": "low"},  # not a status change: as before
+        {"p": agent, "priority": "low"},
+        {"p": {**agent, "previous_status": "assigned"}, "priority": "low"},
+        {
+            "p": {**agent, "previous_status": "in_progress", "status": "assigned"}
+            | {"retry_count": 1},
+            "priority": "low",
+        },
+        {"p": {**agent, "previous_status": "assigned", "retry_count": 1}, "priority": "low"},
+        {
+            "p": {**agent, "previous_status": "in_progress", "error": "boom", "retry_count": 1},
+            "priority": "low",
+        },
+        {"p": {**agent, "previous_status": "failed", "status": "assigned"}, "priority": "low"},
+    ]
+
+    def change(previous, status, error=None, retries=0):
+        fields = {"previous_status": previous, "status": status, "error": error}
+        return {"task_id": task_id, **agent, **fields, "retry_count": retries}
+
+    live = [json.loads(m["data"]) for m in drain(everything, len(types))]
+    payloads = [
+        {"task_id": task_id, **created},
+        change(None, "assigned"),
+        change("assigned", "in_progress"),
+        change("in_progress", "assigned", retries=1),
+        change("assigned", "in_progress", retries=1),
+        change("in_progress", "failed", error="boom", retries=1),
+        change("failed", "assigned"),
+    ]
+    expected = [
+        {
+            **assigned_envelope(message["event_id"], task_id, message["timestamp"]),
+            "event_type": event_type,
+            "payload": payload,
+        }
+        for message, event_type, payload in zip(live, types, payloads, strict=True)
+    ]
+    # Byte for byte, key order included: the API's answer and each delivery.
+    compact = (",", ":")
+    query = {"task_id": task_id, "order": "asc"}
+    answer = client.get("/events", query_string=query, headers=keys["user"])
+    assert f'"events":{json.dumps(expected, separators=compact)},' in answer.get_data(True)
+    assert delivered(app) == [json.dumps(event, separators=compact) for event in expected]
+    for message, event in zip(live, expected, strict=True):
+        assert message == event and list(message["payload"]) == list(event["payload"])
+    assert read(client, keys["user"], order="asc", source_agent="orchestrator")["events"] == (
+        expected
+    )
 
 
 def test_client_events_keep_their_source_and_payload_as_sent(app, client, keys, subscriber):

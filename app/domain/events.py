@@ -45,6 +45,11 @@ WELL_KNOWN_TYPES = (
 RESERVED_FAMILIES = ("task", "approval", "webhook")
 # What a client's event stores in `data`; the rest are the stream entry's own fields.
 STORED_BY_CLIENT = ("published_by", "trace_id", "priority", "payload", "metadata")
+# A status change's payload (lib.lua, move()) after its task_id, in the order the service
+# writes it. Its entry's `data` holds it as "p", less these values and a status that is
+# the event type's suffix (task.assigned: assigned); envelope_of puts them back.
+STATUS_CHANGE = ("assigned_to", "previous_status", "status", "error", "retry_count")
+STATUS_CHANGE_UNSTORED = {"previous_status": None, "error": None, "retry_count": 0}
 # Stream entries one filtered read examines at most (by type or source; a task's events
 # come from its own index): a rare filter answers a short page with a cursor to go on
 # from rather than hold Redis for long.
@@ -93,13 +98,17 @@ def envelope_of(event_id: str, fields: dict) -> dict:
     `source_agent` ('' for the service's own) are its fields, the timestamp is its id's
     milliseconds unless `data` carries one, and `data` leaves out a trace_id equal to the
     task id, the default priority, empty metadata and, in the service's own events, the
-    payload's task_id. Entries written before carry the service's source or the whole
-    envelope, which read back the same way.
+    payload's task_id; a status change's payload is "p", less its usual values. Entries
+    written before carry the service's source, the whole payload or the whole envelope,
+    which read back the same way.
     """
     stored = json.loads(fields["data"])
     task_id = fields["task_id"] or None
     source_agent = fields["source_agent"] or SERVICE_SOURCE
-    payload = stored.get("payload")
+    if "p" in stored:
+        payload = _status_change(fields["type"], stored["p"])
+    else:
+        payload = stored.get("payload")
     if source_agent == SERVICE_SOURCE and task_id and "task_id" not in payload:
         payload = {"task_id": task_id, **payload}  # the service's payloads name their task
     return {
@@ -116,6 +125,12 @@ def envelope_of(event_id: str, fields: dict) -> dict:
         "metadata": stored.get("metadata") or {},
         "timestamp": stored.get("timestamp") or stamp_ms(int(event_id.split("-", 1)[0])),
     }
+
+
+def _status_change(event_type: str, stored: dict) -> dict:
+    """A status change's payload from what its entry keeps, in the order it is written."""
+    whole = {**STATUS_CHANGE_UNSTORED, "status": event_type.partition(".")[2], **stored}
+    return {name: whole.pop(name) for name in STATUS_CHANGE if name in whole} | whole
 
 
 def check_not_reserved(event_type: str, source_agent: str) -> None:

@@ -185,8 +185,10 @@ end
 -- source is '' (the service's: no client's event has an empty one), and left out of
 -- `data` (see emit_raw): who published it and its metadata (always the service, always
 -- empty), the payload's task_id, trace_id when it is the task's id, priority when it is
--- the default.
-local function emit(event_type, task, payload)
+-- the default. `unstored` (a status change, move()): payload values the entry leaves out
+-- when the payload holds them; `data` then holds the rest as "p", not "payload", which
+-- tells envelope_of to restore them.
+local function emit(event_type, task, payload, unstored)
   local task_id = task.task_id or ''
   if task.seq then STORED[task_id] = true end
   local named = ''
@@ -198,6 +200,13 @@ local function emit(event_type, task, payload)
   local restored = body
   if named ~= '' then
     restored = body == '{}' and ('{' .. named .. '}') or ('{' .. named .. ',' .. string.sub(body, 2))
+  end
+  local kept = '{"payload":' .. body
+  if unstored then
+    for name, value in pairs(unstored) do
+      if payload[name] == value then payload[name] = nil end
+    end
+    kept = '{"p":' .. cjson.encode(payload)
   end
   local stored, implied = '', ',"published_by":"orchestrator","metadata":{}'
   -- A task whose trace is its own id does not store it (model.UNSTORED_DEFAULTS).
@@ -213,7 +222,7 @@ local function emit(event_type, task, payload)
   else
     stored = stored .. ',"priority":"' .. priority .. '"'
   end
-  return emit_raw(event_type, task_id, '', '{"payload":' .. body .. stored .. '}',
+  return emit_raw(event_type, task_id, '', kept .. stored .. '}',
     '{"payload":' .. restored .. stored .. implied .. '}')
 end
 
@@ -354,11 +363,16 @@ local function move(id, task, to, fields, event_type, lease_ms)
   if from then redis.call('ZREM', key('by_status', from), id) end
   redis.call('ZADD', key('by_status', to), task.seq, id)
   if to == 'assigned' then enqueue(id, task) end
-  emit(event_type or ('task.' .. to), task, {
+  event_type = event_type or ('task.' .. to)
+  -- Its entry leaves out what most status changes hold (envelope_of, events.py, restores
+  -- them): a status that is the type's suffix (task.assigned: assigned), no previous
+  -- status, no error, no retries.
+  emit(event_type, task, {
     task_id = id, status = to, previous_status = from or cjson.null,
     assigned_to = task.assigned_to, retry_count = tonumber(task.retry_count or '0'),
     error = task.error or cjson.null,
-  })
+  }, {status = string.match(event_type, '^[^.]*%.(.*)$'), previous_status = cjson.null,
+    error = cjson.null, retry_count = 0})
   if TERMINAL[to] then resolve_dependants(id, to) end
   return task
 end
