@@ -67,7 +67,9 @@ LAYOUT: dict[str, KeySpec] = {
     "events": KeySpec(
         "events",
         "stream",
-        "the event log (approximately trimmed); entries: type, task_id, source_agent, data",
+        "the event log (approximately trimmed); entries: type, task_id, source_agent "
+        "('' for the service's own), data (a status change's payload as p, less its usual "
+        "values)",
     ),
     "event_channel": KeySpec(
         "events:{event_type}", "pubsub", "live fan-out: one channel per type, and `*`"
