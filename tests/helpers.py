@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 import requests
 
-from app.domain.keys import Keys
+from app.domain.keys import EVENTS_FIELD, Keys
 
 # Headless Chromium as root in a container, offline: every host but loopback is
 # unresolvable, so a page that reaches for the internet fails visibly.
@@ -166,6 +166,22 @@ def stream_types(redis_client, app, task_id: str) -> list[str]:
     """Event types stored for one task, oldest first, read straight from the stream."""
     entries = redis_client.xrange(redis_keys(app).name("events"))
     return [fields["type"] for _, fields in entries if fields.get("task_id") == task_id]
+
+
+def event_field_ids(text: str) -> list[str]:
+    """The stream ids a task hash's event index field holds: the first in full, each next
+    one as `<ms minus the first's ms>-<seq>` (lib.lua)."""
+    first, *rest = text.split(",")
+    base = int(first.split("-")[0])
+    return [first] + [f"{base + int(ms)}-{seq}" for ms, seq in (part.split("-") for part in rest)]
+
+
+def task_event_ids(redis_client, keys: Keys, task_id: str) -> list[str]:
+    """A task's event index as stored: its hash's field or its list, never both."""
+    text = redis_client.hget(keys.task(task_id), EVENTS_FIELD)
+    listed = redis_client.lrange(keys.name("task_events", task_id), 0, -1)
+    assert not (text and listed), f"{task_id}: an event index field and a list"
+    return event_field_ids(text) if text else listed
 
 
 def metric_sample(text: str, name: str, **labels: str) -> float:

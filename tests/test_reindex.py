@@ -6,12 +6,13 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 
+from app.domain.keys import EVENTS_FIELD
 from app.domain.model import STATUSES
 from app.domain.reindex import reindex
 from app.domain.scripts import Scripts
 from app.services import redis_client
 from harness import free_port
-from tests.helpers import redis_keys
+from tests.helpers import redis_keys, task_event_ids
 
 
 def build_store(api) -> dict[str, str]:
@@ -71,19 +72,28 @@ def index_names(client, key) -> list[str]:
     return sorted(name for pattern in patterns for name in client.scan_iter(pattern))
 
 
+def event_fields(client, key) -> dict[str, str]:
+    """The event index fields of the task hashes (a task's index while short): key -> text."""
+    found = {name: client.hget(name, EVENTS_FIELD) for name in client.scan_iter(key.task("*"))}
+    return {name: text for name, text in found.items() if text is not None}
+
+
 def dump(client, key) -> dict:
-    """Every index's content: members with scores, or event ids in order."""
+    """Every index's content: members with scores, event ids in order, or a task hash's
+    event index field."""
     return {
         name: client.lrange(name, 0, -1)
         if client.type(name) == "list"
         else client.zrange(name, 0, -1, withscores=True)
         for name in index_names(client, key)
-    }
+    } | event_fields(client, key)
 
 
 def forget_the_indexes(client, key) -> None:
     """The store as the release before the indexes left it: hashes, stream, old keys."""
     client.delete(*index_names(client, key))
+    for name in event_fields(client, key):
+        client.hdel(name, EVENTS_FIELD)
     client.zadd(f"{key.tag}:tasks", {"x": 1})
     client.hset(f"{key.tag}:counts", mapping={"assigned": 1})
     client.zadd(f"{key.tag}:dead:failed", {"x": 1})
@@ -145,7 +155,7 @@ def assert_indexes_match_the_store(client, key) -> None:
     for event_id, fields in client.xrange(key.name("events")):
         events[fields["task_id"]].append(event_id)
     for task_id in tasks:
-        assert client.lrange(key.name("task_events", task_id), 0, -1) == events[task_id]
+        assert task_event_ids(client, key, task_id) == events[task_id]
 
 
 def test_reindex_while_the_service_works_keeps_each_event_index_in_stream_order(

@@ -15,7 +15,7 @@ import requests
 from app import create_app
 from app.domain.model import STATUSES
 from tests.conftest import HEADERS
-from tests.helpers import redis_keys
+from tests.helpers import redis_keys, task_event_ids
 
 AGENT = HEADERS["agent"]
 OPS = HEADERS["ops"]
@@ -67,7 +67,7 @@ def assert_indexes_match_a_recount(redis_server, server) -> None:
     for event_id, fields in client.xrange(key.name("events")):
         events[fields["task_id"]].append(event_id)
     for task_id in tasks:
-        assert client.lrange(key.name("task_events", task_id), 0, -1) == events[task_id]
+        assert task_event_ids(client, key, task_id) == events[task_id]
     for filter_name, field in (("status", 0), ("type", 1), ("assigned_to", 2)):
         for value in {row[field] for row in tasks.values()}:
             listed, cursor = [], None

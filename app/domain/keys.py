@@ -25,7 +25,8 @@ LAYOUT: dict[str, KeySpec] = {
     "task": KeySpec(
         "task:{task_id}",
         "hash",
-        "one task's fields, less its id (the key's) and those at their default (model.py)",
+        "one task's fields, less its id (the key's) and those at their default (model.py);"
+        " `events`: the ids of its events while few (lib.lua)",
     ),
     "by_status": KeySpec(
         "tasks:status:{status}", "zset", "stored tasks in one status, by creation sequence"
@@ -37,7 +38,10 @@ LAYOUT: dict[str, KeySpec] = {
         "tasks:agent:{agent}", "zset", "stored tasks routed to one agent, by creation sequence"
     ),
     "task_events": KeySpec(
-        "task_events:{task_id}", "list", "the stream ids of one task's events (go with the task)"
+        "task_events:{task_id}",
+        "list",
+        "the stream ids of one task's events once they outgrow its `events` field (never"
+        " both), or about a task id not stored (expiring); go with the task",
     ),
     "seq": KeySpec("seq", "string", "the creation sequence"),
     "queue": KeySpec("queue:{agent}", "zset", "ready tasks, rank*1e15 + seq (priority, FIFO)"),
@@ -102,6 +106,12 @@ LAYOUT: dict[str, KeySpec] = {
         "agent:{agent}", "hash", "an agent's last_claim_at / last_heartbeat_at (Redis time)"
     ),
 }
+
+# A stored task's event index while it is short: this field of its hash (no task field
+# has its name), at most this many bytes (Redis' default hash-max-listpack-value: a longer
+# value would turn the whole hash into a hashtable); longer, the task_events list.
+EVENTS_FIELD = "events"
+EVENTS_FIELD_MAX = 64
 
 # The consumer group deliverers read the event stream through.
 DELIVERY_GROUP = "deliverers"

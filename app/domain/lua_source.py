@@ -58,6 +58,8 @@ def constants(settings: Mapping | None = None) -> str:
         "SERVICE_SOURCE": model.SERVICE_SOURCE,
         "ROLE_RANK": model.ROLE_RANK,
         "DELIVERY_GROUP": keys.DELIVERY_GROUP,
+        "EVENTS_FIELD": keys.EVENTS_FIELD,
+        "EVENTS_FIELD_MAX": keys.EVENTS_FIELD_MAX,
         "CFG": dict(settings or {}),
     }
     lines = [f"local {name} = {_lua(value)}" for name, value in values.items()]
@@ -132,7 +134,7 @@ def _script(name: str) -> str:
     prelude = constants() + "\n" + (LUA_DIR / "lib.lua").read_text()
     # The body runs as a function so that a rate-limit hit can ride in front of it
     # (lib.lua, ride) and whatever it returns, the writes the prelude defers to the end of
-    # the call (each task's event index: one RPUSH per task) happen.
+    # the call (each task's event index: one write per task) happen.
     body = (LUA_DIR / f"{name}.lua").read_text()
     return "\n".join(
         (

@@ -83,6 +83,8 @@ for name, value in pairs(task) do
   if name ~= 'task_id' then unsaved[#unsaved + 1] = name; unsaved[#unsaved + 1] = value end
 end
 UNSAVED[id] = unsaved
+-- Its event index starts now, in its hash (finish() need not look for one: the id is new).
+INDEX_FIELD[id] = ''
 redis.call('ZADD', key('by_type', task.type), seq, id)
 redis.call('ZADD', key('by_agent', task.assigned_to), seq, id)
 emit('task.created', task, {task_id = id, type = task.type, priority = task.priority,

@@ -1,9 +1,10 @@
 -- Shared prelude of every script (lua_source.py prepends it, after the constants it
 -- generates from model.py and keys.py: LAYOUT, TERMINAL, RETRYABLE, ALLOWED, PRIORITY_RANK,
 -- EVENT_PRIORITY, DEFAULT_EVENT_PRIORITY, DEFAULT_MAX_RETRIES, SERVICE_SOURCE,
--- MAX_SCHEDULE_MS, IDEMPOTENCY_TTL_SECONDS, ROLE_RANK, DELIVERY_GROUP, and the deployment's
--- settings as CFG: task_ttl, approval_timeout, history_ttl, max_history, maxlen, lease_ms
--- (the default lease), memory_high_watermark (percent), webhook_max_age_ms).
+-- MAX_SCHEDULE_MS, IDEMPOTENCY_TTL_SECONDS, ROLE_RANK, DELIVERY_GROUP, EVENTS_FIELD,
+-- EVENTS_FIELD_MAX, and the deployment's settings as CFG: task_ttl, approval_timeout,
+-- history_ttl, max_history, maxlen, lease_ms (the default lease), memory_high_watermark
+-- (percent), webhook_max_age_ms).
 -- KEYS[1] = `{<prefix>}`, the hash tag every key carries: no script reads it, it routes
 -- the call to the node that holds the deployment's one slot.
 -- ARGV[1] = key prefix; ARGV[2] = the call's named arguments as one JSON object, read as
@@ -61,17 +62,23 @@ local function hgetall(k)
   return as_map(flat), flat
 end
 
+-- What this call knows of tasks' event index fields (see "A task's event index" below):
+-- the field's text, false when the hash has none (its list, if any, is the index), ''
+-- for a task this call created (no index at all yet); nil: not read.
+local INDEX_FIELD = {}
+
 -- A task as stored, with its id: the key names the task, so its hash does not hold the
 -- id again (36 bytes a task; hashes written before that still do, with the same value).
--- {} when there is no such task.
+-- Its event index field is not one of its fields: it is left out (and remembered for
+-- finish()). {} when there is no such task.
 local function read_task(id)
-  local task, flat = hgetall(key('task', id))
-  if flat[1] and not task.task_id then
-    task.task_id = id
-    flat[#flat + 1] = 'task_id'
-    flat[#flat + 1] = id
+  local task = hgetall(key('task', id))
+  if next(task) then
+    task.task_id = task.task_id or id
+    INDEX_FIELD[id] = task[EVENTS_FIELD] or false
+    task[EVENTS_FIELD] = nil
   end
-  return task, flat
+  return task
 end
 
 -- Events: one stream entry plus two pub/sub messages, so the stored log and the
@@ -81,7 +88,7 @@ end
 -- reader restores (events.py, envelope_of). `live` is that rest restored, as JSON text
 -- too: the live message carries the whole envelope. Each event about a task also goes
 -- in that task's event index (task_events): the ids are collected here and written by
--- finish(), one RPUSH per task per call.
+-- finish(), one write per task per call (see "A task's event index" below).
 local EVENT_IDS, EVENT_TASKS = {}, {}
 -- Tasks this call knows are stored (their index goes with them when they are purged).
 local STORED = {}
@@ -115,16 +122,93 @@ local function emit_raw(event_type, task_id, source_agent, data, live)
   return id
 end
 
--- The end of every call: write the event ids collected above. An index started for a
--- task id that is not stored (a client's event about an unknown or purged task) expires
--- like a finished task would, so it cannot outlive what it indexes for ever.
+-- A task's event index ---------------------------------------------------------
+-- The stream ids of a task's events, in stream order, in one of two forms, never both:
+-- - while they are few, the field EVENTS_FIELD of a stored task's hash (keys.py; no task
+--   field has its name, and read_task() leaves it out): a list key of its own costs
+--   about 200 B more than a short field, and most tasks have a handful of events;
+-- - else the list task_events:<id>: a task whose field would grow past EVENTS_FIELD_MAX,
+--   a task stored before the field existed, or a task id that is not stored.
+-- The field holds the first id in full, then each next one as "<its ms minus the first
+-- id's ms>-<its seq>", joined by ',' (`1796142684322-0,0-1,249-0`). It never grows past
+-- EVENTS_FIELD_MAX bytes (Redis' hash-max-listpack-value: a longer value turns the whole
+-- hash into a hashtable, about 2.5 times its memory, for good); what would pass it moves,
+-- with every id the field held, to the list, and the field goes. Seqs stay text;
+-- milliseconds of up to 15 digits are exact in a double (a longer one goes to the list).
+
+-- The ids a field's text holds, in order.
+local function field_ids(text)
+  local ids, base = {}, nil
+  for ms, seq in string.gmatch(text, '(%d+)-(%d+)') do
+    if base then
+      ids[#ids + 1] = string.format('%.0f', base + tonumber(ms)) .. '-' .. seq
+    else
+      base = tonumber(ms)
+      ids[1] = ms .. '-' .. seq
+    end
+  end
+  return ids
+end
+
+-- RPUSH in chunks: unpack() of a long list would overflow Lua's stack.
+local function push_ids(index, ids)
+  for first = 1, #ids, 1000 do
+    redis.call('RPUSH', index, unpack(ids, first, math.min(#ids, first + 999)))
+  end
+end
+
+-- Sets the index of a stored task that has no list to the ids of `text` (its field's
+-- text; nil, false or '' for none) followed by `ids` (stream order, after those): the
+-- field while it stays within EVENTS_FIELD_MAX bytes, else the list, and no field.
+local function index_in_task(task_id, text, ids)
+  local parts, base = {}, nil
+  if text and text ~= '' then
+    parts[1], base = text, tonumber(string.match(text, '^%d+'))
+  end
+  for _, id in ipairs(ids) do
+    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+    if #ms > 15 then
+      parts = nil
+      break
+    end
+    if base then
+      parts[#parts + 1] = string.format('%.0f', tonumber(ms) - base) .. '-' .. seq
+    else
+      parts[1], base = id, tonumber(ms)
+    end
+  end
+  local k = key('task', task_id)
+  local joined = parts and table.concat(parts, ',')
+  if joined and #joined <= EVENTS_FIELD_MAX then
+    redis.call('HSET', k, EVENTS_FIELD, joined)
+    return
+  end
+  local all = (text and text ~= '') and field_ids(text) or {}
+  for _, id in ipairs(ids) do all[#all + 1] = id end
+  push_ids(key('task_events', task_id), all)
+  redis.call('HDEL', k, EVENTS_FIELD)
+end
+
+-- The end of every call: write the event ids collected above, one write per task (the
+-- field's HSET, or an RPUSH to the list; the field is read first unless read_task() or
+-- create_task already know it). An index started for a task id that is not stored (a
+-- client's event about an unknown or purged task) is a list, and expires like a
+-- finished task would, so it cannot outlive what it indexes for ever.
 local function finish(reply)
   for _, task_id in ipairs(EVENT_TASKS) do
-    local ids = EVENT_IDS[task_id]
+    local ids, text = EVENT_IDS[task_id], INDEX_FIELD[task_id]
+    if text == nil then text = redis.call('HGET', key('task', task_id), EVENTS_FIELD) end
     local index = key('task_events', task_id)
-    if redis.call('RPUSH', index, unpack(ids)) == #ids and not STORED[task_id]
-        and redis.call('EXISTS', key('task', task_id)) == 0 then
-      redis.call('PEXPIRE', index, CFG.task_ttl * 1000)
+    if text then
+      index_in_task(task_id, text, ids)
+    elseif redis.call('RPUSHX', index, unpack(ids)) == 0 then
+      -- No index yet (or it was purged): a stored task's starts in its hash.
+      if STORED[task_id] or redis.call('EXISTS', key('task', task_id)) == 1 then
+        index_in_task(task_id, nil, ids)
+      else
+        redis.call('RPUSH', index, unpack(ids))
+        redis.call('PEXPIRE', index, CFG.task_ttl * 1000)
+      end
     end
   end
   return reply
@@ -506,7 +590,8 @@ local function expire_lease(id, task)
 end
 
 -- Terminal tasks past ORCHESTRATOR_TASK_TTL leave the store and every index, with their
--- event index (the events stay in the stream until it is trimmed).
+-- event index (its field goes with the hash; the events stay in the stream until it is
+-- trimmed).
 local function purge_task(id)
   local k = key('task', id)
   local row = redis.call('HMGET', k, 'status', 'type', 'assigned_to')
@@ -515,7 +600,7 @@ local function purge_task(id)
     redis.call('ZREM', key('by_type', row[2]), id)
     redis.call('ZREM', key('by_agent', row[3]), id)
     redis.call('DEL', k, key('dependants', id), key('task_events', id))
-    STORED[id] = nil
+    STORED[id], INDEX_FIELD[id] = nil, nil
   end
   redis.call('ZREM', key('expiring'), id)
 end

@@ -10,10 +10,11 @@
 -- A.scan_budget entries are examined per call, in batches of 200, so a rare filter
 -- never loads or blocks on the whole stream: a page may then hold fewer than A.limit
 -- events but still carries the cursor to go on from.
--- With A.task_id the task's event index (task_events, the ids of its events in stream
--- order) is read instead of the stream: a binary search for the cursor, then one XRANGE
--- per id, so one task's events cost O(log n + page) whatever the stream holds. Ids the
--- stream has trimmed away are skipped.
+-- With A.task_id the task's event index (the ids of its events in stream order: its
+-- hash's field while short, else its task_events list; lib.lua) is read instead of the
+-- stream: a binary search for the cursor, then one XRANGE per id, so one task's events
+-- cost O(log n + page) whatever the stream holds. Ids the stream has trimmed away are
+-- skipped.
 -- Guarantees: the work per call is bounded and the cursor never skips an unexamined
 -- entry. The caller guarantees the bounds are valid ids Redis can step past (not 0-0
 -- as the upper bound, not the largest id as the lower one).
@@ -55,8 +56,22 @@ local function id_less(a, b)
 end
 
 local function from_index()
-  local index = key('task_events', A.task_id)
-  local n = redis.call('LLEN', index)
+  -- The index is the field or the list, never both: a short one is decoded here and
+  -- read as a Lua array, through the same two accessors.
+  local index, held = key('task_events', A.task_id), nil
+  local text = redis.call('HGET', key('task', A.task_id), EVENTS_FIELD)
+  if text then held = field_ids(text) end
+  local n = held and #held or redis.call('LLEN', index)
+  local function id_at(at)
+    if held then return held[at + 1] end
+    return redis.call('LINDEX', index, at)
+  end
+  local function ids_between(first, last)
+    if not held then return redis.call('LRANGE', index, first, last) end
+    local ids = {}
+    for at = first, last do ids[#ids + 1] = held[at + 1] end
+    return ids
+  end
   -- The first position past the cursor: ascending, the first id > cursor; descending
   -- (positions counted from the end), the first id < cursor.
   local function position_of(bound)
@@ -65,7 +80,7 @@ local function from_index()
     while low < high do
       local mid = math.floor((low + high) / 2)
       local at = asc and mid or (n - 1 - mid)
-      local id = redis.call('LINDEX', index, at)
+      local id = id_at(at)
       local past
       if asc then past = id_less(bound, id) else past = id_less(id, bound) end
       if past then high = mid else low = mid + 1 end
@@ -77,9 +92,9 @@ local function from_index()
     local first, last = i, math.min(n - 1, i + 199)
     local ids
     if asc then
-      ids = redis.call('LRANGE', index, first, last)
+      ids = ids_between(first, last)
     else
-      ids = redis.call('LRANGE', index, n - 1 - last, n - 1 - first)
+      ids = ids_between(n - 1 - last, n - 1 - first)
       local reversed = {}
       for j = #ids, 1, -1 do reversed[#reversed + 1] = ids[j] end
       ids = reversed
