@@ -201,6 +201,36 @@ def test_reindex_while_the_service_works_keeps_each_event_index_in_stream_order(
     assert [event["event_type"] for event in published][-2:] == ["progress.update"] * 2
 
 
+def test_reindex_files_a_short_index_in_the_task_hash_and_a_long_one_in_a_list(
+    app, api, redis_server
+):
+    """Either form is rebuilt the way the service writes it, even across event batches;
+    a list an older release wrote for a few events becomes the field."""
+    client, key = redis_server.client(), redis_keys(app)
+    few, many, old = (api.create(type="faq")["task_id"] for _ in range(3))
+    for _ in range(20):
+        publish(api, many)
+    api.claim("faq_agent")
+    old_ids = task_event_ids(client, key, old)
+    client.hdel(key.task(old), EVENTS_FIELD)  # as an older release indexed it
+    client.rpush(key.name("task_events", old), *old_ids)
+    expected = {task_id: task_event_ids(client, key, task_id) for task_id in (few, many, old)}
+    assert len(expected[many]) == 22
+    forget_the_indexes(client, key)
+    settings = app.extensions["orchestrator.settings"]
+    for _ in range(2):  # and again: the same
+        reindex(redis_client(app), settings, task_batch=2, event_batch=3)
+        for task_id, ids in expected.items():
+            assert task_event_ids(client, key, task_id) == ids
+            assert client.object("encoding", key.task(task_id)) == "listpack"
+            page = api.events(task_id=task_id, order="desc", limit=1000)["events"]
+            assert [event["event_id"] for event in page] == ids[::-1]
+        assert client.hexists(key.task(few), EVENTS_FIELD)
+        assert client.hexists(key.task(old), EVENTS_FIELD)
+        assert not client.hexists(key.task(many), EVENTS_FIELD)
+        assert client.exists(*(key.name("task_events", t) for t in (few, many, old))) == 1
+
+
 def test_reindex_names_a_redis_that_is_not_there(make_app):
     closed = free_port()
     app = make_app(redis_url=f"redis://127.0.0.1:{closed}/0")
