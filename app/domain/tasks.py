@@ -34,7 +34,9 @@ CAPPED_RETRY_AFTER = 1
 
 @dataclass(frozen=True)
 class Created:
-    """The outcome of a create: the task as first stored, and whether this was a replay."""
+    """The outcome of a create: the task as first stored (as it is now when the script
+    call was sent twice: create_task.lua, 'resent'), and whether this was a replay of an
+    Idempotency-Key."""
 
     task: dict
     replayed: bool

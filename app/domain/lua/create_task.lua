@@ -11,11 +11,15 @@
 -- A.sla_target_ms    set sla.deadline to the creation time + this; absent = deadline given
 -- A.run_at_ms        run no earlier than this (epoch ms); A.delay_ms: or this long from now
 -- A.depends_on       task ids that must complete first (absent = none)
--- Returns {outcome = 'created' | 'replay', task} | {outcome = 'mismatch'} (the key was
+-- Returns {outcome = 'created' | 'replay' | 'resent', task} | {outcome = 'mismatch'} (the key was
 -- used with another request body) | {outcome = 'memory_high', memory} (Redis is past
 -- CFG.memory_high_watermark: nothing is written, so the memory left drains the queues)
 -- | {outcome = 'invalid', field, message} (a run time not ahead or too far ahead by
 -- Redis' clock, an unknown dependency).
+-- 'resent': this very call ran before (redis-py sends a command again when the connection
+-- drops, even after Redis ran it): the task's id is made per request (tasks.py), so a
+-- stored one means the same request; the answer is the task as it is now, and nothing is
+-- written again (a task claimed meanwhile is not queued a second time).
 -- Guarantees: a repeated idempotency key never creates a second task; the task, its
 -- queue entry, schedule or approval, its indexes and its events appear together or not
 -- at all. Order: blocked on dependencies, then the gate, then the schedule, then queued;
@@ -34,6 +38,9 @@ if idem_key then
     end
     return cjson.encode({outcome = 'replay', task = as_map(record.snapshot)})
   end
+end
+if redis.call('EXISTS', key('task', fields.task_id)) == 1 then
+  return cjson.encode({outcome = 'resent', task = read_task(fields.task_id)})
 end
 local mem = memory()
 if memory_high(mem) then return cjson.encode({outcome = 'memory_high', memory = mem}) end

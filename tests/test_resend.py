@@ -1,0 +1,95 @@
+"""A create whose reply was lost on the way back: redis-py sends the command again on a
+new connection (its retry on ConnectionError), although Redis already ran it. The create
+script finds the task its first run stored and answers it as it is now, so the request
+still makes exactly one task, queued once, with one set of events."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from app.services import services
+from tests.helpers import redis_keys
+
+
+@pytest.fixture
+def lose_next_reply(monkeypatch):
+    """Once armed, the next script call's reply is read (so Redis ran it), `meanwhile`
+    runs, and the call then fails as if the connection had dropped before the reply."""
+    state = {"armed": False, "lost": 0, "meanwhile": None}
+    send_and_parse = redis.Redis._send_command_parse_response
+
+    def losing(self, conn, command_name, *args, **options):
+        reply = send_and_parse(self, conn, command_name, *args, **options)
+        if state["armed"] and command_name == "EVALSHA":
+            state["armed"] = False
+            state["lost"] += 1
+            if state["meanwhile"]:
+                state["meanwhile"]()
+            raise redis.ConnectionError("connection dropped before the reply arrived")
+        return reply
+
+    monkeypatch.setattr(redis.Redis, "_send_command_parse_response", losing)
+    return state
+
+
+def stored(raw, app, task_id: str) -> dict:
+    """What the store holds of the request: sequence, task keys, queue, events."""
+    key = redis_keys(app)
+    return {
+        "seq": raw.get(key.name("seq")),
+        "tasks": len(raw.keys(key.task("*"))),
+        "queued": raw.zrange(key.queue("dev_agent"), 0, -1),
+        "events": [fields["type"] for _, fields in raw.xrange(key.name("events"))],
+        "status": raw.hget(key.task(task_id), "status"),
+    }
+
+
+def test_a_resent_create_makes_one_task(app, api, redis_server, lose_next_reply):
+    lose_next_reply["armed"] = True
+    response = api.client.post("/tasks", headers=api.headers["agent"], json={"type": "bugfix"})
+
+    assert lose_next_reply["lost"] == 1  # the create's one script call was sent twice
+    assert response.status_code == 201
+    assert "Idempotent-Replayed" not in response.headers  # the client asked once
+    body = response.json
+    assert body["task"]["status"] == "assigned"
+    assert body["message"] == "Task created and assigned to dev_agent"
+    assert stored(redis_server.client(), app, body["task_id"]) == {
+        "seq": "1",
+        "tasks": 1,
+        "queued": [body["task_id"]],
+        "events": ["task.created", "task.assigned"],
+        "status": "assigned",
+    }
+
+
+def test_a_task_claimed_before_its_create_is_resent_is_not_queued_again(
+    app, api, redis_server, lose_next_reply
+):
+    claimed = {}
+
+    def claim_it():
+        with app.app_context():
+            reply = services().tasks.scripts.claim_task(
+                agent="dev_agent", lease_ms=60_000, principal="apikey:other", cap=None
+            )
+        claimed.update(reply["task"])
+
+    lose_next_reply.update(armed=True, meanwhile=claim_it)
+    response = api.client.post("/tasks", headers=api.headers["agent"], json={"type": "bugfix"})
+
+    assert response.status_code == 201
+    task_id = response.json["task_id"]
+    assert claimed["task_id"] == task_id
+    # The answer is the task as it is now: running under the lease taken meanwhile.
+    assert response.json["task"]["status"] == "in_progress"
+    assert response.json["task"]["claimed_by"] == "apikey:other"
+    assert stored(redis_server.client(), app, task_id) == {
+        "seq": "1",
+        "tasks": 1,
+        "queued": [],
+        "events": ["task.created", "task.assigned", "task.in_progress"],
+        "status": "in_progress",
+    }
+    assert api.claim(expect=204) is None  # nothing left to hand out a second time
