@@ -1,13 +1,14 @@
-"""A create whose reply was lost on the way back: redis-py sends the command again on a
-new connection (its retry on ConnectionError), although Redis already ran it. The create
-script finds the task its first run stored and answers it as it is now, so the request
-still makes exactly one task, queued once, with one set of events."""
+"""Writes whose reply was lost on the way back: redis-py sends the command again on a new
+connection (its retry on ConnectionError), although Redis already ran it. Each write
+still runs once: a create finds the task its first run stored, the other writes answer
+their first reply, kept under the call's id (lib.lua, once)."""
 
 from __future__ import annotations
 
 import pytest
 import redis
 
+from app.domain.keys import SENT_ONCE_MS
 from app.services import services
 from tests.helpers import redis_keys
 
@@ -93,3 +94,43 @@ def test_a_task_claimed_before_its_create_is_resent_is_not_queued_again(
         "status": "in_progress",
     }
     assert api.claim(expect=204) is None  # nothing left to hand out a second time
+
+
+def test_a_resent_claim_hands_out_one_task(app, api, redis_server, lose_next_reply):
+    first, second = api.create()["task_id"], api.create()["task_id"]
+    lose_next_reply["armed"] = True
+
+    claimed = api.claim()
+
+    assert lose_next_reply["lost"] == 1
+    assert claimed["task"]["task_id"] == first and claimed["task"]["status"] == "in_progress"
+    held = stored(redis_server.client(), app, first)
+    assert held["queued"] == [second]  # the second task was not leased by the re-send
+    assert held["events"].count("task.in_progress") == 1
+    assert api.task(second)["status"] == "assigned"
+
+
+def test_a_resent_status_change_answers_as_the_first_run(app, api, redis_server, lose_next_reply):
+    task_id = api.create()["task_id"]
+    api.claim()
+    lose_next_reply["armed"] = True
+
+    done = api.status(task_id, "completed")  # not a 409 "Task is completed"
+
+    assert lose_next_reply["lost"] == 1
+    assert done["task"]["status"] == "completed"
+    assert stored(redis_server.client(), app, task_id)["events"].count("task.completed") == 1
+
+
+def test_a_resent_event_is_published_once(app, api, redis_server, lose_next_reply):
+    raw, key = redis_server.client(), redis_keys(app)
+    lose_next_reply["armed"] = True
+    body = {"event_type": "deploy.finished", "source_agent": "ops_agent", "payload": {}}
+
+    published = api.call("POST", "/events/publish", as_="agent", expect=201, json=body)
+
+    assert lose_next_reply["lost"] == 1
+    assert [event_id for event_id, _ in raw.xrange(key.name("events"))] == [published["event_id"]]
+    # The first reply is kept only as long as a client's retries take.
+    calls = raw.keys(key.name("call", "*"))
+    assert len(calls) == 1 and 0 < raw.pttl(calls[0]) <= SENT_ONCE_MS

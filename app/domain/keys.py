@@ -94,6 +94,11 @@ LAYOUT: dict[str, KeySpec] = {
     "delivery_totals": KeySpec(
         "deliveries:totals", "hash", "delivered / dead / attempts ever counted"
     ),
+    "call": KeySpec(
+        "call:{call_id}",
+        "string",
+        "a write's first reply, kept SENT_ONCE_MS: the same call sent again answers it",
+    ),
     "decision_link": KeySpec(
         "link:{digest}", "string", "a decision link that was used (single use)"
     ),
@@ -118,6 +123,10 @@ DELIVERY_GROUP = "deliverers"
 
 # How long a create's idempotency record is kept (a retry within it replays the answer).
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+
+# How long a write's first reply is kept for the same call sent again (lib.lua, once):
+# redis-py re-sends within its retries' backoff and reconnects, well inside this.
+SENT_ONCE_MS = 10_000
 
 
 def hash_tag(prefix: str) -> str:

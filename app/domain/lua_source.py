@@ -19,6 +19,23 @@ from app.domain import keys, model
 
 LUA_DIR = Path(__file__).with_name("lua")
 NAMES = tuple(sorted(path.stem for path in LUA_DIR.glob("*.lua") if path.stem != "lib"))
+# Scripts whose writes a client is told about (scripts.py waits for replicas after them).
+# The others only settle what fell due, which the next call after a fail-over settles
+# again, or rebuild indexes (the reindex command, which can be run again).
+WRITES = frozenset(
+    {"create_task", "claim_task", "heartbeat_task", "set_task_status", "decide_approval"}
+    | {"publish_event", "sweep", "create_webhook", "delete_webhook", "retry_delivery"}
+    | {"spend_link", "retry_task", "redrive_tasks"}
+)
+# Writes that must run once although redis-py may send them twice (it sends a command
+# again when the connection drops, even after Redis ran it), and whose second run would
+# change more or answer otherwise: they run as once(main) (lib.lua) with a per-call id
+# (scripts.py). create_task finds its own task id instead; a heartbeat and a sweep
+# repeated change nothing more.
+SENT_ONCE = frozenset(
+    {"claim_task", "set_task_status", "decide_approval", "publish_event", "retry_task"}
+    | {"redrive_tasks", "create_webhook", "delete_webhook", "retry_delivery", "spend_link"}
+)
 
 
 def _lua(value) -> str:
@@ -46,6 +63,7 @@ def constants(settings: Mapping | None = None) -> str:
     values = {
         "LAYOUT": keys.lua_layout(),
         "IDEMPOTENCY_TTL_SECONDS": keys.IDEMPOTENCY_TTL_SECONDS,
+        "SENT_ONCE_MS": keys.SENT_ONCE_MS,
         "STATUSES": model.STATUSES,
         "TERMINAL": model.TERMINAL_STATUSES,
         "RETRYABLE": frozenset(model.RETRYABLE_STATUSES),
@@ -101,7 +119,7 @@ def _reached(prelude: str, body: str) -> str:
         names = ",".join(filter(None, match.groups())) if match else ""
         defined.append({name.strip() for name in names.split(",") if name.strip()})
     uses = [set(_NAME.findall(_COMMENT.sub("", text))) for text in statements]
-    wanted, kept = set(_NAME.findall(_COMMENT.sub("", body))) | {"finish", "ride"}, set()
+    wanted, kept = set(_NAME.findall(_COMMENT.sub("", body))), set()
     while True:
         new = {i for i, names in enumerate(defined) if i not in kept and names & wanted}
         new |= {i for i, names in enumerate(defined) if not names} - kept  # side effects
@@ -133,15 +151,11 @@ def _script(name: str) -> str:
     """A script's text with an empty CFG (finding what it reaches takes ~3 ms)."""
     prelude = constants() + "\n" + (LUA_DIR / "lib.lua").read_text()
     # The body runs as a function so that a rate-limit hit can ride in front of it
-    # (lib.lua, ride) and whatever it returns, the writes the prelude defers to the end of
-    # the call (each task's event index: one write per task) happen.
+    # (lib.lua, ride), a write in SENT_ONCE can answer a call it already ran (once), and
+    # whatever it returns, the writes the prelude defers to the end of the call (each
+    # task's event index: one write per task) happen.
     body = (LUA_DIR / f"{name}.lua").read_text()
+    tail = "return finish(ride(once(main)))" if name in SENT_ONCE else "return finish(ride(main))"
     return "\n".join(
-        (
-            _reached(prelude, body),
-            "local function main()",
-            body,
-            "end",
-            "return finish(ride(main))",
-        )
+        (_reached(prelude, body + "\n" + tail), "local function main()", body, "end", tail)
     )

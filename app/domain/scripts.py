@@ -11,6 +11,7 @@ script's text as CFG (lua_source.py). Every script answers one JSON object with 
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Literal
 
 import orjson
@@ -18,19 +19,11 @@ import redis
 
 from app.config import Settings
 from app.domain import keys
-from app.domain.lua_source import NAMES, source
+from app.domain.lua_source import NAMES, SENT_ONCE, WRITES, source
 from app.domain.rider import Rider
 from app.domain.webhook_scripts import WebhookScripts
 from app.errors import Unavailable
 
-# Scripts whose writes a client is told about. The others only settle what fell due,
-# which the next call after a fail-over settles again, or rebuild indexes (the reindex
-# command, which can be run again), so they never wait for replicas.
-WRITES = frozenset(
-    {"create_task", "claim_task", "heartbeat_task", "set_task_status", "decide_approval"}
-    | {"publish_event", "sweep", "create_webhook", "delete_webhook", "retry_delivery"}
-    | {"spend_link", "retry_task", "redrive_tasks"}
-)
 UNCONFIRMED = (
     "Redis replicas did not confirm the write in time; it may be lost in a fail-over. "
     "Retrying with the same Idempotency-Key is safe"
@@ -41,6 +34,15 @@ MAYBE_APPLIED = (
     "Redis did not answer in time; the change may still be applied. "
     "Retrying a create with the same Idempotency-Key is safe"
 )
+
+
+def named_arguments(name: str, given: dict) -> dict:
+    """A call's arguments as the script reads them (A): no None (cjson.null is truthy in
+    Lua, nil is not), and a per-call id for a write that must run once (lib.lua, once)."""
+    named = {k: v for k, v in given.items() if k != "self" and v is not None}
+    if name in SENT_ONCE:
+        named["call"] = uuid.uuid4().hex
+    return named
 
 
 def rows(value) -> list:
@@ -82,8 +84,7 @@ class Scripts(WebhookScripts):
         request's rate-limit hit when one waits (lib.lua, ride: taken first). `args` is
         the calling method's locals(): its keyword parameters are the script's argument
         names (A.<name>), so each name is written once."""
-        # None is left out, never sent as null: cjson.null is truthy in Lua, nil is not.
-        named = {k: v for k, v in args.items() if k != "self" and v is not None}
+        named = named_arguments(name, args)
         if hit := self._rider.take() if self._rider else None:
             named["rate"] = hit
         argv = [self._prefix, json.dumps(named, ensure_ascii=False)]
@@ -106,7 +107,7 @@ class Scripts(WebhookScripts):
     def queue(self, pipe: redis.client.Pipeline, name: str, **named) -> None:
         """Queue one script call on `pipe` (bulk loading, e.g. `make bench-scale`): the
         same arguments as the typed method of that name, the reply JSON in pipe.execute()."""
-        argv = [self._prefix, json.dumps({k: v for k, v in named.items() if v is not None})]
+        argv = [self._prefix, json.dumps(named_arguments(name, named))]
         self._scripts[name](keys=self._route, args=argv, client=pipe)
 
     def _confirmed(self, script, argv: list) -> str | list:

@@ -265,6 +265,22 @@ local function ride(main)
   return {reply, unpack(window)}
 end
 
+-- A write redis-py sent twice (it sends a command again when its connection drops, even
+-- after Redis ran it) runs once: the first run keeps its reply under the call's id
+-- (A.call, made per call by scripts.py) for SENT_ONCE_MS, and the second answers that
+-- reply and changes nothing. The scripts in lua_source.SENT_ONCE run as
+-- finish(ride(once(main))).
+local function once(main)
+  return function()
+    local k = key('call', A.call)
+    local first = redis.call('GET', k)
+    if first then return first end
+    local reply = main()
+    redis.call('SET', k, reply, 'PX', SENT_ONCE_MS)
+    return reply
+  end
+end
+
 -- The service's own event about `task`; its payload always names the task. Its entry's
 -- source is '' (the service's: no client's event has an empty one), and left out of
 -- `data` (see emit_raw): who published it and its metadata (always the service, always
