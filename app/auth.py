@@ -15,9 +15,8 @@ from flask_smorest import Blueprint
 
 from app import metrics
 from app.config import Settings
-from app.domain.model import ROLE_RANK, ROLES
+from app.domain.model import ROLE_RANK, ROLES, TOKEN_TYPE
 from app.errors import Forbidden, Unauthorized
-from app.schemas.auth import TOKEN_TYPE
 from app.schemas.common import error_doc
 from app.services import current_settings
 

@@ -175,8 +175,11 @@ def main() -> int:
         # The loader's claims and completions keep their replies SENT_ONCE_MS (lib.lua,
         # once), the only keys it leaves with an expiry: wait until Redis has expired
         # them, so only what stays with the tasks is counted.
-        time.sleep(SENT_ONCE_MS / 1000)
-        wait_until(lambda: raw.info("keyspace").get("db0", {}).get("expires", 0) == 0, 120)
+        wait_until(
+            lambda: raw.info("keyspace").get("db0", {}).get("expires", 0) == 0,
+            SENT_ONCE_MS / 1000 + 60,
+            interval=1,
+        )
         per_task = (raw.info("memory")["used_memory"] - before) / args.tasks
         keys = Keys(LOADED)
         events = raw.xlen(keys.name("events"))

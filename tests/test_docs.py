@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.docs import STATIC
-from app.domain.model import DEFAULT_ROUTES, PRIORITIES, ROLES
-from app.schemas.auth import TOKEN_TYPE
+from app.domain.model import DEFAULT_ROUTES, PRIORITIES, ROLES, TOKEN_TYPE
 from tests.helpers import CHROMIUM_FLAGS, chromium
 
 # Every endpoint (README.md, API in one table), as (method, OpenAPI path).

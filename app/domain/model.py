@@ -111,3 +111,6 @@ DEFAULT_UNGATED_ENVIRONMENTS = frozenset(
 # Principal roles, weakest first: each may do what the ones before it may.
 ROLES = ("user", "agent", "admin")
 ROLE_RANK = MappingProxyType({role: rank for rank, role in enumerate(ROLES)})
+# What every issued token is (RFC 6750): the token endpoint answers it, its schema
+# documents it.
+TOKEN_TYPE = "bearer"  # noqa: S105 (a scheme name, not a secret)

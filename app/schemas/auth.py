@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.domain.model import ROLES
+from app.domain.model import ROLES, TOKEN_TYPE
 from app.schemas.common import Schema, StrictSchema, describe
-
-# What every issued token is (RFC 6750); app/auth.py writes it into the answer.
-TOKEN_TYPE = "bearer"  # noqa: S105 (a scheme name, not a secret)
 
 
 class TokenRequestSchema(StrictSchema):

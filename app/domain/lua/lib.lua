@@ -136,6 +136,19 @@ end
 -- with every id the field held, to the list, and the field goes. Seqs stay text;
 -- milliseconds of up to 15 digits are exact in a double (a longer one goes to the list).
 
+-- Whether stream id a comes before b. Each is two unsigned integers too large for a
+-- double, compared by length, then text (Redis writes them without leading zeros).
+local function number_less(x, y)
+  if #x ~= #y then return #x < #y end
+  return x < y
+end
+local function id_less(a, b)
+  local a_ms, a_seq = string.match(a, '^(%d+)-(%d+)$')
+  local b_ms, b_seq = string.match(b, '^(%d+)-(%d+)$')
+  if a_ms ~= b_ms then return number_less(a_ms, b_ms) end
+  return number_less(a_seq, b_seq)
+end
+
 -- The ids a field's text holds, in order.
 local function field_ids(text)
   local ids, base = {}, nil

@@ -42,18 +42,6 @@ local function page(next_cursor)
   return cjson.encode({outcome = 'ok', events = events, cursor = next_cursor})
 end
 
--- Stream ids compare as two unsigned integers (too large for a double: by length, then
--- text; Redis writes them without leading zeros).
-local function number_less(a, b)
-  if #a ~= #b then return #a < #b end
-  return a < b
-end
-local function id_less(a, b)
-  local a_ms, a_seq = string.match(a, '^(%d+)-(%d+)$')
-  local b_ms, b_seq = string.match(b, '^(%d+)-(%d+)$')
-  if a_ms ~= b_ms then return number_less(a_ms, b_ms) end
-  return number_less(a_seq, b_seq)
-end
 
 local function from_index()
   -- The index is the field or the list, never both: a short one is decoded here and

@@ -15,17 +15,8 @@
 -- index went with it); rebuilding again gives the same indexes.
 local through = A.through
 
--- Stream ids compare as two unsigned integers too large for a double: by length, then
--- text (Redis writes them without leading zeros).
-local function number_greater(a, b)
-  if #a ~= #b then return #a > #b end
-  return a > b
-end
 local function after_through(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  local t_ms, t_seq = string.match(through, '^(%d+)-(%d+)$')
-  if ms ~= t_ms then return number_greater(ms, t_ms) end
-  return number_greater(seq, t_seq)
+  return id_less(through, id)
 end
 
 -- The ids at the end of a list that the service wrote after A.through: only a few (the
