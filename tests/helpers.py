@@ -184,6 +184,19 @@ def task_event_ids(redis_client, keys: Keys, task_id: str) -> list[str]:
     return event_field_ids(text) if text else listed
 
 
+def every_route(redis_client, keys: Keys) -> list[tuple[str, str]]:
+    """(type, agent) of every route index stored (SCAN), after checking each is named in
+    `routes`, where a type's or an agent's listing looks for its route indexes."""
+    head = keys.name("by_route", "", "")[:-1]
+    routes = [
+        tuple(name[len(head) :].split(":"))
+        for name in redis_client.scan_iter(match=keys.name("by_route", "*", "*"), count=1000)
+    ]
+    named = redis_client.smembers(keys.name("routes"))
+    assert {f"{task_type}:{agent}" for task_type, agent in routes} <= named, (routes, named)
+    return routes
+
+
 def metric_sample(text: str, name: str, **labels: str) -> float:
     """The value of one sample in Prometheus text format (0 when absent)."""
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))

@@ -229,8 +229,7 @@ def test_sweep_command_settles_without_any_read(make_app, api, redis_server):
     assert raw.exists(key.task(done)) == 0
     for index in (
         key.name("by_status", "cancelled"),
-        key.name("by_type", "bugfix"),
-        key.name("by_agent", "dev_agent"),
+        key.name("by_route", "bugfix", "dev_agent"),
     ):
         assert raw.zscore(index, done) is None
     assert raw.exists(key.name("task_events", done)) == 0

@@ -12,7 +12,7 @@ from app.domain.reindex import reindex
 from app.domain.scripts import Scripts
 from app.services import redis_client
 from harness import free_port
-from tests.helpers import redis_keys, task_event_ids
+from tests.helpers import every_route, redis_keys, task_event_ids
 
 
 def build_store(api) -> dict[str, str]:
@@ -67,7 +67,7 @@ def what_clients_see(api, ids: dict[str, str]) -> dict:
 
 
 def index_names(client, key) -> list[str]:
-    """The status, type and agent indexes and the event indexes stored now."""
+    """The status and route indexes and the event indexes stored now."""
     patterns = (f"{key.tag}:tasks:*", key.name("task_events", "*"))
     return sorted(name for pattern in patterns for name in client.scan_iter(pattern))
 
@@ -91,13 +91,16 @@ def dump(client, key) -> dict:
 
 def forget_the_indexes(client, key) -> None:
     """The store as the release before the indexes left it: hashes, stream, old keys."""
-    client.delete(*index_names(client, key))
+    client.delete(*index_names(client, key), key.name("routes"))
     for name in event_fields(client, key):
         client.hdel(name, EVENTS_FIELD)
     client.zadd(f"{key.tag}:tasks", {"x": 1})
     client.hset(f"{key.tag}:counts", mapping={"assigned": 1})
     client.zadd(f"{key.tag}:dead:failed", {"x": 1})
     client.zadd(f"{key.tag}:dead:cancelled", {"x": 1})
+    # The release before the route indexes: one index per type and one per agent.
+    client.zadd(f"{key.tag}:tasks:type:bugfix", {"x": 1})
+    client.zadd(f"{key.tag}:tasks:agent:dev_agent", {"x": 1})
 
 
 def test_reindex_gives_back_every_listing_count_and_event_replay(app, api, redis_server):
@@ -125,11 +128,14 @@ def test_reindex_gives_back_every_listing_count_and_event_replay(app, api, redis
     assert result.exit_code == 0, result.output
     indexed_events = sum(len(before[("events", task_id)]) for task_id in ids.values())
     assert f"{len(ids)} task(s), {indexed_events} event(s)" in result.output
-    assert "removed 4 key(s)" in result.output
+    assert "removed 6 key(s)" in result.output
     assert what_clients_see(api, ids) == before
     assert dump(client, key) == {k: v for k, v in indexes.items() if not k.endswith(stranger)}
     assert client.exists(key.name("task_events", stranger)) == 0
-    old_layout = ("tasks", "counts", "dead:failed", "dead:cancelled")
+    old_layout = (
+        *("tasks", "counts", "dead:failed", "dead:cancelled"),
+        *("tasks:type:bugfix", "tasks:agent:dev_agent"),
+    )
     assert client.exists(*(f"{key.tag}:{name}" for name in old_layout)) == 0
 
     again = runner.invoke(args=["reindex"])
@@ -145,12 +151,19 @@ def assert_indexes_match_the_store(client, key) -> None:
         name.rsplit(":", 1)[1]: client.hmget(name, "status", "type", "assigned_to", "seq")
         for name in client.scan_iter(key.task("*"))
     }
-    for kind, field in (("by_status", 0), ("by_type", 1), ("by_agent", 2)):
-        for value in {row[field] for row in tasks.values()} | set(STATUSES):
-            expected = {
-                task_id: float(row[3]) for task_id, row in tasks.items() if row[field] == value
-            }
-            assert dict(client.zrange(key.name(kind, value), 0, -1, withscores=True)) == expected
+    for status in STATUSES:
+        expected = {task_id: float(row[3]) for task_id, row in tasks.items() if row[0] == status}
+        assert (
+            dict(client.zrange(key.name("by_status", status), 0, -1, withscores=True)) == expected
+        )
+    routes = {(row[1], row[2]) for row in tasks.values()}
+    for route in routes:
+        expected = {
+            task_id: float(row[3]) for task_id, row in tasks.items() if tuple(row[1:3]) == route
+        }
+        by_route = key.name("by_route", *route)
+        assert dict(client.zrange(by_route, 0, -1, withscores=True)) == expected
+    assert routes <= {(task_type, agent) for task_type, agent in every_route(client, key)}
     events = defaultdict(list)
     for event_id, fields in client.xrange(key.name("events")):
         events[fields["task_id"]].append(event_id)

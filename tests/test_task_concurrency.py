@@ -15,7 +15,7 @@ import requests
 from app import create_app
 from app.domain.model import STATUSES
 from tests.conftest import HEADERS
-from tests.helpers import redis_keys, task_event_ids
+from tests.helpers import every_route, redis_keys, task_event_ids
 
 AGENT = HEADERS["agent"]
 OPS = HEADERS["ops"]
@@ -57,12 +57,14 @@ def assert_indexes_match_a_recount(redis_server, server) -> None:
         name.rsplit(":", 1)[1]: client.hmget(name, "status", "type", "assigned_to")
         for name in client.scan_iter(key.task("*"), count=1000)
     }
-    by = {"by_status": 0, "by_type": 1, "by_agent": 2}
-    for kind, field in by.items():
-        values = {row[field] for row in tasks.values()} | set(STATUSES if field == 0 else ())
-        for value in values:
-            expected = {task_id for task_id, row in tasks.items() if row[field] == value}
-            assert set(client.zrange(key.name(kind, value), 0, -1)) == expected, (kind, value)
+    for status in STATUSES:
+        expected = {task_id for task_id, row in tasks.items() if row[0] == status}
+        assert set(client.zrange(key.name("by_status", status), 0, -1)) == expected, status
+    routes = {(row[1], row[2]) for row in tasks.values()}
+    assert routes <= set(every_route(client, key))
+    for route in every_route(client, key):
+        expected = {task_id for task_id, row in tasks.items() if tuple(row[1:3]) == route}
+        assert set(client.zrange(key.name("by_route", *route), 0, -1)) == expected, route
     events = defaultdict(list)
     for event_id, fields in client.xrange(key.name("events")):
         events[fields["task_id"]].append(event_id)

@@ -296,6 +296,31 @@ def test_routing_rules_override_the_table(make_app, api):
     }
 
 
+def test_listings_by_type_and_agent_span_a_routing_change(app, make_app, api, keys):
+    """A type's tasks stay listed under the agent each was routed to when created, after
+    the routing table sends the type elsewhere: its listing merges both routes."""
+    before = [api.create(type=t)["task_id"] for t in ("faq", "bugfix", "faq", "documentation")]
+    rerouted = make_app(
+        ORCHESTRATOR_QUEUE_PREFIX=redis_keys(app).prefix,
+        ORCHESTRATOR_ROUTING_RULES="faq=dev_agent",
+    ).test_client()
+    after = [api.using(rerouted).create(type=t)["task_id"] for t in ("faq", "bugfix", "faq")]
+    old_faq, old_bugfix, old_faq2, docs = before
+    new_faq, new_bugfix, new_faq2 = after
+    user = keys["user"]
+    # Newest first across both routes, the same on one page or over pages of two.
+    faq = [new_faq2, new_faq, old_faq2, old_faq]
+    assert list_ids(rerouted, user, "type=faq") == faq
+    assert walk_pages(rerouted, user, "type=faq", 2) == (faq, 2)
+    dev = [new_faq2, new_bugfix, new_faq, old_bugfix]
+    assert list_ids(rerouted, user, "assigned_to=dev_agent") == dev
+    assert walk_pages(rerouted, user, "assigned_to=dev_agent", 3) == (dev, 2)
+    assert list_ids(rerouted, user, "assigned_to=faq_agent") == [docs, old_faq2, old_faq]
+    assert list_ids(rerouted, user, "type=faq&assigned_to=faq_agent") == [old_faq2, old_faq]
+    assert list_ids(rerouted, user, "type=faq&status=assigned&limit=3") == faq[:3]
+    assert list_ids(rerouted, user, "type=deploy") == []
+
+
 # --- idempotency -------------------------------------------------------------------------
 
 

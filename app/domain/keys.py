@@ -31,12 +31,13 @@ LAYOUT: dict[str, KeySpec] = {
     "by_status": KeySpec(
         "tasks:status:{status}", "zset", "stored tasks in one status, by creation sequence"
     ),
-    "by_type": KeySpec(
-        "tasks:type:{type}", "zset", "stored tasks of one type, by creation sequence"
+    "by_route": KeySpec(
+        "tasks:route:{type}:{agent}",
+        "zset",
+        "stored tasks of one type routed to one agent, by creation sequence (a type's"
+        " listing merges its agents', an agent's its types')",
     ),
-    "by_agent": KeySpec(
-        "tasks:agent:{agent}", "zset", "stored tasks routed to one agent, by creation sequence"
-    ),
+    "routes": KeySpec("routes", "set", "`{type}:{agent}` of every route index ever made"),
     "task_events": KeySpec(
         "task_events:{task_id}",
         "list",

@@ -5,9 +5,9 @@ one whose indexes are in doubt. Three passes:
 
 1. `through` = the stream's last id, taken first: the rebuild covers events up to it;
    the service indexes every later one itself.
-2. SCAN the task hashes; per batch, `reindex_tasks` puts each task in its status, type
-   and agent indexes, and `reindex_events` empties its event index of the ids up to
-   `through` (keeping those the service wrote since).
+2. SCAN the task hashes; per batch, `reindex_tasks` puts each task in its status and
+   route (type and agent) indexes, and `reindex_events` empties its event index of the
+   ids up to `through` (keeping those the service wrote since).
 3. XRANGE the stream up to `through`; per batch, `reindex_events` puts each event about a
    stored task back in its task's event index, before the ids the service wrote since.
 
@@ -18,7 +18,7 @@ stays in stream order. Run one at a time; running it again rebuilds the same.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import redis
@@ -26,6 +26,7 @@ import redis
 from app.config import Settings
 from app.domain.ids import is_task_id
 from app.domain.keys import Keys
+from app.domain.model import TASK_TYPES
 from app.domain.scripts import Scripts
 
 TASK_BATCH = 500
@@ -41,17 +42,20 @@ class Reindexed:
     removed: int
 
 
-def pre_index_keys(keys: Keys) -> list[str]:
-    """The keys of the layout before the indexes, which nothing reads any more.
+def pre_index_keys(keys: Keys, agents: Iterable[str]) -> list[str]:
+    """The keys of earlier layouts, which nothing reads any more.
 
-    Every task by seq, the counts per status and the dead letters per status: the
-    indexes took their place, so they are named here, not in LAYOUT.
+    Every task by seq, the counts per status and the dead letters per status (before the
+    indexes), and the per-type and per-agent indexes (before the route indexes, which
+    hold each task once for both): named here, not in LAYOUT.
     """
     return [
         f"{keys.tag}:tasks",
         f"{keys.tag}:counts",
         f"{keys.tag}:dead:failed",
         f"{keys.tag}:dead:cancelled",
+        *(f"{keys.tag}:tasks:type:{task_type}" for task_type in TASK_TYPES),
+        *(f"{keys.tag}:tasks:agent:{agent}" for agent in sorted(agents)),
     ]
 
 
@@ -103,5 +107,10 @@ def reindex(
         if entries:
             reply = scripts.reindex_events(through=through, reset=None, entries=entries)
             events += reply["indexed"]
-    removed = client.delete(*pre_index_keys(keys))
+    # An agent with a per-agent index of the old layout had a stored task, whose route
+    # the task pass has just recorded; an agent with none left has an empty index, which
+    # Redis has deleted already.
+    routes = client.smembers(keys.name("routes"))
+    agents = {route.partition(":")[2] for route in routes}
+    removed = client.delete(*pre_index_keys(keys, agents))
     return Reindexed(tasks=tasks, events=events, removed=removed)

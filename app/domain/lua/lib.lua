@@ -626,8 +626,7 @@ local function purge_task(id)
   local row = redis.call('HMGET', k, 'status', 'type', 'assigned_to')
   if row[1] and TERMINAL[row[1]] then
     redis.call('ZREM', key('by_status', row[1]), id)
-    redis.call('ZREM', key('by_type', row[2]), id)
-    redis.call('ZREM', key('by_agent', row[3]), id)
+    redis.call('ZREM', key('by_route', row[2], row[3]), id)
     redis.call('DEL', k, key('dependants', id), key('task_events', id))
     STORED[id], INDEX_FIELD[id] = nil, nil
   end

@@ -1,5 +1,5 @@
--- reindex_tasks: put stored tasks back in their status, type and agent indexes (for a
--- store written before the indexes existed; see app/domain/reindex.py).
+-- reindex_tasks: put stored tasks back in their status and route (type and agent)
+-- indexes (for a store written before them; see app/domain/reindex.py).
 -- A.task_ids
 -- Returns {outcome = 'ok', indexed} (the tasks found and indexed).
 -- How: each index is scored by the task's seq, as create_task and move() score it; the
@@ -17,8 +17,8 @@ for _, id in ipairs(A.task_ids) do
       if other ~= status then redis.call('ZREM', key('by_status', other), id) end
     end
     redis.call('ZADD', key('by_status', status), seq, id)
-    redis.call('ZADD', key('by_type', task_type), seq, id)
-    redis.call('ZADD', key('by_agent', agent), seq, id)
+    redis.call('ZADD', key('by_route', task_type, agent), seq, id)
+    redis.call('SADD', key('routes'), task_type .. ':' .. agent)
     indexed = indexed + 1
   end
 end
