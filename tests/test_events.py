@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.domain.events import WELL_KNOWN_TYPES
+from app.domain.events import WELL_KNOWN_TYPES, envelope_of
+from app.domain.model import CREATED_PAYLOAD, EVENT_PRIORITIES
 from tests.helpers import redis_keys
 
 EVENT_ID = re.compile(r"^\d+-\d+$")
@@ -294,14 +295,7 @@ def test_a_stream_entry_stores_each_fact_once(app, client, keys):
     entries = redis.xrevrange(redis_keys(app).name("events"), count=3)[::-1]
 
     created, _, published = (json.loads(fields["data"]) for _, fields in entries)
-    assert created == {
-        "payload": {
-            "type": "faq",
-            "priority": "P2",
-            "assigned_to": "faq_agent",
-            "created_by": "apikey:agent",
-        }
-    }
+    assert created == {"c": ["faq_agent", "faq", "P2", "apikey:agent"]}
     assert set(published) == {"published_by", "trace_id", "priority", "payload", "metadata"}
     first_id = entries[0][0]
     replayed = read(client, keys["user"], order="asc", task_id=task_id)["events"]
@@ -410,7 +404,7 @@ def test_status_changes_store_only_what_their_entry_cannot_tell(app, client, api
     agent = {"assigned_to": "dev_agent"}
     created = {**agent, "type": "bugfix", "priority": "P3", "created_by": "apikey:agent"}
     assert [json.loads(fields["data"]) for _, fields in entries] == [
-        {"payload": created, "priority": "low"},  # not a status change: as before
+        {"c": list(created.values())},  # task.created: its values, its priority implied
         {"p": agent, "priority": "low"},
         {"p": {**agent, "previous_status": "assigned"}, "priority": "low"},
         {
@@ -520,6 +514,132 @@ def test_the_service_events_of_either_form_replay_and_filter_alike(app, client, 
             service
         )
     assert read(client, keys["user"], source_agent="dev_agent")["events"] == [published]
+
+
+def created_envelope(event_id: str, task: dict, priority: str, trace_id: str) -> dict:
+    """A task.created as it was always shown: the payload in the order the service wrote."""
+    return {
+        "event_id": event_id,
+        "event_type": "task.created",
+        "source_agent": "orchestrator",
+        "published_by": "orchestrator",
+        "task_id": task["task_id"],
+        "trace_id": trace_id,
+        "priority": priority,
+        "payload": {
+            "task_id": task["task_id"],
+            "assigned_to": task["assigned_to"],
+            "type": task["type"],
+            "priority": task["priority"],
+            "created_by": task["created_by"],
+        },
+        "metadata": {},
+        "timestamp": task["created_at"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "priority", "own_trace"),
+    [
+        ({"type": "bugfix", "priority": "P3"}, "low", None),
+        ({"type": "faq"}, "medium", None),  # P2, the default
+        ({"type": "bugfix", "priority": "P1", "trace_id": "req-7f3a9c"}, "high", "req-7f3a9c"),
+    ],
+    ids=["P3", "P2-default", "own-trace"],
+)
+def test_a_created_event_stores_its_payload_as_a_list(
+    app, client, api, keys, subscriber, body, priority, own_trace
+):
+    """A task.created entry keeps its payload's values as "c", in model.CREATED_PAYLOAD's
+    order, and no priority (its task's decides it); replay, the live message and a webhook
+    delivery show the whole envelope, byte for byte as before."""
+    hook = {"url": "https://hooks.example.com/in", "events": ["task.created"]}
+    api.call("POST", "/webhooks", as_="admin", expect=201, json=hook)
+    everything = subscriber("task.created")
+    task = api.call("POST", "/tasks", as_="agent", expect=201, json=body)["task"]
+    task_id = task["task_id"]
+
+    entries = app.extensions["orchestrator.redis"].xrange(redis_keys(app).name("events"))
+    created = [fields for _, fields in entries if fields["type"] == "task.created"]
+    values = [task["assigned_to"], task["type"], task["priority"], task["created_by"]]
+    stored = {"c": values} | ({"trace_id": own_trace} if own_trace else {})
+    assert created == [
+        {
+            "type": "task.created",
+            "task_id": task_id,
+            "source_agent": "",
+            "data": json.dumps(stored, separators=(",", ":")),
+        }
+    ]
+
+    event_id = next(entry_id for entry_id, f in entries if f["type"] == "task.created")
+    expected = created_envelope(event_id, task, priority, own_trace or task_id)
+    compact = json.dumps(expected, separators=(",", ":"))
+    query = {"task_id": task_id, "order": "asc", "limit": 1}
+    answer = client.get("/events", query_string=query, headers=keys["user"])
+    assert f'"events":[{compact}],' in answer.get_data(True)
+    (live,) = drain(everything, 1)
+    message = json.loads(live["data"])
+    assert message == expected and list(message["payload"]) == list(expected["payload"])
+    assert delivered(app)[0] == compact
+
+
+OLD_CREATED = (
+    '{"payload":{"assigned_to":"dev_agent","type":"bugfix","priority":"P3",'
+    '"created_by":"apikey:bench"},"priority":"low"}'
+)
+
+
+@pytest.mark.parametrize("source_agent", ["", "orchestrator"])
+@pytest.mark.parametrize(
+    ("data", "trace_id", "priority"),
+    [
+        (OLD_CREATED, None, "low"),
+        (OLD_CREATED[:-1] + ',"trace_id":"req-1"}', "req-1", "low"),
+        (OLD_CREATED.replace('"P3"', '"P2"').replace(',"priority":"low"', ""), None, "medium"),
+    ],
+    ids=["P3", "own-trace", "P2-default"],
+)
+def test_created_events_written_before_the_list_form_read_back_the_same(
+    app, client, keys, source_agent, data, trace_id, priority
+):
+    """A task.created entry a previous release wrote (its whole payload, its priority)
+    replays as it did, in the payload's order."""
+    redis = app.extensions["orchestrator.redis"]
+    task_id = str(uuid.uuid4())
+    event_id = redis.xadd(
+        redis_keys(app).name("events"),
+        {"type": "task.created", "task_id": task_id, "source_agent": source_agent, "data": data},
+    )
+    (event,) = read(client, keys["user"], order="desc", limit=1)["events"]
+    payload = {"task_id": task_id, **json.loads(data)["payload"]}
+    assert event == {
+        "event_id": event_id,
+        "event_type": "task.created",
+        "source_agent": "orchestrator",
+        "published_by": "orchestrator",
+        "task_id": task_id,
+        "trace_id": trace_id or task_id,
+        "priority": priority,
+        "payload": payload,
+        "metadata": {},
+        "timestamp": event["timestamp"],
+    }
+    assert list(event["payload"]) == list(payload)
+
+
+@pytest.mark.parametrize("priority", ["P0", "P1", "P2", "P3"])
+def test_the_list_form_and_the_whole_payload_give_one_envelope(priority):
+    """envelope_of reads either form of a task.created entry into the same envelope."""
+    fields = {"type": "task.created", "task_id": "t-1", "source_agent": ""}
+    values = ["dev_agent", "bugfix", priority, "apikey:bench"]
+    whole = {"payload": dict(zip(CREATED_PAYLOAD, values, strict=True))}
+    if priority != "P2":
+        whole["priority"] = EVENT_PRIORITIES[priority]
+    old = envelope_of("5-0", {**fields, "data": json.dumps(whole)})
+    new = envelope_of("5-0", {**fields, "data": json.dumps({"c": values})})
+    assert new == old and json.dumps(new) == json.dumps(old)
+    assert new["priority"] == EVENT_PRIORITIES[priority]
 
 
 def test_psubscribe_on_the_wildcard_pattern_sees_each_event_twice(client, keys, subscriber):

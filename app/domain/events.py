@@ -8,7 +8,12 @@ import unicodedata
 import uuid
 from urllib.parse import quote
 
-from app.domain.model import DEFAULT_EVENT_PRIORITY, EVENT_PRIORITIES, SERVICE_SOURCE
+from app.domain.model import (
+    CREATED_PAYLOAD,
+    DEFAULT_EVENT_PRIORITY,
+    EVENT_PRIORITIES,
+    SERVICE_SOURCE,
+)
 from app.domain.records import stamp_ms
 from app.domain.scripts import Scripts, rows
 from app.errors import Forbidden
@@ -98,14 +103,19 @@ def envelope_of(event_id: str, fields: dict) -> dict:
     `source_agent` ('' for the service's own) are its fields, the timestamp is its id's
     milliseconds unless `data` carries one, and `data` leaves out a trace_id equal to the
     task id, the default priority, empty metadata and, in the service's own events, the
-    payload's task_id; a status change's payload is "p", less its usual values. Entries
-    written before carry the service's source, the whole payload or the whole envelope,
-    which read back the same way.
+    payload's task_id; a status change's payload is "p", less its usual values, and a
+    task.created's is "c", its values alone (model.CREATED_PAYLOAD), without the priority
+    its payload's decides. Entries written before carry the service's source, the whole
+    payload or the whole envelope, which read back the same way.
     """
     stored = json.loads(fields["data"])
     task_id = fields["task_id"] or None
     source_agent = fields["source_agent"] or SERVICE_SOURCE
-    if "p" in stored:
+    priority = DEFAULT_EVENT_PRIORITY
+    if "c" in stored:
+        payload = dict(zip(CREATED_PAYLOAD, stored["c"], strict=True))
+        priority = EVENT_PRIORITIES.get(payload["priority"], DEFAULT_EVENT_PRIORITY)
+    elif "p" in stored:
         payload = _status_change(fields["type"], stored["p"])
     else:
         payload = stored.get("payload")
@@ -120,7 +130,7 @@ def envelope_of(event_id: str, fields: dict) -> dict:
         or (SERVICE_SOURCE if source_agent == SERVICE_SOURCE else None),
         "task_id": task_id,
         "trace_id": stored["trace_id"] if "trace_id" in stored else task_id,
-        "priority": stored.get("priority", DEFAULT_EVENT_PRIORITY),
+        "priority": stored.get("priority", priority),
         "payload": payload,
         "metadata": stored.get("metadata") or {},
         "timestamp": stored.get("timestamp") or stamp_ms(int(event_id.split("-", 1)[0])),

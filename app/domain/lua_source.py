@@ -74,6 +74,7 @@ def constants(settings: Mapping | None = None) -> str:
         "DEFAULT_EVENT_PRIORITY": model.DEFAULT_EVENT_PRIORITY,
         "DEFAULT_MAX_RETRIES": model.DEFAULT_MAX_RETRIES,
         "SERVICE_SOURCE": model.SERVICE_SOURCE,
+        "CREATED_PAYLOAD": model.CREATED_PAYLOAD,
         "ROLE_RANK": model.ROLE_RANK,
         "DELIVERY_GROUP": keys.DELIVERY_GROUP,
         "EVENTS_FIELD": keys.EVENTS_FIELD,

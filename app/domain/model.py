@@ -49,6 +49,10 @@ PRIORITIES = ("P0", "P1", "P2", "P3")
 DEFAULT_PRIORITY = "P2"
 EVENT_PRIORITIES = MappingProxyType({"P0": "critical", "P1": "high", "P2": "medium", "P3": "low"})
 DEFAULT_EVENT_PRIORITY = EVENT_PRIORITIES[DEFAULT_PRIORITY]
+# A task.created payload after its task_id, in the order the service writes it. Its
+# entry's `data` holds these values as the list "c", and no priority: the envelope's is
+# its task's (EVENT_PRIORITIES); events.envelope_of restores both.
+CREATED_PAYLOAD = ("assigned_to", "type", "priority", "created_by")
 
 # How far ahead a task may be scheduled (run_at, delay_seconds) and how many tasks it may
 # wait for (depends_on).

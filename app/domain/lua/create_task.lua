@@ -97,7 +97,7 @@ INDEX_FIELD[id] = ''
 redis.call('ZADD', key('by_route', task.type, task.assigned_to), seq, id)
 redis.call('SADD', key('routes'), task.type .. ':' .. task.assigned_to)
 emit('task.created', task, {task_id = id, type = task.type, priority = task.priority,
-  assigned_to = task.assigned_to, created_by = task.created_by})
+  assigned_to = task.assigned_to, created_by = task.created_by}, nil, CREATED_PAYLOAD)
 if ended then
   task = move(id, task, 'cancelled', {'error', ended})
 elseif #waiting > 0 then

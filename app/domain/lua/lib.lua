@@ -1,10 +1,10 @@
 -- Shared prelude of every script (lua_source.py prepends it, after the constants it
 -- generates from model.py and keys.py: LAYOUT, TERMINAL, RETRYABLE, ALLOWED, PRIORITY_RANK,
 -- EVENT_PRIORITY, DEFAULT_EVENT_PRIORITY, DEFAULT_MAX_RETRIES, SERVICE_SOURCE,
--- MAX_SCHEDULE_MS, IDEMPOTENCY_TTL_SECONDS, ROLE_RANK, DELIVERY_GROUP, EVENTS_FIELD,
--- EVENTS_FIELD_MAX, and the deployment's settings as CFG: task_ttl, approval_timeout,
--- history_ttl, max_history, maxlen, lease_ms (the default lease), memory_high_watermark
--- (percent), webhook_max_age_ms).
+-- CREATED_PAYLOAD, MAX_SCHEDULE_MS, IDEMPOTENCY_TTL_SECONDS, ROLE_RANK, DELIVERY_GROUP,
+-- EVENTS_FIELD, EVENTS_FIELD_MAX, and the deployment's settings as CFG: task_ttl,
+-- approval_timeout, history_ttl, max_history, maxlen, lease_ms (the default lease),
+-- memory_high_watermark (percent), webhook_max_age_ms).
 -- KEYS[1] = `{<prefix>}`, the hash tag every key carries: no script reads it, it routes
 -- the call to the node that holds the deployment's one slot.
 -- ARGV[1] = key prefix; ARGV[2] = the call's named arguments as one JSON object, read as
@@ -300,8 +300,10 @@ end
 -- empty), the payload's task_id, trace_id when it is the task's id, priority when it is
 -- the default. `unstored` (a status change, move()): payload values the entry leaves out
 -- when the payload holds them; `data` then holds the rest as "p", not "payload", which
--- tells envelope_of to restore them.
-local function emit(event_type, task, payload, unstored)
+-- tells envelope_of to restore them. `listed` (task.created: CREATED_PAYLOAD): the
+-- payload's names in the order it is shown; `data` holds only their values, as "c", and
+-- no priority, since the payload's own decides it.
+local function emit(event_type, task, payload, unstored, listed)
   local task_id = task.task_id or ''
   if task.seq then STORED[task_id] = true end
   local named = ''
@@ -309,12 +311,23 @@ local function emit(event_type, task, payload, unstored)
     payload.task_id = nil
     named = '"task_id":' .. cjson.encode(task_id)
   end
-  local body = cjson.encode(payload)
+  local body, kept
+  if listed then
+    local values, members = {}, {}
+    for i, name in ipairs(listed) do
+      values[i] = cjson.encode(payload[name])
+      members[i] = '"' .. name .. '":' .. values[i]
+    end
+    body = '{' .. table.concat(members, ',') .. '}'
+    kept = '{"c":[' .. table.concat(values, ',') .. ']'
+  else
+    body = cjson.encode(payload)
+    kept = '{"payload":' .. body
+  end
   local restored = body
   if named ~= '' then
     restored = body == '{}' and ('{' .. named .. '}') or ('{' .. named .. ',' .. string.sub(body, 2))
   end
-  local kept = '{"payload":' .. body
   if unstored then
     for name, value in pairs(unstored) do
       if payload[name] == value then payload[name] = nil end
@@ -329,14 +342,15 @@ local function emit(event_type, task, payload, unstored)
   else
     stored = ',"trace_id":' .. (trace and cjson.encode(trace) or 'null')
   end
+  local shown = ''
   local priority = EVENT_PRIORITY[task.priority] or DEFAULT_EVENT_PRIORITY
   if priority == DEFAULT_EVENT_PRIORITY then
     implied = implied .. ',"priority":"' .. priority .. '"'
   else
-    stored = stored .. ',"priority":"' .. priority .. '"'
+    shown = ',"priority":"' .. priority .. '"'
   end
-  return emit_raw(event_type, task_id, '', kept .. stored .. '}',
-    '{"payload":' .. restored .. stored .. implied .. '}')
+  return emit_raw(event_type, task_id, '', kept .. stored .. (listed and '' or shown) .. '}',
+    '{"payload":' .. restored .. stored .. shown .. implied .. '}')
 end
 
 -- Deadlines -------------------------------------------------------------------
