@@ -74,7 +74,7 @@ LAYOUT: dict[str, KeySpec] = {
         "stream",
         "the event log (approximately trimmed); entries: type, task_id, source_agent "
         "('' for the service's own), data (a status change's payload as p, less its usual "
-        "values)",
+        "values; a task.created's values as the list c, without its priority)",
     ),
     "event_channel": KeySpec(
         "events:{event_type}", "pubsub", "live fan-out: one channel per type, and `*`"
