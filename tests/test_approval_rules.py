@@ -176,6 +176,7 @@ def test_an_edit_replaces_the_payload_and_restarts_the_count(live):
         "new_payload_sha256": sha256_of(new),
         "changed_keys": ["canary", "region", "version"],
     }
+    assert live.task(task_id)["updated_at"] == event["timestamp"]  # the edit changed it
     live.approve(approval_id, "sre-2", 409)  # the editor's approval already counts
     # sre-1 may approve again: its approval was of a payload that no longer exists.
     done = live.approve(approval_id, "sre-1", payload_sha256=sha256_of(new))

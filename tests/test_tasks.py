@@ -6,12 +6,16 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 import uuid
 from datetime import timedelta
 
 import pytest
 
 from app.domain.model import DEFAULT_ROUTES, PRIORITIES
+from app.domain.records import stamp, task_record
+from app.domain.task_fields import stored_fields
+from app.services import current_settings, services
 from tests.conftest import PRINCIPALS
 from tests.helpers import PLAIN_TASK, parse_time, redis_keys
 
@@ -188,6 +192,76 @@ def test_a_task_stores_its_id_only_in_its_key_and_reads_older_hashes_alike(app, 
     assert api.task(created["task_id"]) == claimed
     done = api.status(created["task_id"], "completed")["task"]
     assert done["task_id"] == created["task_id"] and done["status"] == "completed"
+
+
+def test_updated_at_is_stored_only_once_a_later_millisecond_changes_the_task(app, api, keys):
+    """Redis memory: a task nobody changed since its creation would repeat its creation
+    time as updated_at (64 B a queued task), so its hash keeps updated_at only once a
+    later millisecond changed the task; every answer shows it either way."""
+    raw, key = app.extensions["orchestrator.redis"], redis_keys(app)
+    headers = {**keys["agent"], "Idempotency-Key": "updated-at-1"}
+    created = api.client.post("/tasks", json=PLAIN_TASK, headers=headers).json["task"]
+    task_key = key.task(created["task_id"])
+    assert "updated_at" not in raw.hgetall(task_key)
+    assert created["updated_at"] == created["created_at"]
+    assert api.task(created["task_id"]) == created
+    assert api.call("GET", "/tasks")["tasks"] == [created]
+    record = json.loads(raw.get(key.idempotency(PRINCIPALS["agent"], "updated-at-1")))
+    assert "updated_at" not in record["snapshot"]
+    replayed = api.client.post("/tasks", json=PLAIN_TASK, headers=headers)
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.json["task"] == created
+
+    time.sleep(0.002)  # Redis' clock too: the claim is a later millisecond
+    claimed = api.claim()["task"]
+    assert claimed["updated_at"] == claimed["started_at"] > created["created_at"]
+    assert raw.hget(task_key, "updated_at") == claimed["updated_at"]
+    assert api.task(created["task_id"]) == claimed
+    assert api.call("GET", "/tasks")["tasks"] == [claimed]
+
+
+def test_a_change_in_the_creation_millisecond_stores_no_updated_at(app):
+    """Create, claim and heartbeat sent together often share a millisecond: then nothing
+    stores updated_at, and one already stored (a clock stepped back could leave one) is
+    deleted rather than shown. In a later millisecond the change's time is stored."""
+    raw, key, stale = (
+        app.extensions["orchestrator.redis"],
+        redis_keys(app),
+        "2001-01-01T00:00:00.000Z",
+    )
+    principal, same_ms = PRINCIPALS["agent"], {"claim": 0, "heartbeat": 0}
+    with app.app_context():
+        scripts, settings = services().tasks.scripts, current_settings()
+        for _ in range(300):
+            fields, sla_ms = stored_fields({**PLAIN_TASK}, str(uuid.uuid4()), principal, settings)
+            task_key = key.task(fields["task_id"])
+            with raw.pipeline(transaction=True) as pipe:
+                scripts.queue(pipe, "create_task", task=fields, sla_target_ms=sla_ms)
+                pipe.hset(task_key, "updated_at", stale)
+                scripts.queue(
+                    pipe, "claim_task", agent="dev_agent", lease_ms=60_000, principal=principal
+                )
+                pipe.hget(task_key, "updated_at")
+                pipe.hset(task_key, "updated_at", stale)
+                scripts.queue(
+                    pipe, "heartbeat_task", task_id=fields["task_id"], principal=principal
+                )
+                pipe.hget(task_key, "updated_at")
+                created, _, claimed, after_claim, _, beat, after_beat = pipe.execute()
+            created_at = json.loads(created)["task"]["created_at"]
+            claimed, beat = json.loads(claimed)["task"], json.loads(beat)["task"]
+            beat_at = stamp(parse_time(beat["lease_expires_at"]) - timedelta(seconds=60))
+            for change, at, stored, reply in (
+                ("claim", claimed["started_at"], after_claim, claimed),
+                ("heartbeat", beat_at, after_beat, beat),
+            ):
+                same = at == created_at
+                same_ms[change] += same
+                assert stored == (None if same else at)
+                assert task_record(reply)["updated_at"] == at
+            if all(same_ms.values()):
+                break
+    assert all(same_ms.values()), same_ms  # each change met its creation millisecond once
 
 
 def test_gated_task_waits_for_approval_and_names_it(api):

@@ -77,9 +77,11 @@ SLA_TARGETS = MappingProxyType(
 # Who asked for a task when the creator does not say.
 DEFAULT_SOURCE = "api"
 # A task's hash leaves out fields at these values, trace_id when it is the task's own id,
-# and sla when it is its priority's default (SLA_TARGETS from the creation time): every
+# updated_at while it is created_at (the same millisecond: a task not changed since), and
+# sla when it is its priority's default (SLA_TARGETS from the creation time): every
 # stored task would repeat them (Redis memory). records.task_record restores them;
-# scripts read a missing retry_count or max_retries as these.
+# scripts read a missing retry_count or max_retries as these, and write no updated_at
+# in a task's creation millisecond (lib.lua, touched).
 UNSTORED_DEFAULTS = MappingProxyType(
     {
         "source": DEFAULT_SOURCE,

@@ -61,6 +61,8 @@ APPROVAL_FIELDS = (
 )
 _JSON = frozenset({"payload", "metadata", "sla", "approval", "depends_on"})
 _INT = frozenset({"retry_count", "max_retries", "lease_token"})
+# Fields not stored while they equal another one (model.UNSTORED_DEFAULTS' comment).
+_SAME_AS = {"trace_id": "task_id", "updated_at": "created_at"}
 
 
 def stamp(moment: datetime) -> str:
@@ -98,12 +100,13 @@ def default_sla(priority: str | None, created_at: str | None) -> dict | None:
 
 def task_record(raw: dict) -> dict:
     """A task as the API shows it: every field present, the ones not stored at their
-    default restored (model.UNSTORED_DEFAULTS, trace_id, sla), the others absent null."""
+    default restored (model.UNSTORED_DEFAULTS, trace_id, updated_at, sla), the others
+    absent null."""
     record = {}
     for name in TASK_FIELDS:
         value = raw.get(name, UNSTORED_DEFAULTS.get(name))
-        if value is None and name == "trace_id":
-            value = raw.get("task_id")
+        if value is None and name in _SAME_AS:
+            value = raw.get(_SAME_AS[name])
         if value is None and name == "sla":
             record[name] = default_sla(raw.get("priority"), raw.get("created_at"))
             continue

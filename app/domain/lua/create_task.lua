@@ -73,8 +73,9 @@ if A.sla_target_ms then
 end
 local id = fields.task_id
 local seq = redis.call('INCR', key('seq'))
--- The task as first stored, built here: its first move() writes it in one HSET.
-local task = {seq = tostring(seq), created_at = NOW_ISO, updated_at = NOW_ISO}
+-- The task as first stored, built here: its first move() writes it in one HSET (with no
+-- updated_at: it is created_at until a later millisecond changes the task).
+local task = {seq = tostring(seq), created_at = NOW_ISO}
 for name, value in pairs(fields) do task[name] = value end
 if run_at_ms then task.run_at_ms = tostring(run_at_ms); task.run_at = iso(run_at_ms) end
 if A.depends_on then

@@ -95,7 +95,7 @@ else
     redis.call('HSET', ak, 'payload_version', tostring(version), 'payload_sha256',
       A.payload_sha256, 'payload_keys', cjson.encode(new))
     redis.call('HSET', key('task', approval.task_id), 'payload', A.payload,
-      'updated_at', NOW_ISO)
+      unpack(touched(approval.task_id, task)))
     emit('approval.edited', task, {approval_id = aid, task_id = approval.task_id,
       edited_by = principal, payload_version = version, changed_keys = changed,
       old_payload_sha256 = approval.payload_sha256, new_payload_sha256 = A.payload_sha256})

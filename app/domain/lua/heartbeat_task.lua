@@ -19,11 +19,10 @@ if task.claimed_by ~= A.principal then return cjson.encode({outcome = 'forbidden
 local lease_ms = A.lease_ms or tonumber(task.lease_ms) or CFG.lease_ms
 local expires = NOW + lease_ms
 add_timer('leases', expires, id)
-local fields = {lease_expires_at = iso(expires), lease_ms = tostring(lease_ms),
-  updated_at = NOW_ISO}
-redis.call('HSET', key('task', id), 'lease_expires_at', fields.lease_expires_at, 'lease_ms',
-  fields.lease_ms, 'updated_at', fields.updated_at)
-for name, value in pairs(fields) do task[name] = value end
+local fields = {'lease_expires_at', iso(expires), 'lease_ms', tostring(lease_ms),
+  unpack(touched(id, task))}
+redis.call('HSET', key('task', id), unpack(fields))
+for i = 1, #fields, 2 do task[fields[i]] = fields[i + 1] end
 -- When the task's agent last showed it is alive (GET /agents).
 redis.call('HSET', key('agent_activity', task.assigned_to), 'last_heartbeat_at', NOW_ISO)
 return cjson.encode({outcome = 'ok', task = task})

@@ -422,6 +422,25 @@ end
 -- A new task's fields, written by its first move() in the same HSET as its status.
 local UNSAVED = {}
 
+-- A change to a task made now: the fields {'updated_at', NOW_ISO} to write with it, or
+-- none while NOW is still the task's creation millisecond. A task's hash leaves out
+-- updated_at while it equals created_at (model.UNSTORED_DEFAULTS' comment); readers put
+-- it back. Not writing it must not leave another time standing: a stored one (only a
+-- clock stepped back can leave one) goes in `drop` (move()'s HDEL), or, with no `drop`,
+-- is deleted here; neither happens on a task that never stored one.
+local function touched(id, task, drop)
+  if NOW_ISO ~= task.created_at then return {'updated_at', NOW_ISO} end
+  if task.updated_at then
+    if drop then
+      drop[#drop + 1] = 'updated_at'
+    else
+      redis.call('HDEL', key('task', id), 'updated_at')
+      task.updated_at = nil
+    end
+  end
+  return {}
+end
+
 -- Set by resolve_dependants() below; move() calls it when a task finishes, and it moves
 -- the dependants itself (declared here so move() can name it).
 local resolve_dependants
@@ -450,7 +469,8 @@ local function move(id, task, to, fields, event_type, lease_ms)
   end
   local out = UNSAVED[id] or {}
   UNSAVED[id] = nil
-  for _, v in ipairs({'status', to, 'updated_at', NOW_ISO}) do out[#out + 1] = v end
+  out[#out + 1] = 'status'; out[#out + 1] = to
+  for _, v in ipairs(touched(id, task, drop)) do out[#out + 1] = v end
   for _, v in ipairs(fields or {}) do out[#out + 1] = v end
   if to == 'in_progress' then
     local expires = NOW + lease_ms
