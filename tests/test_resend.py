@@ -110,6 +110,29 @@ def test_a_resent_claim_hands_out_one_task(app, api, redis_server, lose_next_rep
     assert api.task(second)["status"] == "assigned"
 
 
+def test_an_empty_claim_keeps_no_reply_and_its_resend_runs_afresh(
+    app, api, redis_server, lose_next_reply
+):
+    raw, key = redis_server.client(), redis_keys(app)
+    assert api.claim(expect=204) is None
+    # An idle poll changed nothing a second run would redo: no reply is kept for it.
+    assert raw.keys(key.name("call", "*")) == []
+
+    # Its reply lost, the re-send finds the task created meanwhile and hands it out, as a
+    # new claim would: the first run had handed out nothing.
+    lose_next_reply["armed"] = True
+    created = {}
+    lose_next_reply["meanwhile"] = lambda: created.update(api.create())
+    claimed = api.claim()
+
+    assert lose_next_reply["lost"] == 1
+    assert claimed["task"]["task_id"] == created["task_id"]
+    assert claimed["task"]["status"] == "in_progress"
+    held = stored(raw, app, created["task_id"])
+    assert (held["queued"], held["events"].count("task.in_progress")) == ([], 1)
+    assert len(raw.keys(key.name("call", "*"))) == 1  # the claim that handed it out
+
+
 def test_a_resent_status_change_answers_as_the_first_run(app, api, redis_server, lose_next_reply):
     task_id = api.create()["task_id"]
     api.claim()

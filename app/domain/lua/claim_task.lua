@@ -10,7 +10,9 @@
 settle()
 -- When the agent last asked for work, found or not (GET /agents).
 redis.call('HSET', key('agent_activity', A.agent), 'last_claim_at', NOW_ISO)
+-- 'empty' and 'capped' hand out nothing: a re-send may run afresh (lib.lua, once).
 if A.cap and tonumber(redis.call('HGET', key('running'), A.agent) or '0') >= A.cap then
+  UNCHANGED = true
   return cjson.encode({outcome = 'capped'})
 end
 local queue = key('queue', A.agent)
@@ -18,6 +20,7 @@ local BACKLOG_BUDGET = 1000
 
 -- The next scheduled task's bound: a lower bound, so an agent may ask a little early.
 local function empty()
+  UNCHANGED = true
   local next_due = bounds().scheduled
   return cjson.encode({outcome = 'empty', next_due_ms = next_due and (next_due - NOW)})
 end

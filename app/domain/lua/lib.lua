@@ -282,14 +282,17 @@ end
 -- after Redis ran it) runs once: the first run keeps its reply under the call's id
 -- (A.call, made per call by scripts.py) for SENT_ONCE_MS, and the second answers that
 -- reply and changes nothing. The scripts in lua_source.SENT_ONCE run as
--- finish(ride(once(main))).
+-- finish(ride(once(main))). A run that changed nothing a second run would not redo
+-- (an empty claim: agents poll) sets UNCHANGED instead: its reply is not kept, and a
+-- re-send runs afresh, as a new call would, so an idle poll writes no reply.
+local UNCHANGED = false
 local function once(main)
   return function()
     local k = key('call', A.call)
     local first = redis.call('GET', k)
     if first then return first end
     local reply = main()
-    redis.call('SET', k, reply, 'PX', SENT_ONCE_MS)
+    if not UNCHANGED then redis.call('SET', k, reply, 'PX', SENT_ONCE_MS) end
     return reply
   end
 end
