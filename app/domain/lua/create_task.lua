@@ -93,10 +93,7 @@ end
 UNSAVED[id] = unsaved
 -- Its event index starts now, in its hash (finish() need not look for one: the id is new).
 INDEX_FIELD[id] = ''
--- One index for its type and agent both: a type's or an agent's listing merges the few
--- routes it has (list_tasks.lua), and each task costs Redis one index entry, not two.
-redis.call('ZADD', key('by_route', task.type, task.assigned_to), seq, id)
-redis.call('SADD', key('routes'), task.type .. ':' .. task.assigned_to)
+file_route(id, task.type, task.assigned_to, seq)
 emit('task.created', task, {task_id = id, type = task.type, priority = task.priority,
   assigned_to = task.assigned_to, created_by = task.created_by}, nil, CREATED_PAYLOAD)
 if ended then

@@ -415,6 +415,14 @@ local function due(kind)
 end
 
 -- Tasks ------------------------------------------------------------------------
+-- A task's one index for its type and agent both (`routes` names every such index as
+-- `<type>:<agent>`, which list_tasks.lua reads): a type's or an agent's listing merges
+-- the few routes it has, and each task costs Redis one index entry, not two.
+local function file_route(id, task_type, agent, seq)
+  redis.call('ZADD', key('by_route', task_type, agent), seq, id)
+  redis.call('SADD', key('routes'), task_type .. ':' .. agent)
+end
+
 -- Priority first, then creation order: rank * 1e15 + seq stays an exact double.
 local function enqueue(id, task)
   local score = PRIORITY_RANK[task.priority] * 1e15 + tonumber(task.seq)

@@ -31,7 +31,8 @@ local function current(id)
 end
 
 -- The indexes to read. A status is one index; a type or an agent is the route indexes
--- (type, agent) it has: a type's agents, an agent's types (few: the routing table's).
+-- (type, agent) it has, as `routes` names them (lib.lua, file_route): a type's agents,
+-- an agent's types (few: the routing table's).
 -- Several filters read the smallest; none merges the status indexes.
 local function routes(task_type, agent)
   if task_type and agent then return {key('by_route', task_type, agent)} end
@@ -71,7 +72,9 @@ local function next_entries(count)
   for _, index in ipairs(indexes) do
     local flat = redis.call('ZREVRANGEBYSCORE', index, upper, '-inf', 'WITHSCORES',
       'LIMIT', 0, count)
-    for i = 1, #flat, 2 do merged[#merged + 1] = {flat[i], flat[i + 1], tonumber(flat[i + 1])} end
+    for i = 1, #flat, 2 do
+      merged[#merged + 1] = {flat[i], flat[i + 1], tonumber(flat[i + 1])}
+    end
   end
   if #indexes > 1 then
     table.sort(merged, function(a, b) return a[3] > b[3] end)

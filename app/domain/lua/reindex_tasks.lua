@@ -17,8 +17,7 @@ for _, id in ipairs(A.task_ids) do
       if other ~= status then redis.call('ZREM', key('by_status', other), id) end
     end
     redis.call('ZADD', key('by_status', status), seq, id)
-    redis.call('ZADD', key('by_route', task_type, agent), seq, id)
-    redis.call('SADD', key('routes'), task_type .. ':' .. agent)
+    file_route(id, task_type, agent, seq)
     indexed = indexed + 1
   end
 end
