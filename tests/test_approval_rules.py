@@ -188,6 +188,22 @@ def test_an_edit_replaces_the_payload_and_restarts_the_count(live):
     }
 
 
+def test_an_edit_whose_task_is_gone_from_redis_writes_no_bare_task(make_app, redis_server, keys):
+    """A task deleted or evicted under its pending approval: the edit is kept on the
+    approval, and no hash holding only a payload appears where the task was."""
+    app = make_app()
+    api = Api(app.test_client(), keys)
+    created = api.create(priority="P1", payload={"version": "1.2"})  # gated by default
+    stored = redis_keys(app).task(created["task_id"])
+    client = redis_server.client()
+    assert client.delete(stored) == 1
+    new = {"version": "1.2.1"}
+    edited = api.approve(created["approval_id"], payload=new)
+    assert edited["approval"]["payload_sha256"] == sha256_of(new)
+    assert (edited["task"], edited["message"]) == (None, "Approval approved; task is gone")
+    assert client.exists(stored) == 0
+
+
 # --- escalation, then timeout --------------------------------------------------------
 
 

@@ -94,8 +94,11 @@ else
     approvals = {}
     redis.call('HSET', ak, 'payload_version', tostring(version), 'payload_sha256',
       A.payload_sha256, 'payload_keys', cjson.encode(new))
-    redis.call('HSET', key('task', approval.task_id), 'payload', A.payload,
-      unpack(touched(approval.task_id, task)))
+    -- A task gone from Redis (deleted or evicted) is not written back as a bare payload.
+    if task.status then
+      redis.call('HSET', key('task', approval.task_id), 'payload', A.payload,
+        unpack(touched(approval.task_id, task)))
+    end
     emit('approval.edited', task, {approval_id = aid, task_id = approval.task_id,
       edited_by = principal, payload_version = version, changed_keys = changed,
       old_payload_sha256 = approval.payload_sha256, new_payload_sha256 = A.payload_sha256})
