@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+import sys
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -51,24 +52,46 @@ def resolve(host: str, port: int, allow_private: bool) -> str:
     return addresses[0]
 
 
+class _PinnedConnection(http.client.HTTPConnection):
+    """An HTTP connection to `address`, the checked one, whatever its host resolves to now.
+
+    Overrides connect(), HTTPConnection's documented way to open the socket; the Host
+    header still names the host.
+    """
+
+    def __init__(self, host: str, port: int, address: str):
+        super().__init__(host, port, timeout=TIMEOUT_SECONDS)
+        self.address = address
+
+    def connect(self):
+        sys.audit("http.client.connect", self, self.host, self.port)
+        self.sock = socket.create_connection(
+            (self.address, self.port), self.timeout, self.source_address
+        )
+        # As the base class does: no small write waits for the receiver's delayed ACK.
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _PinnedTLSConnection(_PinnedConnection):
+    """The same over TLS, which still verifies the certificate for the host's name."""
+
+    default_port = http.client.HTTPS_PORT
+
+    def __init__(self, host: str, port: int, address: str):
+        super().__init__(host, port, address)
+        self.context = ssl.create_default_context()
+
+    def connect(self):
+        super().connect()
+        self.sock = self.context.wrap_socket(self.sock, server_hostname=self.host)
+
+
 def _connection(url: str, allow_private: bool) -> tuple[http.client.HTTPConnection, str]:
     parts = urlsplit(url)
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
     address = resolve(parts.hostname, port, allow_private)
-    if https:
-        context = ssl.create_default_context()
-        conn = http.client.HTTPSConnection(
-            parts.hostname, port, timeout=TIMEOUT_SECONDS, context=context
-        )
-    else:
-        conn = http.client.HTTPConnection(parts.hostname, port, timeout=TIMEOUT_SECONDS)
-
-    # Connect to the checked address; TLS still verifies the certificate for the name.
-    def pinned(_address, timeout, source_address=None):
-        return socket.create_connection((address, port), timeout, source_address)
-
-    conn._create_connection = pinned
+    conn = (_PinnedTLSConnection if https else _PinnedConnection)(parts.hostname, port, address)
     path = parts.path or "/"
     return conn, f"{path}?{parts.query}" if parts.query else path
 

@@ -1,0 +1,128 @@
+"""One webhook POST on the wire: to the address that was checked, and over verified TLS."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from app.delivery import transport
+from tests.receiver import Receiver
+
+REBINDING_NAME = "hooks.rebinding.test"
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def rebinding_dns(monkeypatch):
+    """REBINDING_NAME resolves to 127.0.0.1 once, then to an address nobody answers on:
+    the DNS-rebinding trick, played against the check that ran on the first answer."""
+    real, answers = socket.getaddrinfo, []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host != REBINDING_NAME:
+            return real(host, port, *args, **kwargs)
+        address = "127.0.0.1" if not answers else "192.0.2.1"  # TEST-NET-1: unreachable
+        answers.append(address)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return answers
+
+
+def test_the_post_goes_to_the_address_that_was_checked(receiver, rebinding_dns):
+    url = receiver.url("/in", host=REBINDING_NAME)
+    answer = transport.post(url, b'{"n": 1}', {"Content-Type": "application/json"}, True)
+    assert (answer.status, answer.error, answer.delivered) == (200, None, True)
+    assert rebinding_dns == ["127.0.0.1"]  # looked up once: the connection reused the check
+    [request] = receiver.requests
+    assert request["body"] == b'{"n": 1}'
+    assert request["headers"]["host"] == f"{REBINDING_NAME}:{receiver.port}"
+
+
+def test_a_name_that_resolves_to_a_private_address_is_refused_before_connecting(receiver):
+    answer = transport.post(receiver.url("/in", host="localhost"), b"{}", {}, False)
+    assert answer.status is None and "loopback" in answer.error
+    assert receiver.requests == []
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for the name localhost (subjectAltName, as TLS checks)."""
+    if not shutil.which("openssl"):
+        pytest.fail("openssl is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"),
+            *("-addext", "subjectAltName=DNS:localhost"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_receiver(certificate):
+    """An HTTPS server on 127.0.0.1 answering 204 to every POST; yields (port, bodies)."""
+    bodies: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], bodies
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_is_delivered_when_the_certificate_is_trusted_for_the_name(
+    tls_receiver, certificate, monkeypatch
+):
+    port, bodies = tls_receiver
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # trust it, as a CA would be
+    answer = transport.post(f"https://localhost:{port}/in", b"{}", {}, True)
+    assert (answer.status, answer.error) == (204, None)
+    assert bodies == [b"{}"]
+
+
+def test_https_to_an_untrusted_certificate_is_not_delivered(tls_receiver):
+    port, bodies = tls_receiver
+    answer = transport.post(f"https://localhost:{port}/in", b"{}", {}, True)
+    assert answer.status is None and "CERTIFICATE_VERIFY_FAILED" in answer.error
+    assert bodies == []
+
+
+def test_https_checks_the_certificate_against_the_name_not_the_address(
+    tls_receiver, certificate, monkeypatch
+):
+    """Pinned to 127.0.0.1, the handshake still asks for the URL's host name."""
+    port, bodies = tls_receiver
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    answer = transport.post(f"https://127.0.0.1:{port}/in", b"{}", {}, True)
+    assert answer.status is None and "CERTIFICATE_VERIFY_FAILED" in answer.error
+    assert bodies == []
