@@ -32,22 +32,36 @@ describe(
     target=("Free-text target", "4h"),
     deadline=("Deadline, ISO 8601 UTC", TIME_EXAMPLE),
 )
+# Examples on the fields show in the schema views of ReDoc and Swagger UI; what "Try it
+# out" sends is CREATE_EXAMPLE.
 describe(
     tasks.TaskCreateSchema,
-    type="What kind of work it is; picks the agent (see the routing table)",
-    priority="P0 (most urgent) to P3; P0 and P1 wait for approval by default",
-    source="Who or what asked for it (free text, default `api`)",
-    payload="The work itself, any JSON object the agent understands",
-    metadata="Extra JSON for people and tools; never read by the service",
-    trace_id="Correlates the task's events with your own traces (default: the task's id)",
-    parent_task_id="An existing task this one belongs to (404-free: it must exist, else 422)",
+    type=("What kind of work it is; picks the agent (see the routing table)", "bugfix"),
+    priority=("P0 (most urgent) to P3; P0 and P1 wait for approval by default", "P2"),
+    source=("Who or what asked for it (free text, default `api`)", "api"),
+    payload=("The work itself, any JSON object the agent understands", CREATE_EXAMPLE["payload"]),
+    metadata=(
+        "Extra JSON for people and tools; never read by the service",
+        CREATE_EXAMPLE["metadata"],
+    ),
+    trace_id=(
+        "Correlates the task's events with your own traces (default: the task's id)",
+        "req-7f3a9c",
+    ),
+    parent_task_id=(
+        "An existing task this one belongs to (404-free: it must exist, else 422)",
+        TASK_ID_EXAMPLE,
+    ),
     sla=_SLA,
-    sla_deadline="Shorthand for `sla.deadline` (ISO 8601; no offset = UTC); give one of the two",
-    max_retries="How many times an expired lease may requeue it before it fails",
-    requires_approval="Hold it for a human approval even if the policy would not",
-    run_at="Run no earlier than this (ISO 8601, at most 30 days ahead)",
-    delay_seconds="Or run this many seconds from now",
-    depends_on="Task ids that must complete first (up to 50)",
+    sla_deadline=(
+        "Shorthand for `sla.deadline` (ISO 8601; no offset = UTC); give one of the two",
+        "2030-01-01T12:00:00Z",
+    ),
+    max_retries=("How many times an expired lease may requeue it before it fails", 3),
+    requires_approval=("Hold it for a human approval even if the policy would not", False),
+    run_at=("Run no earlier than this (ISO 8601, at most 30 days ahead)", TIME_EXAMPLE),
+    delay_seconds=("Or run this many seconds from now", 600),
+    depends_on=("Task ids that must complete first (up to 50)", [TASK_ID_EXAMPLE]),
 )
 describe(
     tasks.TaskSchema,
