@@ -3,8 +3,11 @@
 Starts its own redis-server, the service (rate limits raised) and a bare Flask app that
 does one Redis PING per request, both under gunicorn.conf.py; runs each scenario at 16
 and 64 connections; prints req/s, p50/p99 latency, Redis round trips (client commands)
-and Redis commands executed (inside scripts too) per request, and the ratio to the
-ceiling measured just before each row (this machine's speed drifts within minutes).
+and Redis commands executed (inside scripts too) per request, the CPU time gunicorn (its
+master and workers) and Redis spent per request, and the share of the
+ceiling: the median of `--repeats` pairs (ceiling, scenario) run one beside the other,
+which goes first alternating, as this machine's speed drifts by tens of percent within
+minutes.
 """
 
 from __future__ import annotations
@@ -145,6 +148,12 @@ def run_wrk(
     }
 
 
+def cpu_seconds(client: redis.Redis) -> float:
+    """CPU time (user + system) the redis-server has used so far."""
+    cpu = client.info("cpu")
+    return cpu["used_cpu_user"] + cpu["used_cpu_sys"]
+
+
 def seed_tasks(redis_url: str, count: int, threads: int = 8) -> None:
     """Queue `count` tasks for dev_agent through the domain's create script, so every claim
     in the claim scenario hands out real work (an empty queue would measure 204s)."""
@@ -158,7 +167,8 @@ def seed_tasks(redis_url: str, count: int, threads: int = 8) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="ceiling/scenario pairs each")
     parser.add_argument("--connections", default="16,64")
     parser.add_argument("--only", default="", help="run only scenarios whose name has this")
     args = parser.parse_args()
@@ -207,9 +217,12 @@ def main() -> int:
             ),
         ]
 
+        by_url = {server.url: server for server in (service, realistic, ceiling)}
+
         def measure(name, url, path, method, body, conns) -> dict:
             requests.get(f"{url}{path}" if method == "GET" else f"{url}/", timeout=10)
             client.config_resetstat()
+            app_cpu, redis_cpu = by_url[url].cpu_seconds(), cpu_seconds(client)
             result = run_wrk(
                 url,
                 path,
@@ -221,16 +234,20 @@ def main() -> int:
                 principals=PRINCIPALS if url == realistic.url else 0,
             )
             calls, commands = command_counts(client)
+            done = max(1, result["requests"])
             result.update(
                 name=name,
                 connections=conns,
-                calls_per_req=calls / max(1, result["requests"]),
-                commands_per_req=commands / max(1, result["requests"]),
+                calls_per_req=calls / done,
+                commands_per_req=commands / done,
+                app_us=(by_url[url].cpu_seconds() - app_cpu) * 1e6 / done,
+                redis_us=(cpu_seconds(client) - redis_cpu) * 1e6 / done,
             )
             print(
                 f"{name:24} c={conns:<3} {result['rps']:9.0f} req/s  "
                 f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
                 f"redis calls/req {result['calls_per_req']:.2f}  "
+                f"CPU µs/req {result['app_us']:.0f} + {result['redis_us']:.0f}  "
                 f"non-2xx {result['non2xx']}",
                 flush=True,
             )
@@ -241,14 +258,21 @@ def main() -> int:
                 continue
             for conns in connections:
                 if path == "/tasks/claim":
-                    # More than the fastest claim rate seen here can take in the run.
-                    seed_tasks(redis_server.url, 4000 * args.seconds)
-                # The ceiling just before each scenario: this machine's speed drifts by
-                # tens of percent within minutes, so a share against one ceiling measured
-                # at the start would measure the drift.
-                ceilings.append(measure(CEILING, ceiling.url, "/", "GET", "", conns))
-                rows.append(measure(name, url, path, method, body, conns))
-                rows[-1]["ceiling_rps"] = ceilings[-1]["rps"]
+                    # More than the fastest claim rate seen here can take in the runs.
+                    seed_tasks(redis_server.url, 4000 * args.seconds * args.repeats)
+                # Pairs of the ceiling and the scenario, the first of each pair alternating:
+                # this machine's speed drifts by tens of percent within minutes, so each
+                # share is the median of its pairs' ratios, not one ratio to a ceiling
+                # measured at another moment.
+                pairs = []
+                order = [(CEILING, ceiling.url, "/", "GET", ""), (name, url, path, method, body)]
+                for n in range(args.repeats):
+                    measured = {}
+                    for run in order[:: 1 if n % 2 == 0 else -1]:
+                        measured[run[0]] = measure(*run, conns)
+                    ceilings.append(measured[CEILING])
+                    pairs.append((measured[name], measured[CEILING]))
+                rows.append(summarize(name, conns, pairs))
     finally:
         service.stop()
         ceiling.stop()
@@ -262,41 +286,66 @@ def main() -> int:
     return 0
 
 
+def summarize(name: str, conns: int, pairs: list[tuple[dict, dict]]) -> dict:
+    """One scenario's row from its (scenario, ceiling) pairs: medians, and each pair's share."""
+    runs = [run for run, _ in pairs]
+    shares = [run["rps"] / ceiling["rps"] for run, ceiling in pairs if ceiling["rps"]]
+    return {
+        "name": name,
+        "connections": conns,
+        "rps": statistics.median(run["rps"] for run in runs),
+        "share": statistics.median(shares) if shares else 0,
+        "shares": shares,
+        "p50_ms": statistics.median(run["p50_ms"] for run in runs),
+        "p99_ms": statistics.median(run["p99_ms"] for run in runs),
+        "calls_per_req": statistics.mean(run["calls_per_req"] for run in runs),
+        "commands_per_req": statistics.mean(run["commands_per_req"] for run in runs),
+        "app_us": statistics.median(run["app_us"] for run in runs),
+        "redis_us": statistics.median(run["redis_us"] for run in runs),
+        "non2xx": sum(run["non2xx"] for run in runs),
+    }
+
+
 def render(rows: list[dict], ceilings: list[dict], connections: list[int]) -> str:
-    """The table: the ceiling's mean and range per size, then each scenario's share of the
-    ceiling measured just before it."""
+    """The table: the ceiling's mean and range per size, then each scenario's median share
+    of the ceiling over its pairs (their range beside it) and its median latencies."""
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}; wrk, service, ceiling "
-        "and Redis share the machine. Each share is against the ceiling measured just "
-        "before that row.",
+        "and Redis share the machine. Each share is the median of the scenario's ratios to "
+        "the ceiling run beside it, pair by pair (their range in brackets).",
         "",
-        "| scenario | conns | req/s | % of ceiling | p50 ms | p99 ms | Redis calls/req "
-        "| Redis cmds/req | non-2xx |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| scenario | conns | req/s | % of ceiling | p50 ms | p99 ms | p99 / p50 "
+        "| Redis calls/req | Redis cmds/req | CPU µs/req, gunicorn / Redis | non-2xx |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for conns in connections:
         runs = [r for r in ceilings if r["connections"] == conns]
         if not runs:
             continue
         rps = [r["rps"] for r in runs]
+        p50 = statistics.median(r["p50_ms"] for r in runs)
+        p99 = statistics.median(r["p99_ms"] for r in runs)
         lines.append(
             f"| {CEILING} ({len(runs)} runs, {min(rps):.0f}-{max(rps):.0f}) | {conns} | "
-            f"{statistics.mean(rps):.0f} | 100% | "
-            f"{statistics.median(r['p50_ms'] for r in runs):.2f} | "
-            f"{statistics.median(r['p99_ms'] for r in runs):.2f} | "
+            f"{statistics.median(rps):.0f} | 100% | {p50:.2f} | {p99:.2f} | {p99 / p50:.1f} | "
             f"{statistics.mean(r['calls_per_req'] for r in runs):.2f} | "
             f"{statistics.mean(r['commands_per_req'] for r in runs):.1f} | "
+            f"{statistics.median(r['app_us'] for r in runs):.0f} / "
+            f"{statistics.median(r['redis_us'] for r in runs):.0f} | "
             f"{sum(r['non2xx'] for r in runs)} |"
         )
     for r in rows:
-        share = r["rps"] / r["ceiling_rps"] if r["ceiling_rps"] else 0
         target = TARGETS.get(r["name"])
-        mark = "" if target is None else (" ✓" if share >= target else f" ✗ (target {target:.0%})")
+        mark = "" if target is None else (" ✓" if r["share"] >= target else f" ✗ ({target:.0%})")
+        spread = f"{min(r['shares']):.0%}-{max(r['shares']):.0%}" if r["shares"] else "-"
+        tail = r["p99_ms"] / r["p50_ms"] if r["p50_ms"] else 0
         lines.append(
-            f"| {r['name']} | {r['connections']} | {r['rps']:.0f} | {share:.0%}{mark} | "
-            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['calls_per_req']:.2f} | "
-            f"{r['commands_per_req']:.1f} | {r['non2xx']} |"
+            f"| {r['name']} | {r['connections']} | {r['rps']:.0f} | "
+            f"{r['share']:.0%}{mark} [{spread}] | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{tail:.1f}{'' if tail <= 2 else ' ✗'} | {r['calls_per_req']:.2f} | "
+            f"{r['commands_per_req']:.1f} | {r['app_us']:.0f} / {r['redis_us']:.0f} | "
+            f"{r['non2xx']} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -79,6 +79,18 @@ class LiveServer:
         ).stdout
         return [int(pid) for pid in out.split()]
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the master and its live workers have used so far."""
+        ticks = 0
+        for pid in (self.process.pid, *self.worker_pids()):
+            try:
+                with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue  # a worker that just exited
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (proc(5))
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def logs(self) -> str:
         """Everything gunicorn and the app wrote so far (stdout and stderr)."""
         if self.log and not self.log.closed:
