@@ -42,7 +42,7 @@ format: venv ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: venv ## load-test a running service (bench/run.sh)
+bench: venv ## wrk against the service and a Flask + PING ceiling it starts itself, then Redis work per request
 	@test -f bench/run.sh || { echo "bench/run.sh not found" >&2; exit 1; }
 	bash bench/run.sh
 	$(BIN)/python -m bench.commands

@@ -5,8 +5,10 @@ the service's own domain scripts (many threads, not HTTP), leaving a mix of stat
 measures against a live gunicorn on that Redis: one-filter task listings (latency, and
 how many requests a full page takes), the event replay of the oldest task, create and
 claim throughput (wrk) next to the same on an empty prefix in the same run (both get the
-same reserve of queued work for the claims), the slowest Redis call (SLOWLOG) and Redis
-memory per stored task.
+same reserve of queued work for the claims; ROUNDS alternating rounds, the median of
+their ratios), the slowest Redis call (SLOWLOG) during the reads and during the writes,
+the machine's own stalls at rest (redis-cli --intrinsic-latency: a floor under any
+SLOWLOG entry here) and Redis memory per stored task.
 """
 
 from __future__ import annotations
