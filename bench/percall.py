@@ -76,9 +76,9 @@ def _environs(app, task_id: str) -> dict[str, tuple[dict, bytes]]:
     return out
 
 
-def _redis_cpu(redis_server) -> float:
-    """Seconds of CPU the redis-server has used (user + system)."""
-    info = redis_server.client().info("cpu")
+def redis_cpu_seconds(client) -> float:
+    """Seconds of CPU the redis-server has used (user + system), from INFO cpu."""
+    info = client.info("cpu")
     return info["used_cpu_user"] + info["used_cpu_sys"]
 
 
@@ -140,7 +140,7 @@ def measure(requests: int, only: tuple[str, ...], profile: str | None) -> dict[s
             counter = callgrind["Callgrind"](os.getpid(), Path(out_file)) if out_file else None
             # Redis shares the machine's cores with the workers under `make bench`. Read
             # outside the counted loop: a client and INFO cost as much as many requests.
-            redis_started = _redis_cpu(redis_server)
+            redis_started = redis_cpu_seconds(redis_server.client())
             if counter:
                 counter.start()
             started = time.process_time()
@@ -149,7 +149,7 @@ def measure(requests: int, only: tuple[str, ...], profile: str | None) -> dict[s
             results[name] = (time.process_time() - started) / requests * 1e6
             if counter:
                 results[name] = counter.stop() / requests / 1000
-            redis_cpu = (_redis_cpu(redis_server) - redis_started) / requests * 1e6
+            redis_cpu = (redis_cpu_seconds(redis_server.client()) - redis_started) / requests * 1e6
             results[f"{name} (redis µs)"] = redis_cpu
             if profile == name:
                 profiler.disable()

@@ -32,6 +32,7 @@ import requests
 from app import create_app
 from app.rate_budgets import BUDGETS
 from app.services import services
+from bench.percall import redis_cpu_seconds
 from harness import ROOT, LiveServer, RedisServer
 
 BENCH_KEY = "bench-agent-key-0123456789abcdef"
@@ -148,12 +149,6 @@ def run_wrk(
     }
 
 
-def cpu_seconds(client: redis.Redis) -> float:
-    """CPU time (user + system) the redis-server has used so far."""
-    cpu = client.info("cpu")
-    return cpu["used_cpu_user"] + cpu["used_cpu_sys"]
-
-
 def seed_tasks(redis_url: str, count: int, threads: int = 8) -> None:
     """Queue `count` tasks for dev_agent through the domain's create script, so every claim
     in the claim scenario hands out real work (an empty queue would measure 204s)."""
@@ -222,7 +217,7 @@ def main() -> int:
         def measure(name, url, path, method, body, conns) -> dict:
             requests.get(f"{url}{path}" if method == "GET" else f"{url}/", timeout=10)
             client.config_resetstat()
-            app_cpu, redis_cpu = by_url[url].cpu_seconds(), cpu_seconds(client)
+            app_cpu, redis_cpu = by_url[url].cpu_seconds(), redis_cpu_seconds(client)
             result = run_wrk(
                 url,
                 path,
@@ -241,7 +236,7 @@ def main() -> int:
                 calls_per_req=calls / done,
                 commands_per_req=commands / done,
                 app_us=(by_url[url].cpu_seconds() - app_cpu) * 1e6 / done,
-                redis_us=(cpu_seconds(client) - redis_cpu) * 1e6 / done,
+                redis_us=(redis_cpu_seconds(client) - redis_cpu) * 1e6 / done,
             )
             print(
                 f"{name:24} c={conns:<3} {result['rps']:9.0f} req/s  "

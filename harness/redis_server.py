@@ -9,6 +9,7 @@ from pathlib import Path
 
 import redis
 
+from harness.certificates import self_signed
 from harness.processes import free_port, wait_until
 
 TRANSPORTS = ("tcp", "unix", "tls")
@@ -71,7 +72,7 @@ class RedisServer:
             return ["--port", str(self.port), "--bind", "127.0.0.1"]
         if self.transport == "unix":
             return ["--port", "0", "--unixsocket", str(self.socket_path)]
-        cert, key = self._certificate()
+        cert, key = self_signed(self.directory)
         return [
             *("--port", "0", "--bind", "127.0.0.1", "--tls-port", str(self.port)),
             *("--tls-cert-file", str(cert), "--tls-key-file", str(key)),
@@ -84,23 +85,6 @@ class RedisServer:
             *("--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always"),
             *("--logfile", str(self.directory / "redis.log")),
         ]
-
-    def _certificate(self) -> tuple[Path, Path]:
-        """A self-signed certificate for localhost, made once per directory."""
-        cert, key = self.directory / "cert.pem", self.directory / "key.pem"
-        if not cert.exists():
-            if not shutil.which("openssl"):
-                raise RuntimeError("openssl is needed to make a test certificate")
-            subprocess.run(
-                [
-                    *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes"),
-                    *("-keyout", str(key), "-out", str(cert), "-days", "1"),
-                    *("-subj", "/CN=localhost"),
-                ],
-                check=True,
-                capture_output=True,
-            )
-        return cert, key
 
     def _answers(self) -> bool:
         if self.process.poll() is not None:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from app.delivery import transport
+from harness.certificates import self_signed
 from tests.receiver import Receiver
 
 REBINDING_NAME = "hooks.rebinding.test"
@@ -59,21 +58,8 @@ def test_a_name_that_resolves_to_a_private_address_is_refused_before_connecting(
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    """A self-signed certificate for the name localhost (subjectAltName, as TLS checks)."""
-    if not shutil.which("openssl"):
-        pytest.fail("openssl is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"),
-            *("-addext", "subjectAltName=DNS:localhost"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    """A self-signed certificate for the name localhost."""
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture
