@@ -32,8 +32,8 @@ describe(
     target=("Free-text target", "4h"),
     deadline=("Deadline, ISO 8601 UTC", TIME_EXAMPLE),
 )
-# Examples on the fields show in the schema views of ReDoc and Swagger UI; what "Try it
-# out" sends is CREATE_EXAMPLE.
+# Examples on the fields show in Swagger UI's model view (ReDoc shows only the request
+# sample); what "Try it out" sends is CREATE_EXAMPLE.
 describe(
     tasks.TaskCreateSchema,
     type=("What kind of work it is; picks the agent (see the routing table)", "bugfix"),
