@@ -9,7 +9,7 @@ IMAGE  ?= morningai-orchestrator-api
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-slow lint format bench bench-percall bench-scale docker-build image-test clean distclean
+.PHONY: help venv run test test-slow lint format bench bench-percall bench-hooks bench-scale docker-build image-test clean distclean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +49,9 @@ bench: venv ## wrk against the service and a Flask + PING ceiling it starts itse
 
 bench-percall: venv ## CPU (or, with ARGS=--callgrind, instructions) per request by scenario; ARGS="--against DIR"
 	$(BIN)/python -m bench.percall $(ARGS)
+
+bench-hooks: venv ## what each request hook costs: app CPU without it, in turn (ARGS="get health publish")
+	$(BIN)/python -m bench.hooks $(ARGS)
 
 bench-scale: venv ## load 1,000,000 tasks into a private Redis, then time listings, replay, create, claim (TASKS=N)
 	@mkdir -p bench/results
