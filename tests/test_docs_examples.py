@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from marshmallow import fields
 
 from app.docs import routing_table
 from app.domain.model import DEFAULT_ROUTES
+from app.schemas.common import Schema, describe
 from harness import ROOT
 
 
@@ -42,6 +44,46 @@ def test_every_field_of_every_schema_is_described(spec):
         if not prop.get("description")
     ]
     assert missing == []
+
+
+def test_a_subclass_describes_its_own_fields_without_changing_its_parents():
+    shared = fields.String(metadata={"description": "As declared"})
+
+    class Parent(Schema):
+        note = shared
+
+    class Child(Parent):
+        pass
+
+    class Sibling(Schema):
+        note = shared  # the same field object, as a module-level field is reused
+
+    describe(Parent, note=(None, "an example"))
+    describe(Child, note="The child's words")
+
+    parent_doc = {"description": "As declared", "example": "an example"}
+    assert Parent().fields["note"].metadata == parent_doc
+    assert Child().fields["note"].metadata == {
+        "description": "The child's words",
+        "example": "an example",  # inherited from Parent's describe()
+    }
+    assert Sibling().fields["note"].metadata == {"description": "As declared"}
+    assert shared.metadata == {"description": "As declared"}
+    with pytest.raises(TypeError, match="Child has no field 'nope'"):
+        describe(Child, nope="text")
+
+
+def test_each_schema_sharing_a_field_shows_its_own_description(spec):
+    # ApproveSchema describes the comment it inherits from ApproveQuerySchema, as
+    # RejectSchema does (one field object): a reject's comment keeps the declaration's
+    # words and no approve example.
+    schemas = spec["components"]["schemas"]
+    assert schemas["Approve"]["properties"]["comment"]["description"] == (
+        "Stored in the approval record"
+    )
+    assert schemas["Approve"]["properties"]["comment"]["example"] == "Checked the diff; go ahead"
+    assert schemas["Reject"]["properties"]["comment"]["description"] == "Stored with the decision"
+    assert "example" not in schemas["Reject"]["properties"]["comment"]
 
 
 def test_operation_ids_are_stable_and_unique(spec):

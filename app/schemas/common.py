@@ -19,6 +19,13 @@ class Schema(marshmallow.Schema):
     fifth of the time a dump takes, which a page of 100 tasks pays 2,600 times.
     """
 
+    def on_bind_field(self, field_name: str, field_obj: fields.Field) -> None:
+        """marshmallow's hook for each field an instance binds (its own copy): add what
+        describe() says of it to its metadata, which apispec turns into the docs."""
+        doc = field_doc(type(self), field_name)
+        if doc:
+            field_obj.metadata = {**field_obj.metadata, **doc}
+
     def get_attribute(self, obj, attr, default):
         """obj[attr], else the attribute, else `default`: what marshmallow returns."""
         if "." in attr:  # a nested path: marshmallow walks it
@@ -96,22 +103,43 @@ class Timestamp(fields.String):
         super().__init__(metadata={"format": "date-time"}, **kwargs)
 
 
+# What describe() was told, by schema class and field name. Schema.on_bind_field (above)
+# writes it into each instance's own fields, where apispec reads a field's metadata: the
+# class's declared fields are marshmallow's private attribute, and a subclass shares its
+# parent's field objects, so writing into those would document both alike.
+_FIELD_DOCS: dict[type[marshmallow.Schema], dict[str, dict[str, object]]] = {}
+
+
 def describe(schema: type[Schema], **fields_text: str | tuple[str, object]) -> None:
     """Document a schema's fields for OpenAPI: `name="text"` or `name=("text", example)`.
 
-    A None text keeps the description the declaration already gives.
+    A None text keeps the description the declaration already gives. A subclass inherits
+    its parent's descriptions and may override each. Instances bind their fields when
+    made, so describe a schema in its own module, before anything makes one.
 
     Written beside each schema rather than inside each declaration, so the declarations
     stay short; a test checks that every field of every schema in the spec has one.
     """
+    known = schema().fields
+    docs = _FIELD_DOCS.setdefault(schema, {})
     for name, text in fields_text.items():
+        if name not in known:
+            raise TypeError(f"{schema.__name__} has no field {name!r} to describe")
         description, *example = (text,) if isinstance(text, str) else text
-        field = schema._declared_fields[name]
-        field.metadata = dict(field.metadata)
+        doc = docs.setdefault(name, {})
         if description is not None:
-            field.metadata["description"] = description
+            doc["description"] = description
         if example:
-            field.metadata["example"] = example[0]
+            doc["example"] = example[0]
+
+
+def field_doc(schema: type[marshmallow.Schema], name: str) -> dict[str, object]:
+    """What describe() gave field `name` of `schema` or of the classes it inherits from,
+    the nearest class last (so it wins)."""
+    doc: dict[str, object] = {}
+    for cls in reversed(schema.__mro__):
+        doc.update(_FIELD_DOCS.get(cls, {}).get(name, {}))
+    return doc
 
 
 COUNT = "Number of items in this answer"
