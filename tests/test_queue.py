@@ -335,3 +335,26 @@ def test_waiting_facts_name_the_run_time_and_the_unfinished_dependencies(app, ap
         assert waiting_facts(scripts, first) is None
         with pytest.raises(NotFound):
             waiting_facts(scripts, "6f1c5a0e-2b7d-4c1e-9f3a-0d2b8e4c7a11")
+
+
+def test_explain_names_what_a_blocked_or_scheduled_task_waits_for(make_app, api):
+    # A blocked or scheduled task is not running yet: explain must say what it waits for,
+    # never "nothing left to wait for" as if it had ended. A dependency that completed
+    # and then expired (its TTL) is no longer waited for.
+    api = api.using(make_app(ORCHESTRATOR_TASK_TTL="1").test_client())
+    scheduled = api.create(delay_seconds=60)["task"]
+    first, second = api.create()["task_id"], api.create()["task_id"]
+    blocked = api.create(depends_on=[first, second])["task_id"]
+    api.status(first, "completed")
+    time.sleep(1.1)  # `first` expires
+    explained = api.call("GET", f"/tasks/{scheduled['task_id']}/explain")
+    assert (explained["status"], explained["waiting_for"]) == ("scheduled", "schedule")
+    assert explained["details"]["schedule"]["run_at"] == scheduled["run_at"]
+    assert scheduled["run_at"] in explained["summary"]
+    explained = api.call("GET", f"/tasks/{blocked}/explain")
+    assert (explained["status"], explained["waiting_for"]) == ("blocked", "dependencies")
+    unfinished = [{"task_id": second, "status": "assigned"}]
+    assert explained["details"]["dependencies"]["unfinished"] == unfinished
+    assert explained["summary"] == (
+        f"The task waits for 1 unfinished dependency: {second} (assigned)."
+    )

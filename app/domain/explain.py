@@ -12,11 +12,18 @@ from datetime import UTC, datetime
 
 from app.domain import ids
 from app.domain.records import approval_record, task_record
-from app.domain.scripts import Scripts
+from app.domain.scripts import Scripts, rows
+from app.domain.waits import dependency_facts, schedule_facts
 from app.errors import NotFound
 
 # Task status -> what it waits for (terminal states wait for nothing).
-WAITING_FOR = {"awaiting_approval": "approval", "assigned": "agent", "in_progress": "lease"}
+WAITING_FOR = {
+    "blocked": "dependencies",
+    "awaiting_approval": "approval",
+    "scheduled": "schedule",
+    "assigned": "agent",
+    "in_progress": "lease",
+}
 
 
 def duration(seconds: float) -> str:
@@ -133,6 +140,16 @@ def lease_section(task: dict, facts: dict) -> tuple[str, dict]:
     return summary + ".", section
 
 
+def dependencies_section(_task: dict, facts: dict) -> tuple[str, dict]:
+    """The dependencies not completed yet, each with its status."""
+    return dependency_facts(rows(facts.get("unfinished")))
+
+
+def schedule_section(task: dict, _facts: dict) -> tuple[str, dict]:
+    """The run time the task waits for."""
+    return schedule_facts(task["run_at"])
+
+
 def outcome_section(task: dict, _facts: dict) -> tuple[str, dict]:
     """How a finished task ended."""
     section = {
@@ -148,7 +165,9 @@ def outcome_section(task: dict, _facts: dict) -> tuple[str, dict]:
 
 # What each waiting state (and the end) shows; keyed as `waiting_for` names them.
 SECTIONS = {
+    "dependencies": dependencies_section,
     "approval": approval_section,
+    "schedule": schedule_section,
     "agent": agent_section,
     "lease": lease_section,
     "outcome": outcome_section,

@@ -7,6 +7,19 @@ from app.domain.scripts import Scripts, rows
 from app.errors import NotFound
 
 
+def schedule_facts(run_at: str) -> tuple[str, dict]:
+    """The sentence and section of a task waiting for its run time."""
+    return f"The task is scheduled to run at {run_at}.", {"run_at": run_at}
+
+
+def dependency_facts(unfinished: list[dict]) -> tuple[str, dict]:
+    """The sentence and section of a task waiting for dependencies ([{task_id, status}])."""
+    names = ", ".join(f"{dep['task_id']} ({dep['status']})" for dep in unfinished)
+    plural = "dependency" if len(unfinished) == 1 else "dependencies"
+    summary = f"The task waits for {len(unfinished)} unfinished {plural}: {names}."
+    return summary, {"unfinished": unfinished}
+
+
 def waiting_facts(scripts: Scripts, task_id: str) -> dict | None:
     """{"waiting_for": "schedule", "run_at"} or {"waiting_for": "dependencies", "unfinished"}.
 
@@ -16,17 +29,9 @@ def waiting_facts(scripts: Scripts, task_id: str) -> dict | None:
     if reply["outcome"] == "not_found":
         raise NotFound("Task not found")
     if reply["status"] == "scheduled":
-        return {
-            "waiting_for": "schedule",
-            "summary": f"The task is scheduled to run at {reply['run_at']}.",
-            "run_at": reply["run_at"],
-        }
+        summary, facts = schedule_facts(reply["run_at"])
+        return {"waiting_for": "schedule", "summary": summary, **facts}
     if reply["status"] == "blocked":
-        unfinished = rows(reply["unfinished"])
-        names = ", ".join(f"{dep['task_id']} ({dep['status']})" for dep in unfinished)
-        return {
-            "waiting_for": "dependencies",
-            "summary": f"The task waits for {len(unfinished)} unfinished dependencies: {names}.",
-            "unfinished": unfinished,
-        }
+        summary, facts = dependency_facts(rows(reply["unfinished"]))
+        return {"waiting_for": "dependencies", "summary": summary, **facts}
     return None

@@ -36,7 +36,8 @@ class ExplanationSchema(Schema):
         metadata={
             "description": "One section per fact that applies, keyed by name: approval "
             "(received, required, approved_by, can_act, expires_at, expires_in_seconds, "
-            "escalated, escalation, payload_version, payload_sha256), agent (agent, "
+            "escalated, escalation, payload_version, payload_sha256), dependencies "
+            "(unfinished: task_id and status of each), schedule (run_at), agent (agent, "
             "queue_position, ahead, queued), lease (holder, expires_at, expires_in_seconds, "
             "retry_count, max_retries), outcome (status, finished_at, error)",
             "example": {

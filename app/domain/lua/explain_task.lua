@@ -1,6 +1,7 @@
 -- explain_task: the facts that say why a task is where it is, read in one atomic step.
 -- A.task_id
--- Returns {outcome = 'ok', task, approval?, queue_rank?, queued?, now (ms, Redis' clock)}
+-- Returns {outcome = 'ok', task, approval?, queue_rank?, queued?, unfinished? (a blocked
+-- task's dependencies not completed yet: [{task_id, status}]), now (ms, Redis' clock)}
 --       | {outcome = 'not_found'}.
 -- Guarantees: what fell due (this task's approval timeout or escalation, its lease) is
 -- applied first, so the explanation matches what a read or decision would see.
@@ -14,6 +15,7 @@ if approval_id then
   local approval = hgetall(key('approval', approval_id))
   if approval.status then facts.approval = approval end
 end
+if task.status == 'blocked' then facts.unfinished = unfinished_dependencies(A.task_id, task) end
 if task.status == 'assigned' then
   local queue = key('queue', task.assigned_to)
   facts.queue_rank = redis.call('ZRANK', queue, A.task_id)

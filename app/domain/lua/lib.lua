@@ -615,6 +615,22 @@ resolve_dependants = function(id, status)
   cascade = nil
 end
 
+-- The dependencies a blocked task still waits for, in the order given: {{task_id, status}}.
+-- Those whose dependants set still holds it (create_task adds it there; a dependency that
+-- finishes empties its set), so a dependency that completed and expired since is not
+-- named, and one whose hash is gone but not finished shows as 'expired'.
+local function unfinished_dependencies(id, task)
+  local unfinished = {}
+  if task.status ~= 'blocked' or not task.depends_on then return unfinished end
+  for _, dep in ipairs(cjson.decode(task.depends_on)) do
+    if redis.call('SISMEMBER', key('dependants', dep), id) == 1 then
+      local status = redis.call('HGET', key('task', dep), 'status')
+      unfinished[#unfinished + 1] = {task_id = dep, status = status or 'expired'}
+    end
+  end
+  return unfinished
+end
+
 -- Send a failed or cancelled task back to its agent's queue as new (retry_count 0, no
 -- error), keeping its id and history. A task that never passed its approval gate stays
 -- where it is: retrying must not skip the people who said no (returns false).
