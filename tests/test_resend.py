@@ -157,3 +157,25 @@ def test_a_resent_event_is_published_once(app, api, redis_server, lose_next_repl
     # The first reply is kept only as long as a client's retries take.
     calls = raw.keys(key.name("call", "*"))
     assert len(calls) == 1 and 0 < raw.pttl(calls[0]) <= SENT_ONCE_MS
+
+
+def test_a_resent_claim_is_not_refused_for_the_hit_its_first_run_took(
+    make_app, api, redis_server, lose_next_reply
+):
+    # One claim a minute: the first run takes the window's only slot and leases the task.
+    app = make_app(ORCHESTRATOR_RATE_LIMIT_AGENT_OPS="1")
+    api = api.using(app.test_client())
+    task_id = api.create()["task_id"]
+    lose_next_reply["armed"] = True
+
+    response = api.client.post(
+        "/tasks/claim", headers=api.headers["agent"], json={"agent": "dev_agent"}
+    )
+
+    assert lose_next_reply["lost"] == 1
+    # The re-send answers the first run's reply: the lease it took is the caller's, not a
+    # 429 for a task leased to nobody who knows it (until the lease expires as a retry).
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.json["task_id"] == task_id and response.json["lease_token"] == 1
+    assert response.headers["X-RateLimit-Remaining"] == "0"  # counted once
+    assert api.claim(expect=429)["detail"].startswith("Rate limit exceeded")

@@ -265,6 +265,14 @@ local function rate_window(r)
   return {taken, previous, previous_ttl, current, current_ttl}
 end
 
+-- The first reply of a write in SENT_ONCE (once, below) when this call ran before, else
+-- false; read once, by ride() or once(), whichever asks first.
+local SENT_BEFORE = nil
+local function sent_before()
+  if SENT_BEFORE == nil then SENT_BEFORE = redis.call('GET', key('call', A.call)) end
+  return SENT_BEFORE
+end
+
 -- Every call runs as finish(ride(main)) (lua_source.py). A.rate, when given, is the
 -- request's rate-limit hit riding on its operation (app/rate_rider.py): taken first, in
 -- the same atomic step, so a limited request costs one round trip, and a refused one
@@ -273,6 +281,10 @@ end
 -- copied nor decoded again.
 local function ride(main)
   if not A.rate then return main() end
+  -- A call sent again took its hit on its first arrival: its re-send takes none (cost 0
+  -- only reads the window, for the headers), or a first run that took the window's last
+  -- slot (a claim that leased a task, a completion) would be answered 429.
+  if A.call and sent_before() then A.rate.cost = 0 end
   local window = rate_window(A.rate)
   local reply = window[1] == 0 and '{"outcome":"rate_limited"}' or main()
   return {reply, unpack(window)}
@@ -288,11 +300,10 @@ end
 local UNCHANGED = false
 local function once(main)
   return function()
-    local k = key('call', A.call)
-    local first = redis.call('GET', k)
+    local first = sent_before()
     if first then return first end
     local reply = main()
-    if not UNCHANGED then redis.call('SET', k, reply, 'PX', SENT_ONCE_MS) end
+    if not UNCHANGED then redis.call('SET', key('call', A.call), reply, 'PX', SENT_ONCE_MS) end
     return reply
   end
 end
