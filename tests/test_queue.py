@@ -292,6 +292,43 @@ def test_retry_never_skips_a_rejected_approval(api):
     assert redriven["count"] == 0
 
 
+def test_a_retried_task_waits_again_for_a_dependency_not_completed(app, api, redis_server):
+    first = api.create()["task_id"]
+    waiting = api.create(depends_on=[first])["task_id"]
+    api.cancel(waiting)
+    retried = api.call("POST", f"/tasks/{waiting}/retry", as_="admin")["task"]
+    assert (retried["status"], retried["retry_count"]) == ("blocked", 0)
+    assert stream_types(redis_server.client(), app, waiting)[-1] == "task.retried"
+    assert api.claim()["task_id"] == first
+    assert api.claim(expect=204) is None  # never before its dependency completed
+    api.status(first, "completed")
+    assert api.claim()["task_id"] == waiting
+
+
+def test_a_retried_task_keeps_its_run_time(api):
+    scheduled = api.create(delay_seconds=60)
+    api.cancel(scheduled["task_id"])
+    retried = api.call("POST", f"/tasks/{scheduled['task_id']}/retry", as_="admin")["task"]
+    assert (retried["status"], retried["run_at"]) == ("scheduled", scheduled["task"]["run_at"])
+    assert api.claim(expect=204) is None
+
+
+def test_a_task_whose_dependency_failed_is_retried_after_that_dependency(api):
+    first = api.create()["task_id"]
+    waiting = api.create(depends_on=[first])["task_id"]
+    api.status(first, "failed", error="boom")
+    assert api.task(waiting)["status"] == "cancelled"
+    refused = api.call("POST", f"/tasks/{waiting}/retry", as_="admin", expect=409)
+    assert refused["detail"] == f"Its dependency {first} is failed; retry that task first"
+    assert refused["current_status"] == "cancelled"
+    redriven = api.call("POST", "/tasks/redrive", as_="admin", json={"status": "cancelled"})
+    assert redriven["count"] == 0 and api.task(waiting)["status"] == "cancelled"
+    api.call("POST", f"/tasks/{first}/retry", as_="admin")
+    assert api.call("POST", f"/tasks/{waiting}/retry", as_="admin")["task"]["status"] == "blocked"
+    api.status(first, "completed")
+    assert api.task(waiting)["status"] == "assigned"
+
+
 def test_redrive_filters_and_limits(api):
     failed = []
     for task_type in ("bugfix", "faq", "bugfix", "bugfix"):
@@ -312,29 +349,6 @@ def test_redrive_filters_and_limits(api):
 
 
 # --- what a waiting task waits for (for explain) ---------------------------------------------
-
-
-def test_waiting_facts_name_the_run_time_and_the_unfinished_dependencies(app, api):
-    from app.domain.waits import waiting_facts
-    from app.errors import NotFound
-    from app.services import services
-
-    scheduled = api.create(delay_seconds=60)["task"]
-    first, second = api.create()["task_id"], api.create()["task_id"]
-    blocked = api.create(depends_on=[first, second])["task_id"]
-    api.status(first, "completed")
-    api.claim()
-    with app.app_context():
-        scripts = services().tasks.scripts
-        facts = waiting_facts(scripts, scheduled["task_id"])
-        assert facts["waiting_for"] == "schedule" and facts["run_at"] == scheduled["run_at"]
-        assert scheduled["run_at"] in facts["summary"]
-        facts = waiting_facts(scripts, blocked)
-        assert facts["waiting_for"] == "dependencies"
-        assert facts["unfinished"] == [{"task_id": second, "status": "in_progress"}]
-        assert waiting_facts(scripts, first) is None
-        with pytest.raises(NotFound):
-            waiting_facts(scripts, "6f1c5a0e-2b7d-4c1e-9f3a-0d2b8e4c7a11")
 
 
 def test_explain_names_what_a_blocked_or_scheduled_task_waits_for(make_app, api):

@@ -253,7 +253,12 @@ def heartbeat(body, task_id):
 
 @_task_action("retry", None, role="admin")
 def retry_task(task_id):
-    """Put a failed or cancelled task back in its agent's queue (same id, retry_count 0)."""
+    """Put a failed or cancelled task back in its agent's queue (same id, retry_count 0).
+
+    A task that still waits goes back to waiting first: `blocked` while a dependency has
+    not completed, `scheduled` while its `run_at` is ahead. 409: the task never passed its
+    approval gate, or a dependency failed or was cancelled (retry that one first).
+    """
     task = services().tasks.retry(task_id)
     metrics.task_moved("assigned")
     return _envelope(task, f"Task retried; queued for {task['assigned_to']}")

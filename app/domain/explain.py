@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from app.domain import ids
 from app.domain.records import approval_record, task_record
 from app.domain.scripts import Scripts, rows
-from app.domain.waits import dependency_facts, schedule_facts
 from app.errors import NotFound
 
 # Task status -> what it waits for (terminal states wait for nothing).
@@ -141,13 +140,17 @@ def lease_section(task: dict, facts: dict) -> tuple[str, dict]:
 
 
 def dependencies_section(_task: dict, facts: dict) -> tuple[str, dict]:
-    """The dependencies not completed yet, each with its status."""
-    return dependency_facts(rows(facts.get("unfinished")))
+    """The dependencies not completed yet ([{task_id, status}]), in the order given."""
+    unfinished = rows(facts.get("unfinished"))
+    names = ", ".join(f"{dep['task_id']} ({dep['status']})" for dep in unfinished)
+    plural = "dependency" if len(unfinished) == 1 else "dependencies"
+    summary = f"The task waits for {len(unfinished)} unfinished {plural}: {names}."
+    return summary, {"unfinished": unfinished}
 
 
 def schedule_section(task: dict, _facts: dict) -> tuple[str, dict]:
     """The run time the task waits for."""
-    return schedule_facts(task["run_at"])
+    return f"The task is scheduled to run at {task['run_at']}.", {"run_at": task["run_at"]}
 
 
 def outcome_section(task: dict, _facts: dict) -> tuple[str, dict]:

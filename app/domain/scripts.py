@@ -199,7 +199,8 @@ class Scripts(WebhookScripts):
         return self._call("explain_task", locals())
 
     def retry_task(self, *, task_id: str) -> dict:
-        """A dead letter back to its queue: ok (task), not_found, conflict, not_approved."""
+        """A dead letter back to its queue, or its waits: ok (task), not_found, conflict,
+        not_approved, dependency_ended."""
         return self._call("retry_task", locals())
 
     def redrive_tasks(
@@ -213,10 +214,6 @@ class Scripts(WebhookScripts):
     ) -> dict:
         """Retry the matching dead letters, oldest first: ok (task_ids)."""
         return self._call("redrive_tasks", locals())
-
-    def read_waits(self, *, task_id: str) -> dict:
-        """A scheduled or blocked task's run time and unfinished dependencies: ok, not_found."""
-        return self._call("read_waits", locals())
 
     def sweep(self, *, budget: int) -> dict:
         """Apply what fell due, `budget` per kind: ok (still_due)."""

@@ -198,7 +198,8 @@ class TaskStore:
         return _task(reply, status)
 
     def retry(self, task_id: str) -> dict:
-        """Put a failed or cancelled task back in its agent's queue (same id, retry_count 0)."""
+        """A failed or cancelled task back to its agent's queue, or to what it still waits
+        for (lua/retry_task.lua); same id, retry_count 0."""
         return _task(self.scripts.retry_task(task_id=ids.check_task_id(task_id)), "retry")
 
     def redrive(
@@ -248,6 +249,12 @@ def _task(reply: dict, wanted: str = "") -> dict:
     if outcome == "not_approved":
         raise Conflict(
             "This task never passed its approval gate; create a new task instead",
+            extra={"current_status": reply["status"]},
+        )
+    if outcome == "dependency_ended":
+        raise Conflict(
+            f"Its dependency {reply['dependency']} is {reply['dependency_status']}; "
+            "retry that task first",
             extra={"current_status": reply["status"]},
         )
     if outcome == "invalid":

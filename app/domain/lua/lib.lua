@@ -642,17 +642,35 @@ local function unfinished_dependencies(id, task)
   return unfinished
 end
 
--- Send a failed or cancelled task back to its agent's queue as new (retry_count 0, no
--- error), keeping its id and history. A task that never passed its approval gate stays
--- where it is: retrying must not skip the people who said no (returns false).
+-- Send a failed or cancelled task back as new (retry_count 0, no error), keeping its id
+-- and history, through what it still waits for: a dependency not completed yet blocks it
+-- again (that dependency's end settles it, as at creation), a run time still ahead
+-- schedules it, and otherwise it joins its agent's queue. Refused, with why: a task that
+-- never passed its approval gate (retrying must not skip the people who said no), or one
+-- whose dependency failed or was cancelled (retry that first). A dependency gone from
+-- Redis ended and expired: it no longer holds the task back.
 local function retry(id, task)
-  if task.gate then return false end
+  if task.gate then return 'not_approved' end
   if task.approval_id
       and redis.call('HGET', key('approval', task.approval_id), 'status') ~= 'approved' then
-    return false
+    return 'not_approved'
   end
-  move(id, task, 'assigned', {'retry_count', '0'}, 'task.retried')
-  return true
+  local waiting = {}
+  for _, dep in ipairs(task.depends_on and cjson.decode(task.depends_on) or {}) do
+    local status = redis.call('HGET', key('task', dep), 'status')
+    if RETRYABLE[status] then return 'dependency_ended', dep, status end
+    if status and status ~= 'completed' then waiting[#waiting + 1] = dep end
+  end
+  if #waiting > 0 then
+    for _, dep in ipairs(waiting) do redis.call('SADD', key('dependants', dep), id) end
+    move(id, task, 'blocked', {'retry_count', '0', 'deps_left', tostring(#waiting)},
+      'task.retried')
+  elseif task.run_at_ms and tonumber(task.run_at_ms) > NOW then
+    move(id, task, 'scheduled', {'retry_count', '0'}, 'task.retried')
+  else
+    move(id, task, 'assigned', {'retry_count', '0'}, 'task.retried')
+  end
+  return nil
 end
 
 -- A scheduled task whose run time came: to its agent's queue.

@@ -4,7 +4,8 @@
 -- Oldest first: the status index is in creation order.
 -- Returns {outcome = 'ok', task_ids} (the tasks retried, in that order).
 -- Guarantees: all or nothing, like every script; each task is retried as retry_task
--- would (tasks that never passed their approval gate are left alone).
+-- would (tasks that never passed their approval gate, or whose dependency failed or was
+-- cancelled, are left alone).
 settle()
 local index = key('by_status', A.status)
 local retried = {}
@@ -15,7 +16,7 @@ for _, id in ipairs(redis.call('ZRANGE', index, 0, A.scan_budget - 1)) do
     purge_task(id) -- past its TTL: gone, never revived
   elseif (not A.task_type or task.type == A.task_type)
       and (not A.assigned_to or task.assigned_to == A.assigned_to)
-      and retry(id, task) then
+      and not retry(id, task) then
     retried[#retried + 1] = id
   end
 end
