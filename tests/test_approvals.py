@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from datetime import datetime
@@ -399,6 +400,34 @@ def test_expiry_beyond_one_settle_round_is_still_applied(make_app, api):
     assert api.approve(approval_ids[-1], expect=409)["current_status"] == "timeout"
     assert listed(api, "pending") == []
     assert api.approval(approval_ids[-2])["status"] == "timeout"
+
+
+def test_an_escalation_whose_extra_time_also_passed_times_out_at_once(make_app, api):
+    """Nobody called during the timeout nor the escalation's extra time, and more fell due
+    than one request settles (100): the approval asked about is escalated and timed out
+    in the same step, so one eligible only through the escalation cannot release it."""
+    rule = {"name": "flags", "match": {"types": ["feature"]}, "required": 1,
+            "approvers": ["apikey:ops"], "timeout": 1,
+            "on_timeout": {"escalate_to": ["role:admin"], "extend": 1}}  # fmt: skip
+    app = make_app(ORCHESTRATOR_APPROVAL_POLICY=json.dumps([rule]))
+    api = api.using(app.test_client())
+    created = [api.create(type="feature") for _ in range(101)]
+    task_id, approval_id = created[-1]["task_id"], created[-1]["approval_id"]
+    time.sleep(2.1)
+    assert api.approve(approval_id, as_="admin", expect=409)["current_status"] == "timeout"
+    record = api.approval(approval_id)
+    assert (record["status"], record["escalated"]) == ("timeout", True)
+    expired = api.task(task_id)
+    assert (expired["status"], expired["error"], expired["approval"]) == (
+        "cancelled",
+        "approval timed out",
+        None,
+    )
+    assert event_types(api, task_id)[-3:] == [
+        "approval.escalated",
+        "approval.timeout",
+        "task.cancelled",
+    ]
 
 
 # --- history ---------------------------------------------------------------------------

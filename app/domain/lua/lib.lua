@@ -809,10 +809,16 @@ local function is_requester(approval, decider_identities)
 end
 
 -- Time out one approval if its deadline has passed, whatever settle()'s budget reached:
--- a read or decision on this approval must never see it pending past its expiry.
+-- a read or decision on this approval must never see it pending past its expiry. An
+-- escalation moves the deadline by its extra time from the old deadline, not from now,
+-- so after a quiet spell the new one may have passed too: then it times out in the same
+-- step (escalation happens once, so this goes round at most twice).
 local function settle_approval(aid)
   local deadline = redis.call('ZSCORE', key('approvals_deadlines'), aid)
-  if deadline and tonumber(deadline) <= NOW then timeout_approval(aid) end
+  while deadline and tonumber(deadline) <= NOW do
+    timeout_approval(aid)
+    deadline = redis.call('ZSCORE', key('approvals_deadlines'), aid)
+  end
 end
 
 -- Everything that falls due with time, applied before any read or change: one command
@@ -821,7 +827,7 @@ end
 local function settle(budget)
   budget = budget or SETTLE_BUDGET
   local work = {leases = expire_lease, scheduled = start_scheduled, expiring = purge_task,
-    approvals_deadlines = timeout_approval}
+    approvals_deadlines = settle_approval}
   for _, kind in ipairs(TIMER_KINDS) do
     if due(kind) then
       for _, id in ipairs(redis.call('ZRANGEBYSCORE', key(kind), '-inf', NOW,
