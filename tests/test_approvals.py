@@ -239,6 +239,27 @@ def test_creator_is_the_principal_not_the_credential(api, tokens):
     api.approve(approval_id, as_=tokens["agent"])
 
 
+@pytest.mark.parametrize("sub", ["someone-else", "APIKEY:ADMIN", "ApiKey:Admin"])
+def test_one_principal_counts_once_whichever_credential_it_decides_with(make_app, api, sub):
+    """N of M counts people, as four eyes compares them: a token an admin minted for
+    another subject (its `act` names the admin) or for its own id in another case is
+    still the admin, so the admin's own approval cannot be the second one."""
+    rule = {"name": "two", "match": {"types": ["deploy"]}, "required": 2,
+            "approvers": ["role:admin"]}  # fmt: skip
+    api = api.using(make_app(ORCHESTRATOR_APPROVAL_POLICY=json.dumps([rule])).test_client())
+    task_id, approval_id = gated(api, type="deploy", priority="P2")
+    token = api.call("POST", "/auth/token", as_="admin", json={"sub": sub, "role": "admin"})
+    minted = {"Authorization": f"Bearer {token['access_token']}"}
+    assert api.approve(approval_id, as_=minted)["approval"]["status"] == "pending"
+    again = api.approve(approval_id, as_="admin", expect=409)
+    assert again["current_status"] == "pending" and "already approved" in again["detail"]
+    assert [a["by"] for a in api.approval(approval_id)["approvals"]] == [sub]
+    assert api.task(task_id)["status"] == "awaiting_approval"
+    # A second person does release it.
+    other = {"Authorization": f"Bearer {mint_token('second-admin', 'admin')}"}
+    assert api.approve(approval_id, as_=other)["task"]["status"] == "assigned"
+
+
 @pytest.mark.parametrize(
     ("approver_role", "who", "status"),
     [

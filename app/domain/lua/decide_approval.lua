@@ -11,7 +11,8 @@
 -- Returns {outcome = 'ok', approval, task (absent when the task is gone)}
 --       | {outcome = 'not_found'} | {outcome = 'conflict', status, approval, why?}
 --       | {outcome = 'forbidden', why = 'four_eyes' | 'ineligible'} | {outcome = 'reason'}
--- Guarantees: decisions run one at a time; an approval is counted once per principal
+-- Guarantees: decisions run one at a time; an approval is counted once per person (no
+-- identity behind it, `act` chain included, counted before for this payload version)
 -- and the task is released exactly once, when `required_approvals` distinct eligible
 -- principals approved the current payload version; one eligible rejection closes it.
 -- Due timeouts (and escalations) are applied first. The approval, its history entry,
@@ -75,11 +76,11 @@ else
     return conflict('stale')
   end
   local approvals = cjson.decode(approval.approvals or '[]')
+  local counted = approver_identities(approval, approvals)
   local edit = A.payload and A.payload_sha256 ~= approval.payload_sha256
   if not edit then
-    for _, given in ipairs(approvals) do
-      if given.by == principal then return conflict('repeat') end
-    end
+    -- The same person again, by whichever credential (lib.lua, approver_identities).
+    if shares_identity(counted, A.decider_identities) then return conflict('repeat') end
   else
     -- An edit restarts the count on the new payload; the editor's approval is its first.
     local old, new, changed = cjson.decode(approval.payload_keys or '{}'), A.payload_keys, {}
@@ -91,7 +92,7 @@ else
     end
     table.sort(changed)
     local version = tonumber(approval.payload_version or '1') + 1
-    approvals = {}
+    approvals, counted = {}, {}
     redis.call('HSET', ak, 'payload_version', tostring(version), 'payload_sha256',
       A.payload_sha256, 'payload_keys', cjson.encode(new))
     -- A task gone from Redis (deleted or evicted) is not written back as a bare payload.
@@ -104,11 +105,12 @@ else
       old_payload_sha256 = approval.payload_sha256, new_payload_sha256 = A.payload_sha256})
   end
   approvals[#approvals + 1] = {by = principal, at = NOW_ISO, comment = A.comment or cjson.null}
+  for _, id in ipairs(A.decider_identities) do counted[#counted + 1] = id end
   local listed = cjson.encode(approvals)
   if #approvals < tonumber(approval.required_approvals or '1') then
-    redis.call('HSET', ak, 'approvals', listed)
+    redis.call('HSET', ak, 'approvals', listed, 'approver_identities', cjson.encode(counted))
   else
-    local fields = {'approvals', listed}
+    local fields = {'approvals', listed, 'approver_identities', cjson.encode(counted)}
     if A.comment then fields[#fields + 1] = 'comment'; fields[#fields + 1] = A.comment end
     approval = close_approval(aid, decision, principal, with_act(fields))
     if task.status == 'awaiting_approval' then

@@ -792,20 +792,35 @@ local function timeout_approval(aid)
   end
 end
 
--- Four eyes: whether `principal` is the one who asked for this approval (who may
--- withdraw it by rejecting, but never approve it).
--- Four eyes: whether anyone behind the decision (the decider and its token's `act`
--- chain, normalised by the caller) is anyone behind the request. Approvals stored before
--- identities were kept compare by the requester's id, lower-cased.
-local function is_requester(approval, decider_identities)
-  local requester = approval.requester_identities
-  requester = requester and cjson.decode(requester) or {string.lower(approval.requested_by)}
+-- Whether anyone of `decider_identities` (the decider and its token's `act` chain,
+-- normalised by the caller) is among `identities`: the one comparison of people.
+local function shares_identity(identities, decider_identities)
   local behind = {}
-  for _, id in ipairs(requester) do behind[id] = true end
+  for _, id in ipairs(identities) do behind[id] = true end
   for _, id in ipairs(decider_identities) do
     if behind[id] then return true end
   end
   return false
+end
+
+-- Four eyes: whether anyone behind the decision is anyone behind the request (who may
+-- withdraw it by rejecting, but never approve it). Approvals stored before identities
+-- were kept compare by the requester's id, lower-cased.
+local function is_requester(approval, decider_identities)
+  local requester = approval.requester_identities
+  requester = requester and cjson.decode(requester) or {string.lower(approval.requested_by)}
+  return shares_identity(requester, decider_identities)
+end
+
+-- N of M counts people, not credentials: everyone behind the approvals counted for the
+-- current payload version (`approver_identities`, kept with them), so a token minted for
+-- another subject, or for the same id in another case, cannot count its minter twice.
+-- Approvals counted before the field was kept stand for their approver's id, lower-cased.
+local function approver_identities(approval, approvals)
+  if approval.approver_identities then return cjson.decode(approval.approver_identities) end
+  local ids = {}
+  for i, given in ipairs(approvals) do ids[i] = string.lower(given.by) end
+  return ids
 end
 
 -- Time out one approval if its deadline has passed, whatever settle()'s budget reached:
