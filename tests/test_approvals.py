@@ -451,6 +451,24 @@ def test_an_escalation_whose_extra_time_also_passed_times_out_at_once(make_app, 
     ]
 
 
+def test_an_expired_approval_is_applied_to_its_task_whatever_one_settle_reached(make_app, api):
+    """More approvals fell due than two requests settle (100 each): the task a request
+    names still has its approval's timeout applied first, so it is read as cancelled and
+    a cancel finds it ended, rather than closing the expired approval as rejected."""
+    rule = {"name": "flags", "match": {"types": ["feature"]}, "required": 1,
+            "approvers": ["apikey:ops"], "timeout": 3}  # fmt: skip
+    app = make_app(ORCHESTRATOR_APPROVAL_POLICY=json.dumps([rule]))
+    api = api.using(app.test_client())
+    created = [api.create(type="feature") for _ in range(203)]
+    time.sleep(3.1)
+    last, next_to_last = created[-1], created[-2]
+    refused = api.cancel(last["task_id"], expect=409)
+    assert refused["current_status"] == "cancelled"
+    assert api.approval(last["approval_id"])["status"] == "timeout"
+    task = api.task(next_to_last["task_id"])
+    assert (task["status"], task["error"]) == ("cancelled", "approval timed out")
+
+
 # --- history ---------------------------------------------------------------------------
 
 

@@ -151,9 +151,9 @@ def test_no_answer_shows_the_index_field_as_a_task_field(app, api, redis_server)
                 assigned_to=None,
                 scan_budget=100,
             )["tasks"],
-            scripts.claim_task(
-                agent="dev_agent", lease_ms=60_000, principal=PRINCIPALS["agent"], cap=None
-            )["task"],
+            scripts.claim_task(agent="dev_agent", lease_ms=60_000, principal=PRINCIPALS["agent"])[
+                "task"
+            ],
         ]
     assert [reply["task_id"] for reply in replies] == [task_id] * 4
     assert all(EVENTS_FIELD not in reply for reply in replies)

@@ -241,6 +241,22 @@ def test_every_204_from_claim_carries_retry_after(make_app, keys):
     assert again.status_code == 200
 
 
+def test_starting_a_task_by_patch_respects_the_agents_cap_as_a_claim_does(make_app, api):
+    api = api.using(make_app(ORCHESTRATOR_AGENT_CONCURRENCY="dev_agent=1").test_client())
+    held, other = api.create()["task_id"], api.create()["task_id"]
+    assert api.claim()["task_id"] == held
+    refused = api.status(other, "in_progress", expect=409)
+    assert refused["detail"] == (
+        "dev_agent already holds 1 leases, its ORCHESTRATOR_AGENT_CONCURRENCY cap; "
+        "start this task when one ends"
+    )
+    assert refused["current_status"] == "assigned"
+    assert api.task(other)["status"] == "assigned"
+    assert api.stats()["queue"]["in_progress"] == 1
+    api.status(held, "completed")
+    assert api.status(other, "in_progress")["task"]["status"] == "in_progress"
+
+
 def test_retry_after_shrinks_when_a_scheduled_task_comes_due_sooner(api):
     api.create(delay_seconds=2)
     response = api.client.post(

@@ -73,7 +73,7 @@ def test_a_task_claimed_before_its_create_is_resent_is_not_queued_again(
     def claim_it():
         with app.app_context():
             reply = services().tasks.scripts.claim_task(
-                agent="dev_agent", lease_ms=60_000, principal="apikey:other", cap=None
+                agent="dev_agent", lease_ms=60_000, principal="apikey:other"
             )
         claimed.update(reply["task"])
 

@@ -65,6 +65,9 @@ class Scripts(WebhookScripts):
             "lease_ms": settings.lease_seconds * 1000,
             "memory_high_watermark": settings.redis_memory_high_watermark,
             "webhook_max_age_ms": settings.webhook_max_age * 1000,
+            # ORCHESTRATOR_AGENT_CONCURRENCY: leases an agent may hold at once (claim and
+            # PATCH to in_progress both check it).
+            "agent_caps": dict(settings.agent_concurrency),
         }
         self._scripts = {name: client.register_script(source(name, settings_cfg)) for name in NAMES}
         self._route = [keys.hash_tag(settings.queue_prefix)]
@@ -170,7 +173,7 @@ class Scripts(WebhookScripts):
         """One page newest first: ok (tasks, next_seq when there may be more)."""
         return self._call("list_tasks", locals())
 
-    def claim_task(self, *, agent: str, lease_ms: int, principal: str, cap: int | None) -> dict:
+    def claim_task(self, *, agent: str, lease_ms: int, principal: str) -> dict:
         """The agent's best ready task, leased to the principal: ok (task), empty, capped."""
         return self._call("claim_task", locals())
 

@@ -140,7 +140,6 @@ class TaskStore:
             agent=agent,
             lease_ms=(lease_seconds or self.settings.lease_seconds) * 1000,
             principal=principal,
-            cap=self.settings.agent_concurrency.get(agent),
         )
         outcome = reply["outcome"]
         if outcome == "capped":
@@ -249,6 +248,12 @@ def _task(reply: dict, wanted: str = "") -> dict:
     if outcome == "not_approved":
         raise Conflict(
             "This task never passed its approval gate; create a new task instead",
+            extra={"current_status": reply["status"]},
+        )
+    if outcome == "capped":
+        raise Conflict(
+            f"{reply['agent']} already holds {reply['cap']} leases, its "
+            "ORCHESTRATOR_AGENT_CONCURRENCY cap; start this task when one ends",
             extra={"current_status": reply["status"]},
         )
     if outcome == "dependency_ended":

@@ -1,17 +1,16 @@
 -- claim_task: hand the agent's best ready task (priority, then oldest) to one caller.
 -- A.agent  A.lease_ms  A.principal (the claimant)
--- A.cap (leases the agent may hold at once; absent = no cap)
 -- Returns {outcome = 'ok', task} (task.lease_token: this lease's fencing token)
 --       | {outcome = 'empty', next_due_ms (ms until the next scheduled task, if any)}
---       | {outcome = 'capped'} (the agent already holds A.cap leases).
+--       | {outcome = 'capped'} (the agent already holds its CFG.agent_caps leases).
 -- Guarantees: a task leaves the queue and gains its lease in the same step, so no two
--- callers on any worker can receive it, and an agent never holds more than A.cap;
+-- callers on any worker can receive it, and an agent never holds more than its cap;
 -- blocked, gated and scheduled tasks are never queued.
 settle()
 -- When the agent last asked for work, found or not (GET /agents).
 redis.call('HSET', key('agent_activity', A.agent), 'last_claim_at', NOW_ISO)
 -- 'empty' and 'capped' hand out nothing: a re-send may run afresh (lib.lua, once).
-if A.cap and tonumber(redis.call('HGET', key('running'), A.agent) or '0') >= A.cap then
+if at_cap(A.agent) then
   UNCHANGED = true
   return cjson.encode({outcome = 'capped'})
 end

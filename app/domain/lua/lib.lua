@@ -4,7 +4,7 @@
 -- CREATED_PAYLOAD, MAX_SCHEDULE_MS, IDEMPOTENCY_TTL_SECONDS, ROLE_RANK, DELIVERY_GROUP,
 -- EVENTS_FIELD, EVENTS_FIELD_MAX, and the deployment's settings as CFG: task_ttl,
 -- approval_timeout, history_ttl, max_history, maxlen, lease_ms (the default lease),
--- memory_high_watermark (percent), webhook_max_age_ms).
+-- memory_high_watermark (percent), webhook_max_age_ms, agent_caps (agent -> leases).
 -- KEYS[1] = `{<prefix>}`, the hash tag every key carries: no script reads it, it routes
 -- the call to the node that holds the deployment's one slot.
 -- ARGV[1] = key prefix; ARGV[2] = the call's named arguments as one JSON object, read as
@@ -827,13 +827,16 @@ end
 -- a read or decision on this approval must never see it pending past its expiry. An
 -- escalation moves the deadline by its extra time from the old deadline, not from now,
 -- so after a quiet spell the new one may have passed too: then it times out in the same
--- step (escalation happens once, so this goes round at most twice).
+-- step (escalation happens once, so this goes round at most twice). True when it did.
 local function settle_approval(aid)
   local deadline = redis.call('ZSCORE', key('approvals_deadlines'), aid)
+  local applied = false
   while deadline and tonumber(deadline) <= NOW do
     timeout_approval(aid)
+    applied = true
     deadline = redis.call('ZSCORE', key('approvals_deadlines'), aid)
   end
+  return applied
 end
 
 -- Everything that falls due with time, applied before any read or change: one command
@@ -885,9 +888,22 @@ local function memory_high(mem)
   return mem.max > 0 and mem.used * 100 >= mem.max * CFG.memory_high_watermark
 end
 
+-- Whether `agent` already holds as many leases as ORCHESTRATOR_AGENT_CONCURRENCY lets it
+-- (CFG.agent_caps; an agent not named there has no cap).
+local function at_cap(agent)
+  local cap = CFG.agent_caps and CFG.agent_caps[agent]
+  return cap ~= nil and tonumber(redis.call('HGET', key('running'), agent) or '0') >= cap
+end
+
 -- Read one task as the outside world should see it right now.
 local function fresh_task(id)
   local task = read_task(id)
+  -- Its approval's timeout (or escalation) first: a task read, cancelled or moved must
+  -- not be answered as awaiting an approval that has expired.
+  if task.status == 'awaiting_approval' and task.approval_id
+      and settle_approval(task.approval_id) then
+    task = read_task(id)
+  end
   if task.status == 'in_progress' then
     local deadline = redis.call('ZSCORE', key('leases'), id)
     if deadline and tonumber(deadline) <= NOW then task = expire_lease(id, task) end

@@ -6,7 +6,9 @@
 -- for CFG.lease_ms.
 -- Returns {outcome = 'ok', task} | {outcome = 'not_found'}
 --       | {outcome = 'conflict', status} | {outcome = 'forbidden'} | {outcome = 'out_of_scope'}
---       | {outcome = 'lease_lost', status} (A.lease_token is not the current lease's).
+--       | {outcome = 'lease_lost', status} (A.lease_token is not the current lease's)
+--       | {outcome = 'capped', status, agent, cap} (starting it would lease the agent more
+--         tasks than its ORCHESTRATOR_AGENT_CONCURRENCY cap, as a claim would).
 -- Allowed moves are ALLOWED (model.CLIENT_MOVES); awaiting_approval -> cancelled
 -- withdraws the pending approval. Leaving awaiting_approval any other way takes a
 -- decision on its approval; back to assigned only when a lease expires.
@@ -35,6 +37,10 @@ end
 local fields = {}
 if err then fields = {'error', err} end
 if to == 'in_progress' then
+  if at_cap(task.assigned_to) then
+    return cjson.encode({outcome = 'capped', status = task.status, agent = task.assigned_to,
+      cap = CFG.agent_caps[task.assigned_to]})
+  end
   fields[#fields + 1] = 'started_at'; fields[#fields + 1] = NOW_ISO
   fields[#fields + 1] = 'claimed_by'; fields[#fields + 1] = principal
 end
