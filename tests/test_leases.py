@@ -65,6 +65,21 @@ def test_counters_requeue_an_expired_lease_first(api, count):
     assert count(api) == (1, 0)
 
 
+def test_an_agent_at_its_cap_whose_lease_expired_behind_a_backlog_claims_again(make_app, api):
+    """More leases expired than one settle() applies (100), the capped agent's last: its
+    claim applies the backlog before answering 'capped', so its own expired lease frees
+    its place at once rather than after a few more polls."""
+    api = api.using(make_app(ORCHESTRATOR_AGENT_CONCURRENCY="dev_agent=1").test_client())
+    for _ in range(130):
+        api.create(type="faq")
+        api.claim("faq_agent", lease_seconds=1)
+    held = api.create()["task_id"]
+    assert api.claim(lease_seconds=1)["task_id"] == held
+    time.sleep(LEASE_OVER)
+    again = api.claim()
+    assert (again["task_id"], again["task"]["retry_count"]) == (held, 1)
+
+
 def test_claim_requeues_an_expired_lease_before_taking_from_the_queue(api):
     """The expired P2 task outranks the P3 one queued meanwhile: it is handed out again."""
     expired = api.create(priority="P2")["task_id"]

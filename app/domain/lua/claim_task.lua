@@ -9,11 +9,6 @@
 settle()
 -- When the agent last asked for work, found or not (GET /agents).
 redis.call('HSET', key('agent_activity', A.agent), 'last_claim_at', NOW_ISO)
--- 'empty' and 'capped' hand out nothing: a re-send may run afresh (lib.lua, once).
-if at_cap(A.agent) then
-  UNCHANGED = true
-  return cjson.encode({outcome = 'capped'})
-end
 local queue = key('queue', A.agent)
 local BACKLOG_BUDGET = 1000
 
@@ -31,6 +26,14 @@ local function backlog(kind, apply)
   for _, id in ipairs(ids) do apply(id) end
   rebound(kind)
   return #ids
+end
+
+-- 'empty' and 'capped' hand out nothing: a re-send may run afresh (lib.lua, once). At
+-- the cap, a backlog of expired leases beyond the usual settle budget is applied first:
+-- one of them may be this agent's, which frees a place.
+if at_cap(A.agent) and (backlog('leases', expire_lease) == 0 or at_cap(A.agent)) then
+  UNCHANGED = true
+  return cjson.encode({outcome = 'capped'})
 end
 
 while true do
