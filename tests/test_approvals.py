@@ -469,6 +469,20 @@ def test_an_expired_approval_is_applied_to_its_task_whatever_one_settle_reached(
     assert (task["status"], task["error"]) == ("cancelled", "approval timed out")
 
 
+def test_pending_approvals_are_in_the_order_they_were_asked_for(api):
+    """A gated task held back by a dependency asks for approval when released, after a
+    gated task created later: the pending list and /health's oldest age follow the asks."""
+    dependency = api.create()["task_id"]
+    held = api.create(priority="P0", depends_on=[dependency])["task_id"]
+    _, asked_first = gated(api)
+    time.sleep(0.05)
+    api.status(dependency, "completed")
+    asked_later = api.task(held)["approval_id"]
+    assert listed(api, "pending") == [asked_first, asked_later]
+    # The first ask has waited at least the 50 ms slept; the later one, a moment.
+    assert api.health()["oldest_approval_seconds"] >= 0.05
+
+
 # --- history ---------------------------------------------------------------------------
 
 

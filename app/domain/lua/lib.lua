@@ -569,7 +569,11 @@ local function open_approval(id, task, gate)
     record[#record + 1] = cjson.encode(gate.requested_by_act)
   end
   redis.call('HSET', key('approval', aid), unpack(record))
-  redis.call('ZADD', key('approvals_pending'), task.seq, aid)
+  -- In the order approvals are asked for (a fresh number from the creation sequence,
+  -- unique), not the task's: a task held back by its dependencies asks later than
+  -- tasks created after it, and the oldest pending approval must be the one that
+  -- has waited longest (/health, the pending list).
+  redis.call('ZADD', key('approvals_pending'), redis.call('INCR', key('seq')), aid)
   add_timer('approvals_deadlines', expires, aid)
   emit('approval.requested', task, {approval_id = aid, task_id = id, reason = gate.reason,
     requested_by = gate.requested_by, expires_at = iso(expires)})
