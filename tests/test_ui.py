@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -227,6 +228,40 @@ def test_an_unchanged_payload_approves_as_requested(browser, api, gated):
     data = {"csrf_token": field(html, "csrf_token"), "payload": payload}
     assert client.post(approve, data=data).status_code == 303
     assert api.task(gated["task_id"])["status"] == "assigned"
+
+
+def test_approving_pins_the_payload_shown_so_a_later_edit_is_never_undone(make_app, api):
+    # Two approvals needed: admin's edit through the API counts as the first of the new
+    # version, and ops' form, loaded before it, still holds the old payload.
+    rule = {"name": "two", "match": {"types": ["deploy"]}, "required": 2,
+            "approvers": ["apikey:ops", "apikey:admin"]}  # fmt: skip
+    app = make_app(ORCHESTRATOR_APPROVAL_POLICY=json.dumps([rule]))
+    api = api.using(app.test_client())
+    created = api.create(**GATED)
+    client = app.test_client()
+    assert sign_in(client, "ops").status_code == 303
+    html = client.get("/ui/").get_data(as_text=True)
+    edited = {"environment": "production", "v": 2}
+    api.approve(created["approval_id"], as_="admin", payload=edited)
+    approve = f"/ui/approvals/{created['approval_id']}/approve"
+    old_form = {
+        "csrf_token": field(html, "csrf_token"),
+        "payload_sha256": field(html, "payload_sha256"),
+        "payload": json.dumps(GATED["payload"], indent=2),
+    }
+    refused = client.post(approve, data=old_form)
+    assert refused.status_code == 409
+    task = api.task(created["task_id"])
+    assert (task["status"], task["payload"]) == ("awaiting_approval", edited)
+    assert len(api.approval(created["approval_id"])["approvals"]) == 1  # admin's alone
+    fresh = client.get("/ui/").get_data(as_text=True)
+    current = {
+        "csrf_token": field(fresh, "csrf_token"),
+        "payload_sha256": field(fresh, "payload_sha256"),
+    }
+    assert client.post(approve, data=current).status_code == 303
+    task = api.task(created["task_id"])
+    assert (task["status"], task["payload"]) == ("assigned", edited)
 
 
 def test_task_page_shows_fields_and_timeline(browser, gated):

@@ -9,6 +9,7 @@ from marshmallow import ValidationError
 
 from app import metrics
 from app.auth import Principal
+from app.domain import approval_policy
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.schemas.approvals import ApproveSchema, RejectSchema
 from app.services import current_settings, services
@@ -82,8 +83,9 @@ def _form(schema, fields: tuple[str, ...]) -> dict:
         raise ValidationFailed("Invalid form: " + json.dumps(error.messages)) from None
 
 
-def _edited_payload(task_id: str) -> dict | None:
-    """The payload from the edits textarea when it differs from the task's, else None."""
+def _edited_payload(task_id: str, shown_sha256: str | None) -> dict | None:
+    """The payload from the edits textarea when it differs from the one the form showed
+    (its hash), else None; a form without that hash compares with the task's payload."""
     text = request.form.get("payload", "").strip()
     if not text:
         return None
@@ -93,6 +95,8 @@ def _edited_payload(task_id: str) -> dict | None:
         raise ValidationFailed("The edited payload is not valid JSON.") from None
     if not isinstance(edited, dict):
         raise ValidationFailed("The edited payload must be a JSON object.")
+    if shown_sha256:
+        return None if approval_policy.canonical_sha256(edited) == shown_sha256 else edited
     return None if edited == services().tasks.get(task_id)["payload"] else edited
 
 
@@ -103,9 +107,13 @@ def _decide(approval_id: str, approve: bool):
     gate = services().approvals
     if approve:
         fields = _form(ApproveSchema(), ("comment",))
-        edited = _edited_payload(gate.get(approval_id)["task_id"])
+        # The payload the page showed: approving pins it, so an edit someone made since
+        # is refused (409) rather than silently undone by this form's older copy.
+        shown = request.form.get("payload_sha256") or None
+        edited = _edited_payload(gate.get(approval_id)["task_id"], shown)
         if edited is not None:
             fields["payload"] = edited
+        fields["expected_sha256"] = shown
     else:
         fields = _form(RejectSchema(), ("reason", "comment"))
     approval, task = gate.decide(
