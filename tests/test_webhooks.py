@@ -286,3 +286,25 @@ def test_a_stopping_deliverer_leaves_the_group_unless_it_holds_entries(app, api)
     queue.leave("holder")  # still holds an entry: stays, so it can be reclaimed
     names = {c["name"] for c in queue.client.xinfo_consumers(queue.stream, "deliverers")}
     assert names == {"holder"}
+
+
+def test_a_subscription_owed_more_than_the_log_keeps_loses_no_delivery(app, api):
+    """The log keeps the newest deliveries, but one still pending is owed: never dropped."""
+    queue = app.extensions["orchestrator.services"].deliveries
+    hook = subscribe(api, events=["task.*"])
+    owed = 1010  # more than the log keeps (1,000), e.g. while the receiver is down
+    entries = [
+        {"entry_id": f"{i}-0", "event_id": f"{i}-0", "event_type": "task.created", "data": "{}"}
+        for i in range(1, owed + 1)
+    ]
+    assert queue.fan_out(entries[:600]) + queue.fan_out(entries[600:]) == owed
+    attempts, _ = queue.claim(2 * owed)
+    assert sorted(int(a.delivery["event_id"].split("-")[0]) for a in attempts) == list(
+        range(1, owed + 1)
+    )
+    for item in attempts:
+        queue.record(item, delivered=True, status_code=200, error=None, delay_ms=0)
+    stats = app.extensions["orchestrator.services"].stats.read()["webhooks"]
+    assert stats["delivered"] == owed and stats["pending_deliveries"] == 0
+    listed = queue.keys.name("deliveries", hook["webhook_id"])
+    assert queue.client.zcard(listed) == 1000  # delivered, the oldest leave the log

@@ -122,6 +122,10 @@ EVENTS_FIELD_MAX = 64
 # The consumer group deliverers read the event stream through.
 DELIVERY_GROUP = "deliverers"
 
+# Deliveries a subscription's log keeps (its newest); an older one leaves it once it is
+# delivered or dead, never while pending: the receiver is still owed it.
+DELIVERIES_KEPT = 1000
+
 # How long a create's idempotency record is kept (a retry within it replays the answer).
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 

@@ -77,6 +77,7 @@ def constants(settings: Mapping | None = None) -> str:
         "CREATED_PAYLOAD": model.CREATED_PAYLOAD,
         "ROLE_RANK": model.ROLE_RANK,
         "DELIVERY_GROUP": keys.DELIVERY_GROUP,
+        "DELIVERIES_KEPT": keys.DELIVERIES_KEPT,
         "EVENTS_FIELD": keys.EVENTS_FIELD,
         "EVENTS_FIELD_MAX": keys.EVENTS_FIELD_MAX,
         "CFG": dict(settings or {}),

@@ -7,7 +7,8 @@
 -- Guarantees: a delivery's id is derived from (subscription, event), so an entry fanned
 -- out twice (its deliverer died before XACK) never makes a second delivery, and every
 -- attempt carries the same webhook-id. Deliveries and acknowledgements change together.
-local KEEP = 1000 -- deliveries listed per subscription; older ones are dropped
+-- The log keeps a subscription's newest DELIVERIES_KEPT; one that falls out of them is
+-- dropped if finished, else when it finishes (record_attempt): a pending one is owed.
 
 local function matches(filters, event_type)
   for _, f in ipairs(filters) do
@@ -50,9 +51,10 @@ for _, e in ipairs(A.entries) do
         redis.call('ZADD', key('deliveries_due'), NOW, did)
         local listed = key('deliveries', w.webhook_id)
         redis.call('ZADD', listed, NOW, did)
-        for _, old in ipairs(redis.call('ZRANGE', listed, 0, -(KEEP + 1))) do
+        -- Each insert moves at most one delivery out of the newest: the one now at that rank.
+        local old = redis.call('ZREVRANGE', listed, DELIVERIES_KEPT, DELIVERIES_KEPT)[1]
+        if old and redis.call('HGET', key('delivery', old), 'status') ~= 'pending' then
           redis.call('ZREM', listed, old)
-          redis.call('ZREM', key('deliveries_due'), old)
           redis.call('DEL', key('delivery', old))
         end
         created[#created + 1] = did

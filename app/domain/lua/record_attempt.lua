@@ -4,7 +4,9 @@
 -- Returns {outcome = 'ok', delivery} | {outcome = 'not_found'}.
 -- Guarantees: delivered and dead are final (until an explicit retry); the answer of an
 -- attempt whose lease another deliverer took over notes its error but leaves the newer
--- attempt's schedule alone. Past ORCHESTRATOR_WEBHOOK_MAX_AGE a failure is dead.
+-- attempt's schedule alone. Past ORCHESTRATOR_WEBHOOK_MAX_AGE a failure is dead. One
+-- that finishes after falling out of its log's newest DELIVERIES_KEPT leaves it (fan_out
+-- keeps it only while pending).
 local dk = key('delivery', A.delivery_id)
 local d = hgetall(dk)
 if not d.status then return cjson.encode({outcome = 'not_found'}) end
@@ -37,4 +39,11 @@ else
   end
 end
 redis.call('HSET', dk, unpack(out))
-return cjson.encode({outcome = 'ok', delivery = hgetall(dk)})
+local delivery = hgetall(dk)
+local listed = key('deliveries', d.webhook_id)
+if delivery.status ~= 'pending'
+    and (redis.call('ZREVRANK', listed, A.delivery_id) or -1) >= DELIVERIES_KEPT then
+  redis.call('ZREM', listed, A.delivery_id)
+  redis.call('DEL', dk)
+end
+return cjson.encode({outcome = 'ok', delivery = delivery})
