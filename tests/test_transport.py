@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -112,3 +114,38 @@ def test_https_checks_the_certificate_against_the_name_not_the_address(
     answer = transport.post(f"https://127.0.0.1:{port}/in", b"{}", {}, True)
     assert answer.status is None and "CERTIFICATE_VERIFY_FAILED" in answer.error
     assert bodies == []
+
+
+@pytest.fixture(params=["whole answer", "body after closing headers"])
+def trickling_receiver(request):
+    """Answers 200 a byte at a time, each well inside the socket timeout: slow in all."""
+    head, trickled = b"", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    if request.param != "whole answer":  # http.client hands the socket to the response
+        head, trickled = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", b"o" * 40
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(head)
+            for byte in trickled:
+                if stop.wait(0.2):
+                    return
+                with contextlib.suppress(OSError):
+                    conn.sendall(bytes([byte]))
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/in"
+    stop.set()
+    server.close()
+
+
+def test_a_receiver_that_answers_too_slowly_in_all_is_timed_out(trickling_receiver, monkeypatch):
+    """The timeout bounds the whole answer, not each wait: a trickle cannot hold a deliverer."""
+    monkeypatch.setattr(transport, "TIMEOUT_SECONDS", 1.0)
+    started = time.monotonic()
+    answer = transport.post(trickling_receiver, b"{}", {}, True)
+    assert time.monotonic() - started < 2.5
+    assert not answer.delivered and "timed out" in answer.error and "1 s" in answer.error

@@ -7,10 +7,12 @@ reach the private one.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import ssl
 import sys
+import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -62,12 +64,23 @@ class _PinnedConnection(http.client.HTTPConnection):
     def __init__(self, host: str, port: int, address: str):
         super().__init__(host, port, timeout=TIMEOUT_SECONDS)
         self.address = address
+        self.expired = False
+        self.wire = None  # the socket, even once http.client hands it to the response
+
+    def expire(self):
+        """The time is up (called from a timer): end whatever wait the socket is in."""
+        self.expired = True
+        if self.wire is not None:
+            with contextlib.suppress(OSError):  # socket.socket's: a TLS socket's own would
+                socket.socket.shutdown(self.wire, socket.SHUT_RDWR)  # drop its SSL state
 
     def connect(self):
         sys.audit("http.client.connect", self, self.host, self.port)
-        self.sock = socket.create_connection(
+        self.sock = self.wire = socket.create_connection(
             (self.address, self.port), self.timeout, self.source_address
         )
+        if self.expired:  # the time ran out while connecting
+            self.expire()
         # As the base class does: no small write waits for the receiver's delayed ACK.
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -83,7 +96,9 @@ class _PinnedTLSConnection(_PinnedConnection):
 
     def connect(self):
         super().connect()
-        self.sock = self.context.wrap_socket(self.sock, server_hostname=self.host)
+        self.sock = self.wire = self.context.wrap_socket(self.sock, server_hostname=self.host)
+        if self.expired:  # the time ran out during the handshake
+            self.expire()
 
 
 def _connection(url: str, allow_private: bool) -> tuple[http.client.HTTPConnection, str]:
@@ -97,20 +112,31 @@ def _connection(url: str, allow_private: bool) -> tuple[http.client.HTTPConnecti
 
 
 def post(url: str, body: bytes, headers: dict[str, str], allow_private: bool) -> Answer:
-    """POST once; a redirect is an answer like any other (never followed)."""
+    """POST once, answered within TIMEOUT_SECONDS in all; a redirect is an answer like any
+    other (never followed)."""
     try:
         conn, target = _connection(url, allow_private)
     except Refused as error:
         return Answer(None, str(error))
+    # The socket's timeout bounds each wait, not the whole: a receiver sending a byte every
+    # few seconds would hold the attempt (and its deliverer's round) for hours.
+    deadline = threading.Timer(TIMEOUT_SECONDS, conn.expire)
+    deadline.daemon = True
+    deadline.start()
     try:
         conn.request("POST", target, body=body, headers=headers)
         response = conn.getresponse()
         response.read(MAX_RESPONSE_BYTES)  # enough to be polite; the rest is dropped
         status = response.status
     except (OSError, http.client.HTTPException) as error:
-        return Answer(None, f"{type(error).__name__}: {error}"[:300])
+        status, failure = None, f"{type(error).__name__}: {error}"[:300]
     finally:
+        deadline.cancel()
         conn.close()
+    if conn.expired:  # cut short, even when what came looks whole (a body ended by close)
+        return Answer(None, f"timed out: no complete answer within {TIMEOUT_SECONDS:g} s")
+    if status is None:
+        return Answer(None, failure)
     if 300 <= status < 400:
         return Answer(status, f"redirect ({status}) not followed")
     return Answer(status, None if 200 <= status < 300 else f"HTTP {status}")
