@@ -107,6 +107,9 @@ def test_a_receiver_failing_three_times_gets_the_event_on_the_fourth_attempt(sta
     statuses = [r["status"] for r in stack.receiver.received("/flaky")]
     assert statuses == [500, 500, 500, 200]
     assert len({r["headers"]["webhook-id"] for r in stack.receiver.received("/flaky")}) == 1
+    path = f"/webhooks/{hook['webhook_id']}/deliveries/{delivery['delivery_id']}/retry"
+    refused = stack.call("POST", path, expect=409)
+    assert refused["current_status"] == "delivered"  # sent once; the counters stay true
 
 
 def test_a_redirect_is_not_followed(stack):

@@ -84,6 +84,7 @@ def deliveries(query, webhook_id):
 
 @_admin_route("/<webhook_id>/deliveries/<delivery_id>/retry", "POST")
 @blp.response(202, DeliverySchema)
+@blp.alt_response(409, schema=ErrorSchema, description="The delivery was delivered")
 def retry(webhook_id, delivery_id):
-    """Send a delivery again (same webhook-id), with a fresh max age."""
+    """Send a pending or dead delivery again (same webhook-id), with a fresh max age."""
     return services().webhooks.retry(webhook_id, delivery_id)

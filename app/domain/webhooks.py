@@ -143,4 +143,9 @@ class WebhookStore:
         webhook_id = _check(WEBHOOK_ID, webhook_id, "Webhook")
         delivery_id = _check(DELIVERY_ID, delivery_id, "Delivery")
         reply = self.scripts.retry_delivery(webhook_id=webhook_id, delivery_id=delivery_id)
+        if reply["outcome"] == "conflict":
+            raise Conflict(
+                "This delivery was delivered; only a pending or dead one is sent again",
+                extra={"current_status": reply["status"]},
+            )
         return delivery_record(_outcome(reply, "Delivery")["delivery"])
