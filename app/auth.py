@@ -82,6 +82,12 @@ def _verify_token(token: str) -> Principal:
         raise Unauthorized("Token expired") from None
     except (pyjwt.PyJWTError, JWTExtendedException, ValueError, TypeError):
         raise Unauthorized("Invalid token") from None
+    return principal_of(claims, "jwt")
+
+
+def principal_of(claims: dict, via: str) -> Principal:
+    """The principal a verified token's claims name, with every claim that limits it
+    (`act`, `agents`); 401 when malformed. The API's tokens and the /ui cookie both."""
     sub, role = claims.get("sub"), claims.get("role")
     if claims.get("type") != "access" or "exp" not in claims:
         raise Unauthorized("Invalid token")
@@ -90,7 +96,10 @@ def _verify_token(token: str) -> Principal:
     # isinstance first: a list or object role is unhashable and would be a 500, not a 401.
     if not isinstance(role, str) or role not in ROLE_RANK:
         raise Unauthorized("Invalid token role")
-    return Principal(sub, role, "jwt", _actors(claims.get("act")))
+    agents = claims.get("agents") or []
+    if not isinstance(agents, list) or not all(isinstance(a, str) and a for a in agents):
+        raise Unauthorized("Invalid token scope")
+    return Principal(sub, role, via, _actors(claims.get("act")), frozenset(agents))
 
 
 MAX_ACT_DEPTH = 10
@@ -218,6 +227,9 @@ def issue_token(sub: str, role: str, settings: Settings, minted_by: Principal | 
     claims = {"role": role}
     if actors:
         claims["act"] = _act_claim(actors)
+    if minted_by is not None and minted_by.agents:
+        # A scoped key's token acts for the same agents: never worth more than its minter.
+        claims["agents"] = sorted(minted_by.agents)
     token = create_access_token(identity=sub, additional_claims=claims, expires_delta=expires)
     return {
         "access_token": token,

@@ -389,6 +389,32 @@ def test_token_issuance_needs_credentials(api):
     assert_unauthorized(api.post("/auth/token", json={"role": "user"}), "Not authenticated")
 
 
+def test_a_token_minted_by_a_scoped_key_keeps_its_scope(make_app):
+    """A token is never worth more than its minter: a key scoped to dev_agent mints a
+    token that still claims and reports only for dev_agent (it once lost the scope)."""
+    scoped_key = "scoped-key-0123456789abcdef"
+    client = make_app(ORCHESTRATOR_API_KEY_DEVBOT=f"{scoped_key}:agent:dev_agent").test_client()
+    agent = {"X-API-Key": API_KEYS["agent"]}
+    ops_task = client.post("/tasks", json={"type": "monitor", "priority": "P3"}, headers=agent)
+    issued = client.post("/auth/token", headers={"X-API-Key": scoped_key})
+    assert issued.status_code == 200
+    token = bearer(issued.json["access_token"])
+    refused = client.post("/tasks/claim", json={"agent": "ops_agent"}, headers=token)
+    assert refused.status_code == 403 and "dev_agent" in refused.json["detail"]
+    task_id = ops_task.json["task_id"]
+    cancel = client.post(f"/tasks/{task_id}/cancel", json={}, headers=token)
+    assert cancel.status_code == 403
+    # Its own agent's work it still does (nothing is queued for dev_agent: 204).
+    own = client.post("/tasks/claim", json={"agent": "dev_agent"}, headers=token)
+    assert own.status_code == 204
+    claims = pyjwt.decode(issued.json["access_token"], JWT_SECRET, algorithms=["HS256"])
+    assert claims["agents"] == ["dev_agent"]
+    unscoped = client.post("/auth/token", headers=agent).json["access_token"]
+    assert "agents" not in pyjwt.decode(unscoped, JWT_SECRET, algorithms=["HS256"])
+    forged = mint_token("apikey:devbot", "agent", agents="dev_agent")
+    assert client.get("/tasks", headers=bearer(forged)).status_code == 401
+
+
 # --- flask CLI ---------------------------------------------------------------------------
 
 
