@@ -208,6 +208,27 @@ def test_the_creator_cannot_approve_by_forging_the_form(browser, api, gated):
     assert api.task(gated["task_id"])["status"] == "awaiting_approval"
 
 
+def test_a_delegated_token_as_the_cookie_keeps_its_act_chain(app, api):
+    """Four eyes sees the whole chain in /ui as in the API: an admin who mints a token
+    for another subject cannot carry it into the session cookie to approve its own task
+    (the cookie's `act` was once dropped, so the UI decided as a stranger)."""
+    created = api.create(as_="admin", **GATED)
+    minted = api.call("POST", "/auth/token", as_="admin", json={"sub": "stranger"})
+    token = minted["access_token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    api.call("POST", f"/approvals/{created['approval_id']}/approve", as_=bearer, expect=403)
+    client = app.test_client()
+    client.set_cookie(COOKIE, token, path="/ui")
+    csrf = pyjwt.decode(token, options={"verify_signature": False})["csrf"]
+    approve = f"/ui/approvals/{created['approval_id']}/approve"
+    assert client.post(approve, data={"csrf_token": csrf}).status_code == 403
+    assert api.task(created["task_id"])["status"] == "awaiting_approval"
+    # A rejection through the cookie records the chain, as the API's would.
+    reject = f"/ui/approvals/{created['approval_id']}/reject"
+    assert client.post(reject, data={"csrf_token": csrf, "reason": "no"}).status_code == 303
+    assert api.approval(created["approval_id"])["decided_by_act"] == [PRINCIPALS["admin"]]
+
+
 @pytest.mark.parametrize(
     ("payload", "detail"), [("{not json", "not valid JSON"), ("[1, 2]", "must be a JSON object")]
 )

@@ -117,7 +117,7 @@ def _decide(approval_id: str, approve: bool):
     else:
         fields = _form(RejectSchema(), ("reason", "comment"))
     approval, task = gate.decide(
-        approval_id, principal.id, principal.role, approve=approve, **fields
+        approval_id, principal.id, principal.role, approve=approve, act=principal.act, **fields
     )
     verb = "approved" if approve else "rejected"
     metrics.approval_decided(verb)

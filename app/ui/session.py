@@ -26,9 +26,9 @@ from flask_jwt_extended import (
 from flask_jwt_extended.exceptions import CSRFError, JWTExtendedException, NoAuthorizationError
 
 from app import metrics
-from app.auth import API_KEYS, SESSION_COOKIE, Principal
+from app.auth import API_KEYS, SESSION_COOKIE, Principal, principal_of
 from app.config import Settings
-from app.domain.model import ROLE_RANK
+from app.errors import Unauthorized
 from app.services import current_settings
 from app.ui import bp
 
@@ -67,14 +67,12 @@ def csrf_token() -> str:
 
 def _principal_from_cookie() -> Principal:
     verify_jwt_in_request(locations=["cookies"])  # checks the CSRF field on POST
-    claims = get_jwt()
-    sub, role = claims.get("sub"), claims.get("role")
-    if not isinstance(sub, str) or not sub or not isinstance(role, str) or role not in ROLE_RANK:
-        raise NoAuthorizationError("Invalid session")
-    agents = claims.get("agents") or []
-    if not isinstance(agents, list) or not all(isinstance(a, str) for a in agents):
-        raise NoAuthorizationError("Invalid session")
-    return Principal(sub, role, "ui_cookie", agents=frozenset(agents))
+    # Read as the API reads a token: any of ours fits the cookie, so its `act` chain and
+    # scope must come with it (four eyes compares the chain here too).
+    try:
+        return principal_of(get_jwt(), "ui_cookie")
+    except Unauthorized:
+        raise NoAuthorizationError("Invalid session") from None
 
 
 def page(role: str | None = None):
