@@ -68,11 +68,7 @@ def check_and_count():
     try:
         authenticate()
     except Unauthorized:
-        script = current_app.extensions[__name__]
-        count, ttl = script(keys=[key], args=[WINDOW_SECONDS])
-        if count > settings.rate_limit_auth_failures:
-            return refused(int(ttl))
-        return None
+        return _count(key, settings)
     # Good or no credentials: the limiter's script refuses them too while the address
     # is blocked, so a valid key guessed from there answers like an invalid one.
     g.auth_failure_counter = (key, settings.rate_limit_auth_failures)
@@ -81,6 +77,24 @@ def check_and_count():
         if count >= settings.rate_limit_auth_failures:
             return refused()
     return None
+
+
+def _count(key: str, settings):
+    script = current_app.extensions[__name__]
+    count, ttl = script(keys=[key], args=[WINDOW_SECONDS])
+    if count > settings.rate_limit_auth_failures:
+        return refused(int(ttl))
+    return None
+
+
+def count_failure():
+    """A bad credential found after the headers (the /ui sign-in form's key): counted
+    like one in the headers; the 429 once the address is over its limit, else None."""
+    settings = current_settings()
+    address = _address()
+    if _exempt(address, settings.rate_limit_exempt_networks):
+        return None
+    return _count(current_app.extensions[KEYS].name("auth_failures", address), settings)
 
 
 KEYS = f"{__name__}.keys"

@@ -84,6 +84,22 @@ def test_a_wrong_key_is_refused_and_never_echoed(client):
     assert not any(c.startswith(f"{COOKIE}=") for c in response.headers.getlist("Set-Cookie"))
 
 
+def test_wrong_keys_at_sign_in_count_as_failed_authentications(make_app):
+    """The sign-in form is no way around the per-address limit on failed authentications
+    (its wrong keys were once not counted: a free key oracle next to the API's)."""
+    client = make_app(ORCHESTRATOR_RATE_LIMIT_AUTH_FAILURES="2").test_client()
+    page, statuses = client.get("/ui/login"), []
+    for n in range(3):
+        nonce = field(page.get_data(as_text=True), "nonce")  # each form has a fresh one
+        page = client.post("/ui/login", data={"nonce": nonce, "api_key": f"guess-{n:020d}"})
+        statuses.append(page.status_code)
+    assert statuses == [401, 401, 429]
+    # The address is blocked for the API and the form alike, a valid key included.
+    assert client.get("/tasks", headers=HEADERS["user"]).status_code == 429
+    valid = client.post("/ui/login", data={"nonce": nonce, "api_key": API_KEYS["user"]})
+    assert valid.status_code == 429 and COOKIE not in valid.headers.get("Set-Cookie", "")
+
+
 def test_sign_in_without_the_form_nonce_is_refused(client):
     response = client.post("/ui/login", data={"api_key": API_KEYS["admin"]})
     assert response.status_code == 403

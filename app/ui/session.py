@@ -25,7 +25,7 @@ from flask_jwt_extended import (
 )
 from flask_jwt_extended.exceptions import CSRFError, JWTExtendedException, NoAuthorizationError
 
-from app import metrics
+from app import auth_failures, metrics
 from app.auth import API_KEYS, SESSION_COOKIE, Principal, principal_of
 from app.config import Settings
 from app.errors import Unauthorized
@@ -154,7 +154,8 @@ def login_submit():
     principal = current_app.extensions[API_KEYS].match(request.form.get("api_key", ""))
     if principal is None:
         metrics.auth_failure("invalid_api_key")
-        return _login_page(401, "That API key is not valid.")
+        # A guess here counts against the address as one in X-API-Key would.
+        return auth_failures.count_failure() or _login_page(401, "That API key is not valid.")
     token = create_access_token(
         identity=principal.id,
         # A scoped key's agents travel with the session, so the pages keep its scope.
