@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+import redis
 from standardwebhooks.webhooks import Webhook
 
 from app.decision_links import DecisionLinks
@@ -273,6 +274,29 @@ def test_a_link_expires_with_its_approval(make_app, api):
     assert page.status_code == 410 and "timed out" in page.get_data(as_text=True)
     assert api.client.post(path).status_code == 409
     assert api.approval(approval_id)["status"] == "timeout"
+
+
+def test_a_link_whose_decision_redis_failed_is_not_spent(make_app, api, monkeypatch):
+    """Redis failing between marking the link used and deciding leaves nothing decided,
+    so the link still works (it once stayed 'already used' until its mark expired)."""
+    app = make_app(ORCHESTRATOR_PUBLIC_URL="http://localhost")
+    api = api.using(app.test_client())
+    approval_id = api.create(priority="P0")["approval_id"]
+    links = DecisionLinks(app.extensions["orchestrator.settings"])
+    path = links.url(approval_id, "apikey:ops", "approve").removeprefix("http://localhost")
+    gate = app.extensions["orchestrator.services"].approvals
+
+    def redis_gone(**_named):
+        raise redis.ConnectionError("connection refused")
+
+    monkeypatch.setattr(gate.scripts, "decide_approval", redis_gone)
+    assert api.client.post(path).status_code == 503
+    assert api.approval(approval_id)["status"] == "pending"
+    monkeypatch.undo()
+    assert api.client.get(path).status_code == 200
+    assert api.client.post(path).status_code == 200
+    assert api.approval(approval_id)["status"] == "approved"
+    assert api.client.post(path).status_code == 409  # and now it is spent
 
 
 def test_a_stopping_deliverer_leaves_the_group_unless_it_holds_entries(app, api):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from flask import Blueprint, render_template, request
 
 from app import metrics
@@ -92,6 +94,13 @@ def decide(token):
     except ApiError as error:
         gate.release_link(link.digest)  # refused: nothing was decided with it
         return _page(error.status, "Not decided", f"{error.detail}. Nothing changed.")
+    except Exception:
+        # Redis failed on the way (or after it decided: the gate refuses this principal
+        # a second decision anyway): the link stays usable. Its own failure must not
+        # hide the first one, which becomes the usual 503.
+        with contextlib.suppress(Exception):
+            gate.release_link(link.digest)
+        raise
     metrics.approval_decided(_VERB[link.decision])
     if task:
         metrics.task_moved(task["status"])
