@@ -23,6 +23,13 @@ SENSITIVE_HEADERS = frozenset(
 # Form fields of the /ui sign-in and decision forms that are credentials.
 SENSITIVE_FIELDS = frozenset({"api_key", "csrf_token", "nonce"})
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# A decision link's token (app/api/decisions.py) is its credential, and it is the path.
+LINK_TOKEN = re.compile(r"(/decisions/)[^/?#]+")
+
+
+def redact_path(path: str) -> str:
+    """A path or URL fit for a log line or Sentry: a decision link's token replaced."""
+    return LINK_TOKEN.sub(r"\1<token>", path)
 
 
 def _json_formatter() -> JsonFormatter:
@@ -74,12 +81,16 @@ def log_format_from_env() -> str:
 
 
 class GunicornName(logging.Filter):
-    """gunicorn logs its start-up and worker lines as `gunicorn.error`; they are not errors."""
+    """gunicorn logs its start-up and worker lines as `gunicorn.error`; they are not errors.
+    Paths in its messages lose a decision link's token."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Relabel the record; keep it."""
         if record.name == "gunicorn.error":
             record.name = "gunicorn"
+        # Its DEBUG request lines ("GET /decisions/<token>") would log a link's token.
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(redact_path(a) if isinstance(a, str) else a for a in record.args)
         return True
 
 
@@ -101,6 +112,8 @@ def scrub_event(event: dict, _hint: dict | None = None) -> dict:
     elif isinstance(headers, list):
         req["headers"] = [pair for pair in headers if str(pair[0]).lower() not in SENSITIVE_HEADERS]
     req.pop("cookies", None)
+    if isinstance(req.get("url"), str):
+        req["url"] = redact_path(req["url"])
     if isinstance(req.get("data"), dict):
         req["data"] = {k: v for k, v in req["data"].items() if k not in SENSITIVE_FIELDS}
     return event
@@ -221,7 +234,7 @@ class GunicornLogger(Logger):
             "request",
             extra={
                 "method": environ.get("REQUEST_METHOD", "-"),
-                "path": environ.get("PATH_INFO", "-"),
+                "path": redact_path(environ.get("PATH_INFO", "-")),
                 "status": status,
                 "duration_ms": round(seconds * 1000, 2),
                 "principal": environ.get("orchestrator.principal", "-"),

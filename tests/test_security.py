@@ -782,6 +782,15 @@ def test_no_secret_in_the_live_server_log(live):
     assert_no_secret_in(logs)
 
 
+def test_a_decision_link_token_never_reaches_the_access_log(live):
+    """A link's token is its credential: the access line names the route, not the token."""
+    token = "eyJhIjoiYXByLXgiLCJwIjoiYXBpa2V5Om9wcyIsImQiOiJhcHByb3ZlIn0.S1gnatureOfTheLink"
+    response = requests.get(f"{live.url}/decisions/{token}", timeout=5)
+    assert response.status_code == 400  # not signed by this deployment
+    logs = live.logs()
+    assert "/decisions/" in logs and token not in logs and "S1gnatureOfTheLink" not in logs
+
+
 def test_live_chunked_body_over_the_limit_is_413(live):
     def chunks():
         for _ in range(8):

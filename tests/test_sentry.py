@@ -8,6 +8,7 @@ import pytest
 import sentry_sdk
 from sentry_sdk.transport import Transport
 
+from app.decision_links import DecisionLinks
 from app.observability import init_sentry, scrub_event
 from tests.conftest import API_KEYS, mint_token
 
@@ -124,3 +125,24 @@ def test_stack_frame_locals_never_reach_sentry(app, sentry):
     sentry_sdk.flush()
     wire = "\n".join(transport.sent)
     assert "boom with locals" in wire and "payload-secret" not in wire
+
+
+def test_a_decision_link_token_never_reaches_sentry(app, sentry, monkeypatch):
+    """The token in /decisions/<token> is the link's credential: an error on its page
+    reports the route, never the token (the request URL once carried it whole)."""
+    token = (
+        DecisionLinks(app.extensions["orchestrator.settings"])
+        .url("apr-00000000-0000-4000-8000-000000000000", "apikey:ops", "approve")
+        .rsplit("/", 1)[1]
+    )
+
+    def boom(_approval_id):
+        raise RuntimeError("boom on a decision page")
+
+    monkeypatch.setattr(app.extensions["orchestrator.services"].approvals, "get", boom)
+    transport = sentry(app, sentry_traces_sample_rate=1.0)
+    assert app.test_client().get(f"/decisions/{token}?x=1").status_code == 500
+    sentry_sdk.flush()
+    wire = "\n".join(transport.sent)
+    assert "boom on a decision page" in wire and "/decisions/" in wire
+    assert token not in wire and token[:20] not in wire
