@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -297,6 +298,34 @@ def test_a_link_whose_decision_redis_failed_is_not_spent(make_app, api, monkeypa
     assert api.client.post(path).status_code == 200
     assert api.approval(approval_id)["status"] == "approved"
     assert api.client.post(path).status_code == 409  # and now it is spent
+
+
+def test_a_link_approves_the_payload_its_page_showed(make_app, api):
+    """An edit made after the page was shown refuses the decision; the link stays usable
+    and a fresh page approves the edited payload."""
+    rule = {"name": "two", "match": {"types": ["deploy"]}, "required": 2,
+            "approvers": ["apikey:ops", "apikey:admin"]}  # fmt: skip
+    app = make_app(
+        ORCHESTRATOR_PUBLIC_URL="http://localhost",
+        ORCHESTRATOR_APPROVAL_POLICY=json.dumps([rule]),
+    )
+    api = api.using(app.test_client())
+    created = api.create(type="deploy", priority="P1", payload={"v": 1})
+    links = DecisionLinks(app.extensions["orchestrator.settings"])
+    url = links.url(created["approval_id"], "apikey:ops", "approve")
+    path = url.removeprefix("http://localhost")
+    page = api.client.get(path).get_data(as_text=True)
+    assert "&#34;v&#34;: 1" in page or '"v": 1' in page  # the payload it approves
+    shown = re.search(r'name="payload_sha256" value="([0-9a-f]{64})"', page).group(1)
+    api.approve(created["approval_id"], as_="admin", payload={"v": 2})
+    refused = api.client.post(path, data={"payload_sha256": shown})
+    assert refused.status_code == 409 and "Nothing changed" in refused.get_data(as_text=True)
+    assert len(api.approval(created["approval_id"])["approvals"]) == 1  # admin's alone
+    fresh = api.client.get(path).get_data(as_text=True)
+    current = re.search(r'name="payload_sha256" value="([0-9a-f]{64})"', fresh).group(1)
+    assert api.client.post(path, data={"payload_sha256": current}).status_code == 200
+    task = api.task(created["task_id"])
+    assert (task["status"], task["payload"]) == ("assigned", {"v": 2})
 
 
 def test_a_stopping_deliverer_leaves_the_group_unless_it_holds_entries(app, api):

@@ -59,11 +59,15 @@ def confirm(token):
     if services().approvals.link_used(link.digest):
         return _page(409, "Link already used", "This link was used already.", approval=approval)
     verb = "Approve" if link.decision == "approve" else "Reject"
+    # What is approved is the payload this page shows: the button sends its hash, and an
+    # edit made before it is pressed refuses the decision (the link stays usable).
+    task = services().tasks.get(approval["task_id"])
     return _page(
         200,
         f"{verb} this task?",
         f"You are deciding as {link.principal}.",
         approval=approval,
+        payload=task["payload"],
         confirm=True,
         decision=link.decision,
         principal=link.principal,
@@ -90,6 +94,7 @@ def decide(token):
             approve=link.decision == "approve",
             reason=form.get("reason", "")[:1000] or None,
             comment=form.get("comment", "")[:1000] or None,
+            expected_sha256=form.get("payload_sha256") or None,
         )
     except ApiError as error:
         gate.release_link(link.digest)  # refused: nothing was decided with it
