@@ -179,3 +179,52 @@ def test_a_resent_claim_is_not_refused_for_the_hit_its_first_run_took(
     assert response.json["task_id"] == task_id and response.json["lease_token"] == 1
     assert response.headers["X-RateLimit-Remaining"] == "0"  # counted once
     assert api.claim(expect=429)["detail"].startswith("Rate limit exceeded")
+
+
+def test_a_resent_create_is_not_refused_for_the_hit_its_first_run_took(
+    make_app, api, redis_server, lose_next_reply
+):
+    # One create a minute: the first run takes the window's only slot and stores the task.
+    app = make_app(ORCHESTRATOR_RATE_LIMIT_TASKS="1")
+    api = api.using(app.test_client())
+    lose_next_reply["armed"] = True
+
+    response = api.client.post("/tasks", headers=api.headers["agent"], json={"type": "bugfix"})
+
+    assert lose_next_reply["lost"] == 1
+    # A 429 here would tell the client nothing was created, and its retry would make the
+    # task a second time.
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert stored(redis_server.client(), app, response.json["task_id"])["tasks"] == 1
+    assert response.headers["X-RateLimit-Remaining"] == "0"  # counted once
+    assert api.create(expect=429)["detail"].startswith("Rate limit exceeded")
+
+
+def test_a_resent_create_with_an_idempotency_key_is_no_replay(
+    app, api, redis_server, lose_next_reply
+):
+    claimed = {}
+
+    def claim_it():
+        with app.app_context():
+            reply = services().tasks.scripts.claim_task(
+                agent="dev_agent", lease_ms=60_000, principal="apikey:other"
+            )
+        claimed.update(reply["task"])
+
+    lose_next_reply.update(armed=True, meanwhile=claim_it)
+    headers = {**api.headers["agent"], "Idempotency-Key": "asked-once"}
+    response = api.client.post("/tasks", headers=headers, json={"type": "bugfix"})
+
+    assert lose_next_reply["lost"] == 1
+    assert response.status_code == 201
+    # The client asked once: its own create, answered as the task is now (as without a
+    # key), not the replay of an earlier request's first answer.
+    assert "Idempotent-Replayed" not in response.headers
+    assert response.json["task_id"] == claimed["task_id"]
+    assert response.json["task"]["status"] == "in_progress"
+    # Asked again, the key replays the first answer, as it always does.
+    again = api.client.post("/tasks", headers=headers, json={"type": "bugfix"})
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json["task_id"] == response.json["task_id"]
+    assert stored(redis_server.client(), app, response.json["task_id"])["tasks"] == 1

@@ -28,6 +28,11 @@
 -- dependency's status is the same either side of a lease expiry), and every read, claim
 -- and decision applies it, so a create stays a few commands.
 local fields = A.task
+-- First: the idempotency record a re-sent call finds is the one its own first run wrote,
+-- and answering it as a replay would tell a client that asked once that it asked twice.
+if created_before() then
+  return cjson.encode({outcome = 'resent', task = read_task(fields.task_id)})
+end
 local idem_key = A.idempotency_key
 if idem_key then
   local seen = redis.call('GET', idem_key)
@@ -38,9 +43,6 @@ if idem_key then
     end
     return cjson.encode({outcome = 'replay', task = as_map(record.snapshot)})
   end
-end
-if redis.call('EXISTS', key('task', fields.task_id)) == 1 then
-  return cjson.encode({outcome = 'resent', task = read_task(fields.task_id)})
 end
 local mem = memory()
 if memory_high(mem) then return cjson.encode({outcome = 'memory_high', memory = mem}) end

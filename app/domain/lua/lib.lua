@@ -273,6 +273,18 @@ local function sent_before()
   return SENT_BEFORE
 end
 
+-- Whether this call is a create that ran before: the task it stores is there already
+-- (its id is made per request: create_task.lua, 'resent'). Read once, by ride() or
+-- create_task, whichever asks first; false for every other script (no A.task).
+local CREATED_BEFORE = nil
+local function created_before()
+  if CREATED_BEFORE == nil then
+    CREATED_BEFORE = A.task ~= nil
+      and redis.call('EXISTS', key('task', A.task.task_id)) == 1
+  end
+  return CREATED_BEFORE
+end
+
 -- Every call runs as finish(ride(main)) (lua_source.py). A.rate, when given, is the
 -- request's rate-limit hit riding on its operation (app/rate_rider.py): taken first, in
 -- the same atomic step, so a limited request costs one round trip, and a refused one
@@ -283,8 +295,8 @@ local function ride(main)
   if not A.rate then return main() end
   -- A call sent again took its hit on its first arrival: its re-send takes none (cost 0
   -- only reads the window, for the headers), or a first run that took the window's last
-  -- slot (a claim that leased a task, a completion) would be answered 429.
-  if A.call and sent_before() then A.rate.cost = 0 end
+  -- slot (a claim that leased a task, a completion, a create) would be answered 429.
+  if (A.call and sent_before()) or created_before() then A.rate.cost = 0 end
   local window = rate_window(A.rate)
   local reply = window[1] == 0 and '{"outcome":"rate_limited"}' or main()
   return {reply, unpack(window)}
