@@ -328,6 +328,22 @@ def test_create_rejects_non_object_and_malformed_json(client, keys, data, status
     assert "detail" in response.json and "Traceback" not in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"sla_deadline": "0001-01-01T00:00:00+01:00"}, "sla_deadline"),
+        ({"sla_deadline": "9999-12-31T23:59:59-01:00"}, "sla_deadline"),
+        ({"sla": {"deadline": "0001-01-01T00:30:00+01:00"}}, "sla"),
+    ],
+)
+def test_an_sla_deadline_with_no_utc_time_is_422(client, keys, body, field):
+    # A valid ISO 8601 time whose UTC instant falls outside years 1-9999: it was a 500.
+    response = client.post("/tasks", json={**PLAIN_TASK, **body}, headers=keys["agent"])
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert list(response.json["errors"]) == [field]
+    assert client.get("/stats").json["tasks"]["assigned"] == 0
+
+
 def test_naive_sla_deadline_is_read_as_utc(api):
     task = api.create(sla_deadline="2031-02-03T04:05:06")["task"]
     assert task["sla"]["deadline"] == "2031-02-03T04:05:06.000Z"

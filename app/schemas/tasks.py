@@ -45,11 +45,28 @@ class JsonBoolean(fields.Boolean):
         return value
 
 
+class UtcDeadline(fields.AwareDateTime):
+    """An ISO 8601 time (no offset = UTC) that is stored in UTC (records.stamp): one
+    whose UTC instant falls outside years 1-9999 (0001-01-01T00:00:00+01:00) cannot be
+    written, so it is invalid, not a 500. run_at needs none: Redis' clock bounds it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(format="iso", default_timezone=UTC, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            moment.astimezone(UTC)
+        except OverflowError:
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE) from None
+        return moment
+
+
 class SlaSchema(StrictSchema):
     """A service-level target and deadline; missing ones default by priority."""
 
     target = fields.String(validate=validate.Length(max=64))
-    deadline = fields.AwareDateTime(format="iso", default_timezone=UTC)
+    deadline = UtcDeadline()
 
 
 class TaskCreateSchema(StrictSchema):
@@ -64,7 +81,7 @@ class TaskCreateSchema(StrictSchema):
     parent_task_id = fields.String(validate=TASK_ID_FIELD)
     sla = fields.Nested(SlaSchema)
     # ISO 8601; a deadline without an offset is read as UTC, like every time we show.
-    sla_deadline = fields.AwareDateTime(format="iso", default_timezone=UTC)
+    sla_deadline = UtcDeadline()
     # strict: a JSON integer, not 2.5 silently cut to 2 nor the string "3".
     max_retries = fields.Integer(
         load_default=DEFAULT_MAX_RETRIES,
