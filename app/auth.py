@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -38,6 +39,8 @@ class Principal:
     act: tuple[str, ...] = ()
     # A scoped API key's agents: it claims and reports only for them (empty: any).
     agents: frozenset[str] = frozenset()
+    # A token's expiry (epoch seconds); None for an API key, which does not expire.
+    expires_at: int | None = None
 
     def at_least(self, role: str) -> bool:
         """Whether this principal's role is `role` or stronger."""
@@ -99,7 +102,8 @@ def principal_of(claims: dict, via: str) -> Principal:
     agents = claims.get("agents") or []
     if not isinstance(agents, list) or not all(isinstance(a, str) and a for a in agents):
         raise Unauthorized("Invalid token scope")
-    return Principal(sub, role, via, _actors(claims.get("act")), frozenset(agents))
+    actors = _actors(claims.get("act"))
+    return Principal(sub, role, via, actors, frozenset(agents), int(claims["exp"]))
 
 
 MAX_ACT_DEPTH = 10
@@ -220,7 +224,12 @@ def issue_token(sub: str, role: str, settings: Settings, minted_by: Principal | 
     A token for another subject names its minter in `act` (RFC 8693), ahead of the
     minter's own chain, so a delegation can never be laundered into a plain token.
     """
-    expires = timedelta(seconds=settings.jwt_expires)
+    lifetime = settings.jwt_expires
+    if minted_by is not None and minted_by.expires_at is not None:
+        # A token minted with a token ends when that one does: otherwise an admin token
+        # could renew itself for ever, outliving its own expiry.
+        lifetime = max(1, min(lifetime, minted_by.expires_at - int(time.time())))
+    expires = timedelta(seconds=lifetime)
     actors = ()
     if minted_by is not None:
         actors = ((minted_by.id,) if sub != minted_by.id else ()) + minted_by.act
@@ -234,7 +243,7 @@ def issue_token(sub: str, role: str, settings: Settings, minted_by: Principal | 
     return {
         "access_token": token,
         "token_type": TOKEN_TYPE,
-        "expires_in": settings.jwt_expires,
+        "expires_in": lifetime,
         "role": role,
         "sub": sub,
     }

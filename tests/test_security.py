@@ -389,6 +389,20 @@ def test_token_issuance_needs_credentials(api):
     assert_unauthorized(api.post("/auth/token", json={"role": "user"}), "Not authenticated")
 
 
+def test_a_token_minted_with_a_token_ends_when_its_minter_does(make_app):
+    """An admin token could renew itself for ever: each token it minted had the full
+    lifetime. A token's token now expires with it; a key's token keeps the full one."""
+    client = make_app(ORCHESTRATOR_JWT_EXPIRES="100").test_client()
+    first = client.post("/auth/token", headers={"X-API-Key": API_KEYS["admin"]}).json
+    assert first["expires_in"] == 100
+    first_exp = pyjwt.decode(first["access_token"], JWT_SECRET, algorithms=["HS256"])["exp"]
+    time.sleep(2.1)
+    renewed = client.post("/auth/token", headers=bearer(first["access_token"]))
+    assert renewed.status_code == 200 and renewed.json["expires_in"] <= 98
+    claims = pyjwt.decode(renewed.json["access_token"], JWT_SECRET, algorithms=["HS256"])
+    assert claims["exp"] <= first_exp
+
+
 def test_a_token_minted_by_a_scoped_key_keeps_its_scope(make_app):
     """A token is never worth more than its minter: a key scoped to dev_agent mints a
     token that still claims and reports only for dev_agent (it once lost the scope)."""
