@@ -80,7 +80,7 @@ describe(
     created_by=("Principal that created it", "apikey:agent"),
     created_at=("Creation time (Redis clock, UTC)", TIME_EXAMPLE),
     updated_at=("Last change (Redis clock, UTC)", TIME_EXAMPLE),
-    started_at=("When it was first claimed", None),
+    started_at=("When its latest run started: the last claim (or move to in_progress)", None),
     completed_at=("When it reached a terminal state", None),
     sla=("Service-level target and deadline", {"target": "4h", "deadline": None}),
     parent_task_id=("The task it belongs to", None),
