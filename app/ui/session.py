@@ -36,6 +36,9 @@ COOKIE = SESSION_COOKIE
 LOGIN_NONCE = "orchestrator_ui_login"
 # Short on purpose: a browser left open signs itself out within the hour.
 MAX_SESSION = timedelta(hours=1)
+# The claim only sign-in puts in its tokens: an API token set as the cookie (from
+# /auth/token, for up to ORCHESTRATOR_JWT_EXPIRES) is not a session.
+SESSION_CLAIM = "ui_session"
 
 
 def configure(app: Flask, settings: Settings) -> None:
@@ -67,10 +70,13 @@ def csrf_token() -> str:
 
 def _principal_from_cookie() -> Principal:
     verify_jwt_in_request(locations=["cookies"])  # checks the CSRF field on POST
-    # Read as the API reads a token: any of ours fits the cookie, so its `act` chain and
-    # scope must come with it (four eyes compares the chain here too).
+    claims = get_jwt()
+    if claims.get(SESSION_CLAIM) is not True:
+        raise NoAuthorizationError("Not a session")
+    # Read as the API reads a token, its `act` chain and scope included (four eyes
+    # compares the chain here too).
     try:
-        return principal_of(get_jwt(), "ui_cookie")
+        return principal_of(claims, "ui_cookie")
     except Unauthorized:
         raise NoAuthorizationError("Invalid session") from None
 
@@ -159,7 +165,11 @@ def login_submit():
     token = create_access_token(
         identity=principal.id,
         # A scoped key's agents travel with the session, so the pages keep its scope.
-        additional_claims={"role": principal.role, "agents": sorted(principal.agents)},
+        additional_claims={
+            "role": principal.role,
+            "agents": sorted(principal.agents),
+            SESSION_CLAIM: True,
+        },
         expires_delta=session_lifetime(),
     )
     response = redirect(_safe_next(request.form.get("next")), code=303)
