@@ -440,6 +440,21 @@ def test_idempotency_key_with_a_different_body_is_422(client, keys):
     assert list_ids(client, keys["user"]) == [first.json["task_id"]]
 
 
+def test_the_same_instant_in_another_offset_is_the_same_request(client, keys):
+    """A client retrying with its run time or deadline written in another offset (Z vs
+    +01:00) sends the same request: it replays, it is no 'different body' (a 422 once)."""
+    headers = {**keys["agent"], "Idempotency-Key": "order-offsets"}
+    body = {**PLAIN_TASK, "sla_deadline": "2030-01-01T09:00:00Z"}
+    first = client.post("/tasks", json=body, headers=headers)
+    shifted = {**body, "sla_deadline": "2030-01-01T10:00:00+01:00"}
+    again = client.post("/tasks", json=shifted, headers=headers)
+    assert first.status_code == 201
+    assert (again.status_code, again.json) == (201, first.json)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    later = {**body, "sla_deadline": "2030-01-01T10:00:00Z"}  # another instant
+    assert client.post("/tasks", json=later, headers=headers).status_code == 422
+
+
 def test_idempotency_record_is_kept_for_24_hours(app, client, keys, redis_server):
     """A retry within a day replays the first answer (README.md, POST /tasks)."""
     headers = {**keys["agent"], "Idempotency-Key": "order-44"}

@@ -9,6 +9,7 @@ import base64
 import binascii
 import hashlib
 import json
+from datetime import UTC, datetime
 
 from app.config import Settings
 from app.domain import routing
@@ -62,9 +63,18 @@ def stored_fields(
     return stored, target_ms
 
 
+def _canonical(value) -> str:
+    """A value JSON has no type for, as text: a time as its UTC instant, so the same
+    instant written with another offset is the same request (str() of a UTC time, as
+    fingerprints have always held it)."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return str(value)
+
+
 def fingerprint(request: dict) -> str:
     """The request's identity for Idempotency-Key: SHA-256 of its canonical JSON."""
-    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=_canonical)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
