@@ -361,3 +361,25 @@ def test_a_subscription_owed_more_than_the_log_keeps_loses_no_delivery(app, api)
     assert stats["delivered"] == owed and stats["pending_deliveries"] == 0
     listed = queue.keys.name("deliveries", hook["webhook_id"])
     assert queue.client.zcard(listed) == 1000  # delivered, the oldest leave the log
+
+
+def test_a_retry_by_hand_starts_the_delivery_over(app, api):
+    """The backoff restarts (the first failure after a retry waits the schedule's first
+    step, not its last), and an attempt under way when it was retried cannot push the
+    retry's 'due now' back."""
+    queue = app.extensions["orchestrator.services"].deliveries
+    hook = subscribe(api, events=["task.*"])
+    entry = {"entry_id": "1-0", "event_id": "1-0", "event_type": "task.created", "data": "{}"}
+    assert queue.fan_out([entry]) == 1
+    for _ in range(3):  # three failed attempts: the next wait would be the schedule's third
+        (item,), _ = queue.claim(10)
+        queue.record(item, delivered=False, status_code=500, error="HTTP 500", delay_ms=0)
+    (in_flight,), _ = queue.claim(10)
+    assert (in_flight.number, in_flight.in_series) == (4, 4)
+    path = f"/webhooks/{hook['webhook_id']}/deliveries/{in_flight.delivery['delivery_id']}/retry"
+    api.call("POST", path, as_="admin", expect=202)
+    # The attempt under way fails late: noted, but the retry stays due now.
+    late = queue.record(in_flight, delivered=False, status_code=500, error="late", delay_ms=60_000)
+    assert late["delivery"]["last_error"] == "late" and late["delivery"]["status"] == "pending"
+    (again,), _ = queue.claim(10)
+    assert (again.number, again.in_series) == (5, 1)  # the count goes on; the series restarts

@@ -86,7 +86,7 @@ class Deliverer:
             answer = transport.post(
                 webhook["url"], body, headers, self.settings.webhook_allow_private
             )
-        delay = backoff_ms(self.settings.webhook_backoff, attempt.number)
+        delay = backoff_ms(self.settings.webhook_backoff, attempt.in_series)
         self.queue.record(
             attempt,
             delivered=answer.delivered,

@@ -33,6 +33,12 @@ class Attempt:
         """This attempt's number, 1 for the first."""
         return int(self.delivery["attempts"])
 
+    @property
+    def in_series(self) -> int:
+        """Its number since the delivery was last retried by hand (1 for the first after
+        it): the backoff starts over with a manual retry."""
+        return self.number - int(self.delivery.get("retry_base") or 0)
+
 
 def _entries(messages) -> list[dict]:
     """Stream entries as fan_out wants them: the envelope with its event_id."""
@@ -121,6 +127,7 @@ class DeliveryQueue:
         return self.scripts.record_attempt(
             delivery_id=attempt.delivery["delivery_id"],
             attempt=attempt.number,
+            series=attempt.delivery.get("first_due_ms"),
             delivered=delivered,
             status_code=status_code,
             error=error,

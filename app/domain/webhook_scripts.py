@@ -40,6 +40,7 @@ class WebhookScripts:
         *,
         delivery_id: str,
         attempt: int,
+        series: str | None,
         delivered: bool,
         status_code: int | None,
         error: str | None,

@@ -1,10 +1,11 @@
 -- record_attempt: the outcome of one attempt.
--- A.delivery_id  A.attempt (the attempts count its claim returned)  A.delivered (bool)
+-- A.delivery_id  A.attempt (the attempts count its claim returned)  A.series (the
+-- first_due_ms its claim saw: a manual retry starts a new series)  A.delivered (bool)
 -- A.status_code (absent: no answer)  A.error (absent: none)  A.delay_ms (to the next try)
 -- Returns {outcome = 'ok', delivery} | {outcome = 'not_found'}.
 -- Guarantees: delivered and dead are final (until an explicit retry); the answer of an
--- attempt whose lease another deliverer took over notes its error but leaves the newer
--- attempt's schedule alone. Past ORCHESTRATOR_WEBHOOK_MAX_AGE a failure is dead. One
+-- attempt whose lease another deliverer took over, or that was under way when the
+-- delivery was retried by hand, notes its error but leaves the newer schedule alone. Past ORCHESTRATOR_WEBHOOK_MAX_AGE a failure is dead. One
 -- that finishes after falling out of its log's newest DELIVERIES_KEPT leaves it (fan_out
 -- keeps it only while pending).
 local dk = key('delivery', A.delivery_id)
@@ -25,7 +26,7 @@ if A.delivered then
   redis.call('HINCRBY', key('delivery_totals'), 'delivered', 1)
 else
   out[#out + 1] = 'last_error'; out[#out + 1] = A.error or 'failed'
-  if tonumber(d.attempts) == A.attempt then
+  if tonumber(d.attempts) == A.attempt and (A.series == nil or d.first_due_ms == A.series) then
     local next_ms = NOW + A.delay_ms
     if next_ms > tonumber(d.first_due_ms) + CFG.webhook_max_age_ms then
       out[#out + 1] = 'status'; out[#out + 1] = 'dead'

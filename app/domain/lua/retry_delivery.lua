@@ -10,7 +10,9 @@ if webhook_id ~= A.webhook_id then
   return cjson.encode({outcome = 'not_found'})
 end
 if status == 'delivered' then return cjson.encode({outcome = 'conflict', status = status}) end
+-- A new series: a fresh max age, and the backoff starts over (retry_base: the attempts
+-- made before it; an attempt still under way records its outcome but no schedule).
 redis.call('HSET', dk, 'status', 'pending', 'first_due_ms', tostring(NOW),
-  'next_attempt_at', NOW_ISO)
+  'next_attempt_at', NOW_ISO, 'retry_base', redis.call('HGET', dk, 'attempts') or '0')
 redis.call('ZADD', key('deliveries_due'), NOW, A.delivery_id)
 return cjson.encode({outcome = 'ok', delivery = hgetall(dk)})
