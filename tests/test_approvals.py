@@ -260,6 +260,23 @@ def test_one_principal_counts_once_whichever_credential_it_decides_with(make_app
     assert api.approve(approval_id, as_=other)["task"]["status"] == "assigned"
 
 
+def test_each_approval_keeps_who_acted_behind_it(make_app, api):
+    """N of M's receipt names the minter behind every approval, not only the closing one."""
+    rule = {"name": "two", "match": {"types": ["deploy"]}, "required": 2,
+            "approvers": ["role:admin"]}  # fmt: skip
+    api = api.using(make_app(ORCHESTRATOR_APPROVAL_POLICY=json.dumps([rule])).test_client())
+    _, approval_id = gated(api, type="deploy", priority="P2")
+    token = api.call("POST", "/auth/token", as_="admin", json={"sub": "bob", "role": "admin"})
+    api.approve(approval_id, as_={"Authorization": f"Bearer {token['access_token']}"})
+    direct = {"Authorization": f"Bearer {mint_token('second-admin', 'admin')}"}
+    api.approve(approval_id, as_=direct)
+    given = api.approval(approval_id)["approvals"]
+    assert [(a["by"], a["act"]) for a in given] == [
+        ("bob", [PRINCIPALS["admin"]]),
+        ("second-admin", None),
+    ]
+
+
 @pytest.mark.parametrize(
     ("approver_role", "who", "status"),
     [

@@ -137,5 +137,7 @@ def approval_record(raw: dict) -> dict:
     record["escalated"] = raw.get("escalated") == "1"
     # cjson writes an empty list as {}: `or []` reads both as none.
     record["approvals"] = json.loads(raw.get("approvals") or "[]") or []
+    for given in record["approvals"]:
+        given.setdefault("act", None)  # kept since 2026-12; earlier entries did not
     record["eligible"] = json.loads(raw.get("eligible") or "[]") or []
     return record

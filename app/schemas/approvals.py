@@ -26,6 +26,7 @@ class GivenApprovalSchema(Schema):
     by = fields.String(required=True)
     at = Timestamp(required=True)
     comment = fields.String(allow_none=True)
+    act = fields.List(fields.String(), allow_none=True)
 
 
 class ApprovalSchema(Schema):
@@ -199,4 +200,5 @@ describe(
     by="Who approved",
     at="When (ISO 8601 UTC)",
     comment="What they said, if anything",
+    act="Who minted the approver's token (RFC 8693 act), outermost first; null when direct",
 )

@@ -104,7 +104,9 @@ else
       edited_by = principal, payload_version = version, changed_keys = changed,
       old_payload_sha256 = approval.payload_sha256, new_payload_sha256 = A.payload_sha256})
   end
-  approvals[#approvals + 1] = {by = principal, at = NOW_ISO, comment = A.comment or cjson.null}
+  -- Each approval keeps who acted behind it (the closing one's is also decided_by_act).
+  approvals[#approvals + 1] = {by = principal, at = NOW_ISO, comment = A.comment or cjson.null,
+    act = A.act or cjson.null}
   for _, id in ipairs(A.decider_identities) do counted[#counted + 1] = id end
   local listed = cjson.encode(approvals)
   if #approvals < tonumber(approval.required_approvals or '1') then
