@@ -44,9 +44,13 @@ def parse(url: str) -> RedisTarget:
         return RedisTarget("memory", url)
     if not rest.strip("/"):
         raise ValueError(EXPECTED)
+    if scheme != "unix":
+        _refuse_split_credentials(rest)
     if scheme in SINGLE_SCHEMES:
+        if scheme != "unix":
+            _check_single(rest)
         return RedisTarget("single", url, tls=scheme == "rediss")
-    parts = urlsplit(f"http://{rest}")
+    parts = _split(rest)
     nodes = tuple(_node(item) for item in parts.netloc.rpartition("@")[2].split(","))
     path = [segment for segment in parts.path.split("/") if segment]
     query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
@@ -56,6 +60,12 @@ def parse(url: str) -> RedisTarget:
         "username": unquote(parts.username) if parts.username else None,
         "password": unquote(parts.password) if parts.password else None,
     }
+    # redis-py reads nothing else from these URLs: an option left there would be dropped.
+    if set(query) - ({"sentinel_password"} if scheme in SENTINEL_SCHEMES else set()):
+        raise ValueError(
+            "a sentinel URL reads only ?sentinel_password= and a cluster URL no query: "
+            "any other option would be ignored"
+        )
     if scheme in CLUSTER_SCHEMES:
         if path not in ([], ["0"]):
             raise ValueError("a Redis Cluster has only database 0; drop the path")
@@ -78,3 +88,41 @@ def _node(item: str) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{item!r} is not host:port")
     return host, int(port)
+
+
+def _split(rest: str):
+    # urlsplit's own errors may quote the netloc, password included (NFKC check).
+    try:
+        return urlsplit(f"http://{rest}")
+    except ValueError:
+        raise ValueError("the host part is not host:port (a password may be in it)") from None
+
+
+def _refuse_split_credentials(rest: str) -> None:
+    # A / ? or # in the credentials ends the host part early (RFC 3986), so the rest of
+    # the password would be read as a port, a path or a query, and quoted in errors
+    # (even a traceback at start-up). No host, path or query name holds an @ before an
+    # =, so one there is a password's; the message never quotes the URL.
+    host_end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    if "@" in rest[host_end:].partition("=")[0]:
+        raise ValueError(
+            "the credentials hold an unencoded / ? or #: percent-encode them (%2F %3F %23)"
+        )
+
+
+def _check_single(rest: str) -> None:
+    # redis-py builds these clients itself but misreads some URLs silently: a path that
+    # is no number is database 0, /0/1 is 1, and ?db= wins over the path; a port that
+    # is no number fails only when a worker builds its pool.
+    parts = _split(rest)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or (port is None and parts.netloc.rpartition("@")[2].endswith(":")):
+        raise ValueError("redis:// takes one host[:port], the port a number from 1 to 65535")
+    path = [segment for segment in parts.path.split("/") if segment]
+    if len(path) > 1 or (path and not path[0].isdigit()):
+        raise ValueError("redis:// takes at most one path segment: the database number")
+    if path and "db" in parse_qs(parts.query):
+        raise ValueError("name the database once: in the path or as ?db=, not both")

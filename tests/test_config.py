@@ -294,6 +294,44 @@ def test_redis_urls_accepted(value):
     assert settings(REDIS_URL=value).redis_url == value
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "redis://:hunter/2@cache:6379/0",
+        "rediss://app:hunter?2@cache:6380/0",
+        "redis://:hunter#2@cache:6379/0",
+        "redis+sentinel://:hunter/2@s1:26379/mymaster",
+        "redis+sentinel://:hunter\u2100@s1:26379/mymaster",  # urlsplit's NFKC error
+    ],
+)
+def test_a_password_with_an_unencoded_delimiter_is_refused_without_quoting_it(value):
+    # urlsplit ends the host at the first / ? #: redis-py then read the password's start
+    # as a port and stopped the worker with a traceback quoting it.
+    error = refused("REDIS_URL", REDIS_URL=value)
+    assert "hunter" not in str(error)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "redis://cache:port/0",
+        "redis://cache:99999/0",
+        "redis://c1:6379,c2:6379/0",
+        "redis://cache:6379/zero",
+        "redis://cache:6379/0/1",
+        "redis://cache:6379/1?db=2",
+        "redis+sentinel://s1:26379/mymaster/1?db=2",
+        "redis+sentinel://s1:26379/mymaster?password=x",
+        "redis+cluster://c1:7000?ssl_cert_reqs=none",
+    ],
+)
+def test_a_url_redis_py_would_misread_or_ignore_in_part_is_refused(value):
+    # Accepted before, these failed only in the worker (a port that is no number), or
+    # silently used another database than the URL seems to name (redis-py drops a path
+    # that is no number, reads /0/1 as 1 and lets ?db= win), or dropped an option.
+    refused("REDIS_URL", REDIS_URL=value)
+
+
 def test_min_replicas_defaults_to_zero_and_needs_a_real_redis():
     assert settings().redis_min_replicas == 0
     assert settings(ORCHESTRATOR_REDIS_MIN_REPLICAS="2").redis_min_replicas == 2
