@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from app.config import ConfigError, Settings
+from app.config import ConfigError, Settings, variables
 from app.domain.model import DEFAULT_ROUTES
 from harness import ROOT, free_port
 
@@ -639,3 +639,15 @@ def test_api_keys_may_be_scoped_to_agents():
     assert listed[0].role == "agent" and listed[0].agents == {"faq_agent"}
     refused("ORCHESTRATOR_API_KEY_BOT", ORCHESTRATOR_API_KEY_BOT=f"{key}:agent:Bad Agent")
     assert settings(ORCHESTRATOR_API_KEY_BOT=f"{key}:agent").api_keys[-1].agents == frozenset()
+
+
+def test_env_example_lists_every_variable_with_its_default():
+    text = (ROOT / ".env.example").read_text()
+    lines = [line.strip() for line in text.splitlines()]
+    named = {line.lstrip("# ").partition("=")[0] for line in lines if "=" in line}
+    family = {"ORCHESTRATOR_API_KEY_<NAME>": "ORCHESTRATOR_API_KEY_ADMIN"}
+    family["ORCHESTRATOR_GROUP_<NAME>"] = "ORCHESTRATOR_GROUP_SRE"
+    missing = [v for v in variables() if family.get(v, v) not in named]
+    assert not missing, f".env.example does not list {missing}"
+    active = dict(line.partition("=")[::2] for line in lines if line and line[0] != "#")
+    assert settings(**active) == settings()
