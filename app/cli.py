@@ -144,10 +144,17 @@ def settings_free_app() -> Flask:
 @with_appcontext
 def migrate_keys_command() -> None:
     """Move keys written before the {<prefix>} hash tag to their new names (service stopped)."""
+    import redis
+
     from app.domain.keys import migrate_unbraced
+    from app.redis_client import redis_location
     from app.services import current_settings, redis_client
 
-    renamed = migrate_unbraced(redis_client(current_app), current_settings().queue_prefix)
+    settings = current_settings()
+    try:
+        renamed = migrate_unbraced(redis_client(current_app), settings.queue_prefix)
+    except redis.RedisError as error:
+        raise _unavailable(redis_location(settings.redis_url), error) from None
     click.echo(f"renamed {renamed} key(s)")
 
 

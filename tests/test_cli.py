@@ -69,3 +69,17 @@ def test_the_cli_reads_env_and_names_the_redis_it_used(checkout, redis_server, t
         assert "hunter2-pw" not in down.stderr + down.stdout
     finally:
         env_file.unlink()
+
+
+@pytest.mark.parametrize("command", ["sweep", "reindex", "migrate-keys"])
+def test_a_redis_command_names_an_unreachable_redis_in_one_line(checkout, command):
+    closed = free_port()
+    down = flask(
+        checkout,
+        command,
+        ORCHESTRATOR_JWT_SECRET="s" * 40,
+        REDIS_URL=f"redis://:hunter2-pw@127.0.0.1:{closed}/0",
+    )
+    assert down.returncode != 0 and "Traceback" not in down.stderr, down.stderr
+    assert f"Redis at 127.0.0.1:{closed} unavailable" in down.stderr
+    assert "hunter2-pw" not in down.stderr + down.stdout
