@@ -99,7 +99,18 @@ redis_pings() { # redis_pings PORT
     "$PY" -c 'import redis, sys; redis.Redis(port=int(sys.argv[1]), socket_timeout=1).ping()' \
         "$1" >/dev/null 2>&1
 }
-mask_url() { printf '%s' "$1" | sed -E 's#(://[^:/@]*:)[^@]*@#\1****@#'; }
+mask_url() { # every password as ****: the user info's (up to its last @), ?password=, ?sentinel_password=
+    "$PY" - "$1" <<'PYEOF'
+import re, sys
+url = re.sub(r"([?&][^=&#]*password=)[^&#]*", r"\1****", sys.argv[1], flags=re.IGNORECASE)
+scheme, sep, rest = url.partition("://")
+if "@" in rest:
+    user_info, _, rest = rest.rpartition("@")
+    user, colon, _ = user_info.partition(":")
+    rest = f"{user}:****@{rest}" if colon else f"****@{rest}"
+print(f"{scheme}{sep}{rest}")
+PYEOF
+}
 
 if port_busy "$PORT"; then
     die "port $PORT is already in use (another make run?); pick another: PORT=$((PORT + 1)) make run"

@@ -148,3 +148,20 @@ def test_the_readme_walkthrough_runs_twice_against_make_run(make_run, checkout):
         assert '"status":"completed"' in out  # claimed, heartbeat, completed
         assert "-> 403" in out and "-> 200" in out  # four eyes, then the approval
         assert '"access_token"' not in out  # the token went into a variable, not the log
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+sentinel://:p4ssw0rd@127.0.0.1:1/mymaster?sentinel_password=s3nt1nel",
+        "redis://127.0.0.1:1/0?password=p4ssw0rd",
+        "redis://:p4ssw0rd@s3nt1nel@127.0.0.1:1/0",  # an unencoded @ in the password
+    ],
+)
+def test_the_banner_never_shows_a_redis_password(make_run, url):
+    # A bad value makes gunicorn stop right after the banner.
+    run = make_run(REDIS_URL=url, ORCHESTRATOR_RATE_LIMIT_TASKS="ten")
+    assert run.finish() != 0
+    assert "REDIS_URL from .env or the environment: " in run.output
+    assert "127.0.0.1:1" in run.output
+    assert "p4ssw0rd" not in run.output and "s3nt1nel" not in run.output
