@@ -332,6 +332,26 @@ def test_a_url_redis_py_would_misread_or_ignore_in_part_is_refused(value):
     refused("REDIS_URL", REDIS_URL=value)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "redis://localhost:abc/0",
+        "rediss://:pw@red.example:99999/0",
+        # A password with an unencoded / ? or # ends the host part inside the password.
+        "redis://:s3cr3tpw/x@localhost:6379/0",
+        "rediss://u:s3cr3tpw?x@red.example:6380/0",
+        "redis+sentinel://:s3cr3tpw#x@s1:26379/mymaster",
+        "redis+cluster://u:s3cr3tpw/x@c1:7000",
+    ],
+)
+def test_unreadable_redis_host_or_port_is_refused_without_the_password(value):
+    # Before, a single-node URL passed and start-up died in redis-py with a traceback
+    # ("Port could not be cast to integer value as 's3cr3tpw'"); a sentinel or cluster
+    # URL was refused with the password's first part in the message.
+    error = refused("REDIS_URL", REDIS_URL=value)
+    assert "s3cr3tpw" not in str(error)
+
+
 def test_min_replicas_defaults_to_zero_and_needs_a_real_redis():
     assert settings().redis_min_replicas == 0
     assert settings(ORCHESTRATOR_REDIS_MIN_REPLICAS="2").redis_min_replicas == 2
