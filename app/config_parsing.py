@@ -254,7 +254,9 @@ class SettingsParser:
         caps = dict(default)
         for rule in self.items(name):
             agent, _, limit = (part.strip() for part in rule.partition("="))
-            if not AGENT_NAME.fullmatch(agent) or not limit.isdigit() or int(limit) < 1:
+            # isascii: isdigit() also takes '²' and other digits int() refuses.
+            digits = limit.isascii() and limit.isdigit()
+            if not AGENT_NAME.fullmatch(agent) or not digits or int(limit) < 1:
                 raise ConfigError(
                     name, f"{rule!r} must be agent=N with an agent name like dev_agent and N >= 1"
                 )

@@ -70,7 +70,7 @@ def parse(url: str) -> RedisTarget:
         if path not in ([], ["0"]):
             raise ValueError("a Redis Cluster has only database 0; drop the path")
         return RedisTarget("cluster", url, **common)
-    if not 1 <= len(path) <= 2 or (len(path) == 2 and not path[1].isdigit()):
+    if not 1 <= len(path) <= 2 or (len(path) == 2 and not _digits(path[1])):
         raise ValueError("redis+sentinel:// needs /<service>[/db] after the sentinels")
     return RedisTarget(
         "sentinel",
@@ -85,7 +85,7 @@ def parse(url: str) -> RedisTarget:
 def _node(item: str) -> tuple[str, int]:
     host, _, port = item.strip().rpartition(":")
     host = host.strip("[]")  # an IPv6 literal
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not _digits(port) or not 0 < int(port) < 65536:
         raise ValueError(f"{item!r} is not host:port")
     return host, int(port)
 
@@ -122,7 +122,12 @@ def _check_single(rest: str) -> None:
     if port == 0 or (port is None and parts.netloc.rpartition("@")[2].endswith(":")):
         raise ValueError("redis:// takes one host[:port], the port a number from 1 to 65535")
     path = [segment for segment in parts.path.split("/") if segment]
-    if len(path) > 1 or (path and not path[0].isdigit()):
+    if len(path) > 1 or (path and not _digits(path[0])):
         raise ValueError("redis:// takes at most one path segment: the database number")
     if path and "db" in parse_qs(parts.query):
         raise ValueError("name the database once: in the path or as ?db=, not both")
+
+
+def _digits(text: str) -> bool:
+    # isascii: isdigit() also takes '²' and other digits int() refuses.
+    return text.isascii() and text.isdigit()

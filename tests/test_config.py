@@ -352,6 +352,19 @@ def test_unreadable_redis_host_or_port_is_refused_without_the_password(value):
     assert "s3cr3tpw" not in str(error)
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ORCHESTRATOR_AGENT_CONCURRENCY", "dev_agent=²"),
+        ("REDIS_URL", "redis://localhost:6³79/0"),
+        ("REDIS_URL", "redis+sentinel://s1:26379/mymaster/²"),
+    ],
+)
+def test_a_digit_int_cannot_read_is_one_configuration_line(name, value):
+    # str.isdigit() takes '²', which int() refuses: a traceback at start-up, once.
+    assert name in str(refused(name, **{name: value}))
+
+
 def test_min_replicas_defaults_to_zero_and_needs_a_real_redis():
     assert settings().redis_min_replicas == 0
     assert settings(ORCHESTRATOR_REDIS_MIN_REPLICAS="2").redis_min_replicas == 2
