@@ -95,7 +95,9 @@ class Settings:
     rate_limit_exempt_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = setting(
         "ORCHESTRATOR_RATE_LIMIT_EXEMPT", (), "exempt_networks"
     )
-    # Default: 0 hops in development, 1 in production (Render's proxy).
+    # Default: 0 hops, 1 on Render (RENDER=true: its one proxy). SPEC.md says 1 in any
+    # production, but trusted with no proxy in front, X-Forwarded-For is the client's
+    # to write (config_parsing.trusted_proxies; README's variables table).
     trusted_proxies: int = setting("ORCHESTRATOR_TRUSTED_PROXIES", 0, "trusted_proxies")
     log_level: str = setting("LOG_LEVEL", "INFO", "choice", choices=LOG_LEVELS, fold="upper")
     # Default: console in development (people read it), json elsewhere (machines do).
