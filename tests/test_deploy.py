@@ -209,6 +209,24 @@ def test_render_set_up_trusts_exactly_its_one_proxy():
     assert "buffering proxy" in readme and "proxy_request_buffering on" in readme
 
 
+def test_render_gives_the_deliverer_every_secret_the_api_seals_and_signs_with():
+    """The deliverer opens sealed webhook secrets and signs decision links: it needs the
+    API's keys, the previous JWT secret too while that rotates."""
+    blueprint = yaml.safe_load((ROOT / "render.yaml").read_text())
+    worker = next(service for service in blueprint["services"] if service["type"] == "worker")
+    shared = {
+        var["key"]
+        for var in worker["envVars"]
+        if var.get("fromService", {}).get("name") == "morningai-orchestrator-api"
+    }
+    assert {
+        "ORCHESTRATOR_JWT_SECRET",
+        "ORCHESTRATOR_JWT_SECRET_PREVIOUS",
+        "ORCHESTRATOR_WEBHOOK_SECRET_KEY",
+        "ORCHESTRATOR_PUBLIC_URL",
+    } <= shared
+
+
 def test_a_worker_freezes_what_the_app_built_out_of_full_gc_passes(redis_server, tmp_path):
     env = base_env(redis_server.url)
     server = LiveServer(env, 1, tmp_path / "gunicorn.log", target="tests.gc_probe:app").start()
