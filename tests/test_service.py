@@ -7,6 +7,7 @@ import time
 import requests
 
 from app import __version__
+from harness.processes import wait_until
 
 
 def test_root_names_the_service(client):
@@ -85,3 +86,53 @@ def test_a_read_with_no_write_since_the_last_is_answered_from_the_kept_figures(
     assert first["queue"]["queued"] == 1 and after_a_write["queue"]["queued"] == 2
     calls.pop("config|resetstat", None)
     assert calls == {"evalsha": 1, "time": 1, "info": 1, "get": 1}
+
+
+def test_a_save_that_brings_the_change_counter_back_to_a_kept_value_is_not_answered_stale(
+    make_app, own_redis, keys
+):
+    # rdb_changes_since_last_save restarts at 0 after a save (and a Redis restart), so it
+    # can reach the value kept with the figures again after writes they do not show.
+    client = make_app(redis_url=own_redis.url).test_client()
+    probe = own_redis.client()
+    with probe.pipeline(transaction=False) as pipe:
+        for i in range(300):
+            pipe.set(f"elsewhere:{i}", i)
+        pipe.execute()
+    assert client.get("/health").json["queue_stats"]["queued"] == 0
+    kept = probe.info("persistence")["rdb_changes_since_last_save"]
+    probe.save()
+    create = {"type": "bugfix", "priority": "P3"}
+    assert client.post("/tasks", json=create, headers=keys["agent"]).status_code == 201
+    made = probe.info("persistence")["rdb_changes_since_last_save"]
+    assert 0 < made < kept
+    for i in range(kept - made):
+        probe.set("elsewhere:pad", i)
+    assert probe.info("persistence")["rdb_changes_since_last_save"] == kept
+    assert client.get("/health").json["queue_stats"]["queued"] == 1
+
+
+def test_a_restart_that_brings_the_change_counter_back_to_a_kept_value_is_not_answered_stale(
+    make_app, own_redis, keys
+):
+    # A new process counts from what it replays (none of its AOF's rewritten base).
+    client = make_app(redis_url=own_redis.url).test_client()
+    probe = own_redis.client()
+    with probe.pipeline(transaction=False) as pipe:
+        for i in range(300):
+            pipe.set("elsewhere", i)
+        pipe.execute()
+    probe.bgrewriteaof()
+    wait_until(lambda: not probe.info("persistence")["aof_rewrite_in_progress"])
+    assert client.get("/health").json["queue_stats"]["queued"] == 0
+    kept = probe.info("persistence")["rdb_changes_since_last_save"]
+    own_redis.stop()
+    own_redis.start()
+    create = {"type": "bugfix", "priority": "P3"}
+    assert client.post("/tasks", json=create, headers=keys["agent"]).status_code == 201
+    made = probe.info("persistence")["rdb_changes_since_last_save"]
+    assert 0 < made < kept
+    for i in range(kept - made):
+        probe.set("elsewhere", i)
+    assert probe.info("persistence")["rdb_changes_since_last_save"] == kept
+    assert client.get("/health").json["queue_stats"]["queued"] == 1

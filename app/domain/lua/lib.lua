@@ -874,10 +874,11 @@ local function settle(budget)
 end
 
 -- Memory ----------------------------------------------------------------------
--- The digits INFO text gives for the field `name`, or nil. Found with a plain find: a
--- pattern such as 'maxmemory:(%d+)' is tried at every position of the ~2 KB text, which
--- cost /health three times what INFO itself costs.
-local function info_field(text, name)
+-- The digits (or what `value`, an anchored pattern, matches) INFO text gives for the
+-- field `name`, or nil. Found with a plain find: a pattern such as 'maxmemory:(%d+)' is
+-- tried at every position of the ~2 KB text, which cost /health three times what INFO
+-- itself costs.
+local function info_field(text, name, value)
   local label = name .. ':'
   local at = 1
   if string.sub(text, 1, #label) ~= label then
@@ -885,7 +886,7 @@ local function info_field(text, name)
     if not at then return nil end
     at = at + 1
   end
-  return string.match(text, '^%d+', at + #label)
+  return string.match(text, value or '^%d+', at + #label)
 end
 
 -- Redis' used memory and maxmemory (0 = no limit), in bytes, from INFO (a store without

@@ -10,17 +10,24 @@
 -- nothing is recounted; at most A.settle_budget entries of each kind are settled first.
 -- The oldest ready task is the oldest head among the priority bands: one read per band.
 -- A snapshot of the figures is kept and answered again while Redis reports no write
--- since it was taken (rdb_changes_since_last_save counts every write, expiry and eviction)
--- and no deadline has come: then a call is INFO and GET, whatever the store holds. Memory
--- and the clock are always read live. A snapshot older than SNAPSHOT_MS is never used
--- (the counter restarts at 0 after a save, so it could, rarely, come back to the same
--- value). It is stored as "<changes> <valid until> <the reply as JSON, less now and
+-- since it was taken (rdb_changes_since_last_save counts every write) and no deadline has
+-- come: then a call is INFO and GET, whatever the store holds. Memory and the clock are
+-- always read live. The counter restarts at 0 after each save and in each new process
+-- (a restart, a replica promoted), so it alone can come back to the value kept with
+-- figures that no longer hold: the snapshot is stamped "<run_id>:<rdb_saves>:<changes>",
+-- which no later state of any process repeats. A snapshot older than SNAPSHOT_MS is
+-- never used. It is stored as "<stamp> <valid until> <the reply as JSON, less now and
 -- memory>" and answered by appending those two to the text: decoding and encoding the
 -- figures again cost more than the rest of the call.
 local SNAPSHOT_MS = 5000
-local info = redis.pcall('INFO', 'memory', 'persistence')
-local changes = type(info) == 'string'
-  and info_field(info, 'rdb_changes_since_last_save') or nil
+local info = redis.pcall('INFO', 'server', 'memory', 'persistence')
+local process, changes = nil, nil
+if type(info) == 'string' then
+  local run_id = info_field(info, 'run_id', '^%x+')
+  local saves = info_field(info, 'rdb_saves')
+  if run_id and saves then process = run_id .. ':' .. saves .. ':' end
+  changes = process and info_field(info, 'rdb_changes_since_last_save')
+end
 local live_memory = memory(info)
 local function live(figures)
   return string.sub(figures, 1, -2) .. ',"now":' .. cjson.encode(NOW_ISO)
@@ -29,7 +36,7 @@ end
 if changes then
   local kept = redis.call('GET', key('stats_snapshot'))
   local gap = kept and string.find(kept, ' ', 1, true)
-  if gap and string.sub(kept, 1, gap - 1) == changes then
+  if gap and string.sub(kept, 1, gap - 1) == process .. changes then
     local body = string.find(kept, ' ', gap + 1, true)
     if NOW < tonumber(string.sub(kept, gap + 1, body - 1)) then
       return live(string.sub(kept, body + 1))
@@ -89,7 +96,8 @@ if changes then
   local now_info = redis.call('INFO', 'persistence')
   local next_changes = tonumber(info_field(now_info, 'rdb_changes_since_last_save')) + 1
   -- pcall: a full Redis refuses this write, and the figures matter most just then.
-  redis.pcall('SET', key('stats_snapshot'), string.format('%d %d %s', next_changes,
-    valid_until, figures), 'PX', SNAPSHOT_MS)
+  -- (No save can complete while a script runs: run_id and rdb_saves are still those read.)
+  redis.pcall('SET', key('stats_snapshot'), string.format('%s%d %d %s', process,
+    next_changes, valid_until, figures), 'PX', SNAPSHOT_MS)
 end
 return live(figures)
