@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+
+from tests.helpers import redis_keys
 
 
 def test_health_shows_uptime_queues_and_ages(api, client):
@@ -22,6 +25,19 @@ def test_health_ages_are_null_when_nothing_waits(client):
     health = client.get("/health").json
     assert health["oldest_waiting_seconds"] is None
     assert health["oldest_approval_seconds"] is None
+
+
+def test_health_overall_age_is_zero_not_null_for_a_task_waiting_since_now(
+    api, app, client, redis_server
+):
+    # Its creation millisecond is still now (or a stepped-back clock put it ahead): the
+    # agent's age is 0.0, and the overall oldest must say a task waits, not "none".
+    task_id = api.create()["task"]["task_id"]
+    ahead = f"{datetime.now(UTC) + timedelta(minutes=1):%Y-%m-%dT%H:%M:%S.000Z}"
+    redis_server.client().hset(redis_keys(app).name("task", task_id), "created_at", ahead)
+    health = client.get("/health").json
+    assert health["agents"]["dev_agent"] == {"queued": 1, "oldest_waiting_seconds": 0.0}
+    assert health["oldest_waiting_seconds"] == 0.0
 
 
 def test_agents_show_queue_running_and_last_activity(api, client, keys):

@@ -68,7 +68,11 @@ def health():
             agent: {"queued": queued, "oldest_waiting_seconds": oldest.get(agent)}
             for agent, queued in stats["agents"].items()
         },
-        oldest_waiting_seconds=max(filter(None, oldest.values()), default=None),
+        # An age of 0.0 (a task waiting since this millisecond) is a task waiting: only
+        # no task at all is null.
+        oldest_waiting_seconds=max(
+            (age for age in oldest.values() if age is not None), default=None
+        ),
         oldest_approval_seconds=stats["oldest_approval_seconds"],
     )
 
