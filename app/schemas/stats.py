@@ -41,12 +41,21 @@ class WebhookHealthSchema(Schema):
 
     consumer_group = fields.String(metadata={"description": "ready, or missing"})
     lag = fields.Integer(allow_none=True, metadata={"description": "events not read yet"})
-    unacknowledged = fields.Integer(allow_none=True)
-    consumers = fields.Integer(allow_none=True)
-    pending_deliveries = fields.Integer(allow_none=True)
-    delivered = fields.Integer()
-    dead = fields.Integer()
-    attempts = fields.Integer()
+    unacknowledged = fields.Integer(
+        allow_none=True,
+        metadata={"description": "Events a deliverer read but has not fanned out yet"},
+    )
+    consumers = fields.Integer(
+        allow_none=True, metadata={"description": "Deliverers registered in the consumer group"}
+    )
+    pending_deliveries = fields.Integer(
+        allow_none=True, metadata={"description": "Deliveries waiting for their next attempt"}
+    )
+    delivered = fields.Integer(metadata={"description": "Deliveries a receiver accepted, ever"})
+    dead = fields.Integer(
+        metadata={"description": "Deliveries given up after ORCHESTRATOR_WEBHOOK_MAX_AGE, ever"}
+    )
+    attempts = fields.Integer(metadata={"description": "Delivery attempts started, ever"})
 
 
 class MemorySchema(Schema):
@@ -172,15 +181,6 @@ describe(
     MemorySchema,
     used_bytes=("Redis used_memory", 52428800),
     max_bytes=("Redis maxmemory (0: no limit)", 268435456),
-)
-describe(
-    WebhookHealthSchema,
-    unacknowledged="Events a deliverer read but has not fanned out yet",
-    consumers="Deliverers registered in the consumer group",
-    pending_deliveries="Deliveries waiting for their next attempt",
-    delivered="Deliveries a receiver accepted, ever",
-    dead="Deliveries given up after ORCHESTRATOR_WEBHOOK_MAX_AGE, ever",
-    attempts="Delivery attempts started, ever",
 )
 describe(
     HealthSchema,
