@@ -8,12 +8,12 @@ and returns the JSON response that flask-smorest passes through untouched, so th
 decorator still documents the schema and nothing else about the answer changes.
 
 The plan covers the field types our response schemas use, with marshmallow's own
-conversions: String (`str()`, bytes decoded), Integer (`int()`), Boolean (as is), Dict
-(string keys), List (each item converted, so the `{}` cjson writes for an empty list
-dumps as `[]`) and Nested. A schema with anything else (another field type, an override
-of `_serialize`, a dump default, a hook, a source attribute) is dumped by marshmallow
-itself, and so is a body that is not a plain dict; tests/test_dumping.py checks that
-both dumps agree.
+conversions: String and Timestamp (`str()`, bytes decoded), Integer (`int()`), Boolean
+(as is), Dict and JsonObject (string keys), List (each item converted, so the `{}` cjson
+writes for an empty list dumps as `[]`) and Nested, each by its exact type. A schema with
+anything else (another field type or a subclass, a dump default, a hook, a source
+attribute) is dumped by marshmallow itself, and so is a body that is not a plain dict;
+tests/test_dumping.py checks that both dumps agree.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from flask import Response, current_app
 from marshmallow import Schema, fields, missing
 from marshmallow.utils import ensure_text_type
 
+from app.schemas.common import JsonObject, Timestamp
 from app.schemas.common import Schema as ResponseSchema
 
 Dump = Callable[[Any], Any]
@@ -53,24 +54,22 @@ def _converter(field: fields.Field) -> Dump | None:
     kind = type(field)
     if field.dump_default is not missing or field.attribute is not None:
         return None
-    if kind._serialize is fields.String._serialize:
+    # Exact types (ours declare nothing else): a subclass may convert otherwise, so it is
+    # left to marshmallow, and nothing here reads marshmallow's private attributes.
+    if kind in (fields.String, Timestamp):
         return _text
-    if (
-        kind._serialize is fields.Number._serialize
-        and kind._format_num is fields.Number._format_num
-        and field.num_type is int
-    ):
+    if kind is fields.Integer:
         return None if field.as_string else _integer
-    if kind._serialize is fields.Field._serialize and isinstance(field, fields.Boolean):
+    if kind is fields.Boolean:
         return _same
-    if kind._serialize is fields.Mapping._serialize and field.mapping_type is dict:
+    if kind in (fields.Dict, JsonObject) and field.mapping_type is dict:
         return _mapping(field)
-    if kind._serialize is fields.List._serialize:
+    if kind is fields.List:
         inner = _converter(field.inner)
         if inner is None:
             return None
         return lambda value: None if value is None else [inner(item) for item in value]
-    if kind._serialize is fields.Nested._serialize and not field.many:
+    if kind is fields.Nested and not field.many:
         nested = _plan(field.schema)
         if nested is None:
             return None
