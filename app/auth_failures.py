@@ -19,18 +19,10 @@ from app.auth import authenticate
 from app.config import Settings
 from app.domain.keys import Keys
 from app.errors import Unauthorized, error_response
-from app.services import current_settings, redis_client
+from app.services import current_settings, redis_client, services
 
 WINDOW_SECONDS = 60
 DETAIL = "Too many failed authentications from this address; retry later"
-
-# KEYS[1] the address's failure counter. ARGV[1] window (s).
-# Returns {failures in this window, seconds until it ends}.
-RECORD = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return {count, redis.call('TTL', KEYS[1])}
-"""
 
 
 def _address() -> str:
@@ -68,7 +60,7 @@ def check_and_count():
     try:
         authenticate()
     except Unauthorized:
-        return _count(key, settings)
+        return _count(address, settings)
     # Good or no credentials: the limiter's script refuses them too while the address
     # is blocked, so a valid key guessed from there answers like an invalid one.
     g.auth_failure_counter = (key, settings.rate_limit_auth_failures)
@@ -79,11 +71,10 @@ def check_and_count():
     return None
 
 
-def _count(key: str, settings):
-    script = current_app.extensions[__name__]
-    count, ttl = script(keys=[key], args=[WINDOW_SECONDS])
-    if count > settings.rate_limit_auth_failures:
-        return refused(int(ttl))
+def _count(address: str, settings):
+    counted = services().scripts.count_auth_failure(address=address, window=WINDOW_SECONDS)
+    if counted["failures"] > settings.rate_limit_auth_failures:
+        return refused(int(counted["ttl"]))
     return None
 
 
@@ -94,13 +85,12 @@ def count_failure():
     address = _address()
     if _exempt(address, settings.rate_limit_exempt_networks):
         return None
-    return _count(current_app.extensions[KEYS].name("auth_failures", address), settings)
+    return _count(address, settings)
 
 
 KEYS = f"{__name__}.keys"
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    """Register the counting script; ratelimit.init_app installs check_and_count in order."""
-    app.extensions[__name__] = redis_client(app).register_script(RECORD)
+    """Keep the key layout at hand; ratelimit.init_app installs check_and_count in order."""
     app.extensions[KEYS] = Keys(settings.queue_prefix)  # built once, not per request

@@ -99,6 +99,19 @@ class Unavailable(ApiError):
     status = 503
 
 
+# The 503s of a write whose outcome is not known (app/domain/scripts.py).
+UNCONFIRMED = (
+    "Redis replicas did not confirm the write in time; it may be lost in a fail-over. "
+    "Retrying with the same Idempotency-Key is safe"
+)
+# A write sent to a Redis that then did not answer (frozen, overloaded) may still run
+# when it resumes: unlike a refused connection, its outcome is unknown.
+MAYBE_APPLIED = (
+    "Redis did not answer in time; the change may still be applied. "
+    "Retrying a create with the same Idempotency-Key is safe"
+)
+
+
 def error_response(
     status: int,
     detail: str,

@@ -32,6 +32,8 @@ class Services:
 
     def __init__(self, client: redis.Redis, settings: Settings):
         scripts = Scripts(client, settings, rider=RateRider())
+        # For the app's own script calls outside the domain services (auth_failures.py).
+        self.scripts = scripts
         self.tasks = TaskStore(scripts, settings)
         self.approvals = ApprovalGate(scripts, settings)
         self.events = EventBus(scripts)

@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from app.domain.scripts import MAYBE_APPLIED
+from app.errors import MAYBE_APPLIED
 from tests.conftest import HEADERS
 
 HEALTH_CHECK_TIMEOUT = 1.0

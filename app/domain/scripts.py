@@ -22,18 +22,7 @@ from app.domain import keys
 from app.domain.lua_source import NAMES, SENT_ONCE, WRITES, source
 from app.domain.rider import Rider
 from app.domain.webhook_scripts import WebhookScripts
-from app.errors import Unavailable
-
-UNCONFIRMED = (
-    "Redis replicas did not confirm the write in time; it may be lost in a fail-over. "
-    "Retrying with the same Idempotency-Key is safe"
-)
-# A write sent to a Redis that then did not answer (frozen, overloaded) may still run
-# when it resumes: unlike a refused connection, its outcome is unknown.
-MAYBE_APPLIED = (
-    "Redis did not answer in time; the change may still be applied. "
-    "Retrying a create with the same Idempotency-Key is safe"
-)
+from app.errors import MAYBE_APPLIED, UNCONFIRMED, Unavailable
 
 
 def named_arguments(name: str, given: dict) -> dict:
@@ -282,6 +271,10 @@ class Scripts(WebhookScripts):
     ) -> dict:
         """One filtered page of the stream: ok (events, cursor when there is one)."""
         return self._call("read_events", locals())
+
+    def count_auth_failure(self, *, address: str, window: int) -> dict:
+        """One failed authentication from `address`: ok (failures, ttl)."""
+        return self._call("count_auth_failure", locals())
 
     # Reindexing (the `reindex` command; see reindex.py) -------------------------------
 
