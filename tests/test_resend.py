@@ -65,10 +65,10 @@ def test_a_resent_create_makes_one_task(app, api, redis_server, lose_next_reply)
     }
 
 
-def test_a_task_claimed_before_its_create_is_resent_is_not_queued_again(
-    app, api, redis_server, lose_next_reply
-):
-    claimed = {}
+def claim_meanwhile(app, lose_next_reply) -> dict:
+    """Arm the lost reply so another principal claims the task before the resend; the
+    claimed task is filled into the dict returned, once that happened."""
+    claimed: dict = {}
 
     def claim_it():
         with app.app_context():
@@ -78,6 +78,13 @@ def test_a_task_claimed_before_its_create_is_resent_is_not_queued_again(
         claimed.update(reply["task"])
 
     lose_next_reply.update(armed=True, meanwhile=claim_it)
+    return claimed
+
+
+def test_a_task_claimed_before_its_create_is_resent_is_not_queued_again(
+    app, api, redis_server, lose_next_reply
+):
+    claimed = claim_meanwhile(app, lose_next_reply)
     response = api.client.post("/tasks", headers=api.headers["agent"], json={"type": "bugfix"})
 
     assert response.status_code == 201
@@ -203,16 +210,7 @@ def test_a_resent_create_is_not_refused_for_the_hit_its_first_run_took(
 def test_a_resent_create_with_an_idempotency_key_is_no_replay(
     app, api, redis_server, lose_next_reply
 ):
-    claimed = {}
-
-    def claim_it():
-        with app.app_context():
-            reply = services().tasks.scripts.claim_task(
-                agent="dev_agent", lease_ms=60_000, principal="apikey:other"
-            )
-        claimed.update(reply["task"])
-
-    lose_next_reply.update(armed=True, meanwhile=claim_it)
+    claimed = claim_meanwhile(app, lose_next_reply)
     headers = {**api.headers["agent"], "Idempotency-Key": "asked-once"}
     response = api.client.post("/tasks", headers=headers, json={"type": "bugfix"})
 

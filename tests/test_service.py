@@ -88,20 +88,19 @@ def test_a_read_with_no_write_since_the_last_is_answered_from_the_kept_figures(
     assert calls == {"evalsha": 1, "time": 1, "info": 1, "get": 1}
 
 
-def test_a_save_that_brings_the_change_counter_back_to_a_kept_value_is_not_answered_stale(
-    make_app, own_redis, keys
-):
-    # rdb_changes_since_last_save restarts at 0 after a save (and a Redis restart), so it
-    # can reach the value kept with the figures again after writes they do not show.
-    client = make_app(redis_url=own_redis.url).test_client()
-    probe = own_redis.client()
+def unrelated_writes(server, count: int, key):
+    """`count` writes the stats do not read (to key(i)); a client of `server`."""
+    probe = server.client()
     with probe.pipeline(transaction=False) as pipe:
-        for i in range(300):
-            pipe.set(f"elsewhere:{i}", i)
+        for i in range(count):
+            pipe.set(key(i), i)
         pipe.execute()
-    assert client.get("/health").json["queue_stats"]["queued"] == 0
-    kept = probe.info("persistence")["rdb_changes_since_last_save"]
-    probe.save()
+    return probe
+
+
+def create_then_count_back_to(client, probe, keys, kept: int) -> None:
+    """Create a task, then pad unrelated writes until rdb_changes_since_last_save is back
+    at `kept`, the value the stats snapshot was stored with."""
     create = {"type": "bugfix", "priority": "P3"}
     assert client.post("/tasks", json=create, headers=keys["agent"]).status_code == 201
     made = probe.info("persistence")["rdb_changes_since_last_save"]
@@ -109,6 +108,19 @@ def test_a_save_that_brings_the_change_counter_back_to_a_kept_value_is_not_answe
     for i in range(kept - made):
         probe.set("elsewhere:pad", i)
     assert probe.info("persistence")["rdb_changes_since_last_save"] == kept
+
+
+def test_a_save_that_brings_the_change_counter_back_to_a_kept_value_is_not_answered_stale(
+    make_app, own_redis, keys
+):
+    # rdb_changes_since_last_save restarts at 0 after a save (and a Redis restart), so it
+    # can reach the value kept with the figures again after writes they do not show.
+    client = make_app(redis_url=own_redis.url).test_client()
+    probe = unrelated_writes(own_redis, 300, key=lambda i: f"elsewhere:{i}")
+    assert client.get("/health").json["queue_stats"]["queued"] == 0
+    kept = probe.info("persistence")["rdb_changes_since_last_save"]
+    probe.save()
+    create_then_count_back_to(client, probe, keys, kept)
     assert client.get("/health").json["queue_stats"]["queued"] == 1
 
 
@@ -117,22 +129,13 @@ def test_a_restart_that_brings_the_change_counter_back_to_a_kept_value_is_not_an
 ):
     # A new process counts from what it replays (none of its AOF's rewritten base).
     client = make_app(redis_url=own_redis.url).test_client()
-    probe = own_redis.client()
-    with probe.pipeline(transaction=False) as pipe:
-        for i in range(300):
-            pipe.set("elsewhere", i)
-        pipe.execute()
+    # One key written again and again: the rewritten AOF replays it as one write.
+    probe = unrelated_writes(own_redis, 300, key=lambda _i: "elsewhere")
     probe.bgrewriteaof()
     wait_until(lambda: not probe.info("persistence")["aof_rewrite_in_progress"])
     assert client.get("/health").json["queue_stats"]["queued"] == 0
     kept = probe.info("persistence")["rdb_changes_since_last_save"]
     own_redis.stop()
     own_redis.start()
-    create = {"type": "bugfix", "priority": "P3"}
-    assert client.post("/tasks", json=create, headers=keys["agent"]).status_code == 201
-    made = probe.info("persistence")["rdb_changes_since_last_save"]
-    assert 0 < made < kept
-    for i in range(kept - made):
-        probe.set("elsewhere", i)
-    assert probe.info("persistence")["rdb_changes_since_last_save"] == kept
+    create_then_count_back_to(client, probe, keys, kept)
     assert client.get("/health").json["queue_stats"]["queued"] == 1
