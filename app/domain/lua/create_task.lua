@@ -53,17 +53,7 @@ elseif run_at_ms and (run_at_ms <= NOW or run_at_ms > NOW + MAX_SCHEDULE_MS) the
   return cjson.encode({outcome = 'invalid', field = 'run_at',
     message = 'Must be in the future and at most 30 days ahead.'})
 end
-local waiting, missing, ended = {}, {}, nil
-for _, dep in ipairs(A.depends_on or {}) do
-  local status = redis.call('HGET', key('task', dep), 'status')
-  if not status then
-    missing[#missing + 1] = dep
-  elseif RETRYABLE[status] then
-    ended = ended or ('dependency ' .. dep .. ' ' .. status)
-  elseif status ~= 'completed' then
-    waiting[#waiting + 1] = dep
-  end
-end
+local waiting, missing, ended, ended_status = dependency_states(A.depends_on or {})
 if #missing > 0 then
   return cjson.encode({outcome = 'invalid', field = 'depends_on',
     message = 'Unknown task ids: ' .. table.concat(missing, ', ')})
@@ -99,7 +89,7 @@ file_route(id, task.type, task.assigned_to, seq)
 emit('task.created', task, {task_id = id, type = task.type, priority = task.priority,
   assigned_to = task.assigned_to, created_by = task.created_by}, nil, CREATED_PAYLOAD)
 if ended then
-  task = move(id, task, 'cancelled', {'error', ended})
+  task = move(id, task, 'cancelled', {'error', 'dependency ' .. ended .. ' ' .. ended_status})
 elseif #waiting > 0 then
   for _, dep in ipairs(waiting) do redis.call('SADD', key('dependants', dep), id) end
   task = move(id, task, 'blocked')

@@ -658,6 +658,24 @@ local function unfinished_dependencies(id, task)
   return unfinished
 end
 
+-- What a new or retried task's dependencies hold it to, in the order given: `waiting`
+-- (not finished: it blocks on them), `missing` (no such task: unknown, or ended and
+-- expired), and the first that ended without completing with its status.
+local function dependency_states(deps)
+  local waiting, missing, ended, ended_status = {}, {}, nil, nil
+  for _, dep in ipairs(deps) do
+    local status = redis.call('HGET', key('task', dep), 'status')
+    if not status then
+      missing[#missing + 1] = dep
+    elseif RETRYABLE[status] then
+      if not ended then ended, ended_status = dep, status end
+    elseif status ~= 'completed' then
+      waiting[#waiting + 1] = dep
+    end
+  end
+  return waiting, missing, ended, ended_status
+end
+
 -- Send a failed or cancelled task back as new (retry_count 0, no error), keeping its id
 -- and history, through what it still waits for: a dependency not completed yet blocks it
 -- again (that dependency's end settles it, as at creation), a run time still ahead
@@ -671,12 +689,9 @@ local function retry(id, task)
       and redis.call('HGET', key('approval', task.approval_id), 'status') ~= 'approved' then
     return 'not_approved'
   end
-  local waiting = {}
-  for _, dep in ipairs(task.depends_on and cjson.decode(task.depends_on) or {}) do
-    local status = redis.call('HGET', key('task', dep), 'status')
-    if RETRYABLE[status] then return 'dependency_ended', dep, status end
-    if status and status ~= 'completed' then waiting[#waiting + 1] = dep end
-  end
+  local waiting, _, ended, ended_status = dependency_states(
+    task.depends_on and cjson.decode(task.depends_on) or {})
+  if ended then return 'dependency_ended', ended, ended_status end
   if #waiting > 0 then
     for _, dep in ipairs(waiting) do redis.call('SADD', key('dependants', dep), id) end
     move(id, task, 'blocked', {'retry_count', '0', 'deps_left', tostring(#waiting)},
